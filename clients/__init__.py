@@ -1,0 +1,1 @@
+"""Torch-free clients: gRPC client library, batch video processing, load-test harness."""

@@ -1,0 +1,1 @@
+"""Model side: networks and registry, synthetic world, trainer, torch->ONNX->TensorRT, verification."""

@@ -1,0 +1,1 @@
+"""The `percept` command line: parses arguments, builds options, calls the library."""

@@ -1,0 +1,40 @@
+"""Root of the `percept` command. Sub-command modules import heavy dependencies lazily."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import typer
+
+from serving.errors import PerceptionError
+
+app = typer.Typer(
+    name="percept",
+    help="Serve fused multi-task perception networks on NVIDIA Triton.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+@app.callback()
+def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging.")) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+
+
+def _register() -> None:
+    # One line per command group; each module exposes a typer app or a command function.
+    pass
+
+
+def main() -> None:
+    _register()
+    try:
+        app()
+    except PerceptionError as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        sys.exit(1)

@@ -1,0 +1,1 @@
+"""Server side: the tensor contract, repository builder, Triton launcher, python-backend models."""

@@ -1,0 +1,99 @@
+"""Letterbox geometry shared by the server's pre/postprocess, the clients' raw mode and the exporters.
+
+A source image of size (src_h, src_w) is scaled by ``scale`` keeping its aspect ratio, placed at
+(pad_x, pad_y) inside the model input, and the rest filled with the spec's pad value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from serving.errors import SpecError
+
+
+@dataclass(frozen=True)
+class Letterbox:
+    scale: float
+    pad_x: int
+    pad_y: int
+    src_h: int
+    src_w: int
+
+    @classmethod
+    def fit(cls, src_hw: tuple[int, int], dst_hw: tuple[int, int], allow_upscale: bool = True) -> Letterbox:
+        src_h, src_w = src_hw
+        dst_h, dst_w = dst_hw
+        if src_h < 1 or src_w < 1:
+            raise SpecError(f"image size {src_h}x{src_w} is empty")
+        scale = min(dst_h / src_h, dst_w / src_w)
+        if not allow_upscale:
+            scale = min(scale, 1.0)
+        new_h, new_w = max(1, round(src_h * scale)), max(1, round(src_w * scale))
+        return cls(scale, (dst_w - new_w) // 2, (dst_h - new_h) // 2, src_h, src_w)
+
+    @property
+    def resized_hw(self) -> tuple[int, int]:
+        return max(1, round(self.src_h * self.scale)), max(1, round(self.src_w * self.scale))
+
+    def as_array(self) -> np.ndarray:
+        """The float32 [6] ``letterbox`` tensor: scale, pad_x, pad_y, src_h, src_w, valid."""
+        return np.array([self.scale, self.pad_x, self.pad_y, self.src_h, self.src_w, 1.0], np.float32)
+
+    @classmethod
+    def from_array(cls, arr: np.ndarray) -> Letterbox:
+        a = np.asarray(arr, dtype=np.float64).reshape(-1)
+        return cls(float(a[0]), int(a[1]), int(a[2]), int(a[3]), int(a[4]))
+
+    # --- forward: source -> model input -------------------------------------------------------
+    def apply(self, image: np.ndarray, dst_hw: tuple[int, int], pad_value: int = 114) -> np.ndarray:
+        """Letterbox an HxWxC uint8 image into ``dst_hw``."""
+        new_h, new_w = self.resized_hw
+        interp = cv2.INTER_AREA if self.scale < 1 else cv2.INTER_LINEAR
+        resized = cv2.resize(image, (new_w, new_h), interpolation=interp)
+        out = np.full((dst_hw[0], dst_hw[1], image.shape[2]), pad_value, dtype=image.dtype)
+        out[self.pad_y : self.pad_y + new_h, self.pad_x : self.pad_x + new_w] = resized
+        return out
+
+    def points_to_model(self, uv: np.ndarray) -> np.ndarray:
+        """Source pixel coordinates [...,2] -> model-input pixel coordinates."""
+        return uv * self.scale + np.array([self.pad_x, self.pad_y], dtype=np.float64)
+
+    # --- inverse: model input -> source ---------------------------------------------------------
+    def boxes_to_source(self, boxes: np.ndarray) -> np.ndarray:
+        """x1,y1,x2,y2 boxes in model-input pixels -> source pixels, clipped to the image."""
+        b = np.asarray(boxes, dtype=np.float32).reshape(-1, 4).copy()
+        b[:, [0, 2]] = (b[:, [0, 2]] - self.pad_x) / self.scale
+        b[:, [1, 3]] = (b[:, [1, 3]] - self.pad_y) / self.scale
+        b[:, [0, 2]] = b[:, [0, 2]].clip(0, self.src_w)
+        b[:, [1, 3]] = b[:, [1, 3]].clip(0, self.src_h)
+        return b
+
+    def crop_dense(self, dense: np.ndarray, stride: int = 1, resize_to_source: bool = False) -> np.ndarray:
+        """Cut the letterboxed content out of a dense map at 1/stride model resolution.
+
+        Class maps (integer dtypes) resize with nearest neighbour; float maps bilinearly.
+        """
+        new_h, new_w = self.resized_hw
+        y0, x0 = self.pad_y // stride, self.pad_x // stride
+        h = max(1, round(new_h / stride))
+        w = max(1, round(new_w / stride))
+        crop = dense[y0 : y0 + h, x0 : x0 + w]
+        if not resize_to_source:
+            return np.ascontiguousarray(crop)
+        interp = cv2.INTER_NEAREST if np.issubdtype(crop.dtype, np.integer) else cv2.INTER_LINEAR
+        work = crop.astype(np.float32) if crop.dtype == np.float16 else crop
+        out = cv2.resize(work, (self.src_w, self.src_h), interpolation=interp)
+        return out.astype(crop.dtype, copy=False)
+
+
+def letterbox_image(
+    image: np.ndarray, dst_hw: tuple[int, int], pad_value: int = 114, allow_upscale: bool = True
+) -> tuple[np.ndarray, Letterbox]:
+    """Letterbox an HxWx3 uint8 image; returns the model-size image and its geometry."""
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise SpecError(f"expected an HxWx3 uint8 image, got {image.dtype} {tuple(image.shape)}")
+    lb = Letterbox.fit((image.shape[0], image.shape[1]), dst_hw, allow_upscale)
+    return lb.apply(image, dst_hw, pad_value), lb
