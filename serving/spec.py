@@ -94,6 +94,8 @@ RESIZE_TO_SOURCE = "resize_to_source"  # bool [1]: dense maps resized to the sou
 LETTERBOX = "letterbox"  # float32 [6]: scale, pad_x, pad_y, src_h, src_w, valid(1)
 CLASS_NAMES = "class_names"  # bytes [K]
 
+TASKS = ("detection", "segmentation", "depth")
+
 ENSEMBLE_CAMERA = "perception"
 ENSEMBLE_FUSION = "perception_fusion"
 
@@ -112,6 +114,7 @@ class ModelSpec:
     score_threshold: float = 0.25
     iou_threshold: float = 0.6
     fusion: bool = False
+    tasks: tuple[str, ...] = TASKS  # a subset names a single-task network (benchmarks)
     normalisation: Normalisation = field(default_factory=Normalisation)
     letterbox: LetterboxRule = field(default_factory=LetterboxRule)
 
@@ -123,6 +126,8 @@ class ModelSpec:
             raise SpecError(f"depth_stride must be 1, 2 or 4, got {self.depth_stride}")
         if not self.det_classes or len(self.seg_classes) < 2:
             raise SpecError("need at least one detection class and two segmentation classes")
+        if not self.tasks or set(self.tasks) - set(TASKS):
+            raise SpecError(f"tasks must be a non-empty subset of {TASKS}, got {self.tasks}")
         if self.top_k < 1:
             raise SpecError(f"top_k must be >= 1, got {self.top_k}")
 
@@ -144,14 +149,19 @@ class ModelSpec:
         h, w = self.input_hw
         dh, dw = self.depth_hw
         k = self.top_k
-        return (
-            TensorSpec(NUM_DETS, "int32", ("batch",), "valid rows in the top-K outputs"),
-            TensorSpec(DET_BOXES, "float32", ("batch", k, 4), "x1,y1,x2,y2 model-input pixels"),
-            TensorSpec(DET_SCORES, "float32", ("batch", k)),
-            TensorSpec(DET_CLASSES, "int32", ("batch", k), "index into det_classes"),
-            TensorSpec(SEG_MASK, "uint8", ("batch", h, w), "index into seg_classes"),
-            TensorSpec(DEPTH, "float16", ("batch", dh, dw), "metres"),
-        )
+        outputs: list[TensorSpec] = []
+        if "detection" in self.tasks:
+            outputs += [
+                TensorSpec(NUM_DETS, "int32", ("batch",), "valid rows in the top-K outputs"),
+                TensorSpec(DET_BOXES, "float32", ("batch", k, 4), "x1,y1,x2,y2 model-input pixels"),
+                TensorSpec(DET_SCORES, "float32", ("batch", k)),
+                TensorSpec(DET_CLASSES, "int32", ("batch", k), "index into det_classes"),
+            ]
+        if "segmentation" in self.tasks:
+            outputs.append(TensorSpec(SEG_MASK, "uint8", ("batch", h, w), "index into seg_classes"))
+        if "depth" in self.tasks:
+            outputs.append(TensorSpec(DEPTH, "float16", ("batch", dh, dw), "metres"))
+        return tuple(outputs)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -159,7 +169,7 @@ class ModelSpec:
     @classmethod
     def from_dict(cls, data: dict) -> ModelSpec:
         data = dict(data)
-        for key in ("input_hw", "det_classes", "seg_classes"):
+        for key in ("input_hw", "det_classes", "seg_classes", "tasks"):
             if key in data:
                 data[key] = tuple(data[key])
         if isinstance(data.get("normalisation"), dict):

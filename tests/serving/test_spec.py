@@ -32,3 +32,10 @@ def test_round_trip_through_dict_keeps_hash():
 def test_unknown_dtype_is_rejected():
     with pytest.raises(SpecError, match="dtype"):
         TensorSpec("x", "complex64", (1,))
+
+
+def test_single_task_spec_has_only_its_outputs():
+    spec = ModelSpec("cam-n-seg", tasks=("segmentation",))
+    assert [t.name for t in spec.network_outputs] == ["seg_mask"]
+    with pytest.raises(SpecError, match="tasks"):
+        ModelSpec("x", tasks=("flow",))
