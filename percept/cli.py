@@ -28,7 +28,11 @@ def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug log
 
 def _register() -> None:
     # One line per command group; each module exposes a typer app or a command function.
-    pass
+    app.command("video")(__import__("percept.video", fromlist=["video"]).video)
+    app.add_typer(__import__("percept.repo", fromlist=["app"]).app, name="repo")
+    app.command("serve")(__import__("percept.serve", fromlist=["serve"]).serve)
+    app.command("loadtest")(__import__("percept.loadtest", fromlist=["loadtest"]).loadtest)
+    __import__("percept.export", fromlist=["register"]).register(app)
 
 
 def main() -> None:

@@ -1,0 +1,162 @@
+"""What the sync and asyncio clients share: model discovery, request building, output parsing.
+
+Only the I/O differs between the two clients; everything here is plain numpy.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from clients import codec
+from clients.errors import RequestTooLargeError
+from clients.options import ClientOptions
+from clients.results import PerceptionResult
+from serving import spec as S
+from serving.errors import MissingDependencyError, SpecError
+from serving.letterbox import Letterbox
+from serving.spec import ModelSpec
+
+log = logging.getLogger(__name__)
+
+REQUEST_OVERHEAD_BYTES = 4096  # protobuf framing, names and parameters of a request, generously
+
+
+def import_grpc():
+    try:
+        import tritonclient.grpc as grpcclient
+    except ImportError as exc:
+        raise MissingDependencyError("tritonclient[grpc]", "client") from exc
+    return grpcclient
+
+
+def import_grpc_aio():
+    try:
+        import tritonclient.grpc.aio as aioclient
+    except ImportError as exc:
+        raise MissingDependencyError("tritonclient[grpc]", "client") from exc
+    return aioclient
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the client needs to know of a served model, read once from its config."""
+
+    name: str
+    max_batch_size: int
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    spec: ModelSpec
+    steps: tuple[str, ...] = ()  # models an ensemble calls
+
+
+def config_parameters(config: dict) -> dict[str, str]:
+    return {k: v.get("string_value", "") for k, v in (config.get("parameters") or {}).items()}
+
+
+def ensemble_steps(config: dict) -> tuple[str, ...]:
+    steps = (config.get("ensemble_scheduling") or {}).get("step") or []
+    return tuple(step["model_name"] for step in steps if "model_name" in step)
+
+
+def model_info_from_configs(name: str, configs: dict[str, dict]) -> ModelInfo:
+    """Build ModelInfo from the JSON configs of the model and (for an ensemble) its steps."""
+    config = configs[name]
+    spec = codec.spec_from_parameters(config_parameters(config))
+    steps = ensemble_steps(config)
+    for step in steps:
+        if spec is None and step in configs:
+            spec = codec.spec_from_parameters(config_parameters(configs[step]))
+    if spec is None:
+        raise SpecError(
+            f"model {name!r} carries no perception spec (config parameter {codec.SPEC_KEY!r}, "
+            "on the model or an ensemble step): cannot decode its outputs"
+        )
+    return ModelInfo(
+        name=name,
+        max_batch_size=int(config.get("max_batch_size", 0) or 0),
+        inputs=tuple(t["name"] for t in config.get("input", [])),
+        outputs=tuple(t["name"] for t in config.get("output", [])),
+        spec=spec,
+        steps=steps,
+    )
+
+
+@dataclass
+class Prepared:
+    """One request ready to send: named arrays (batch axis added) and how to read the reply."""
+
+    arrays: dict[str, np.ndarray]
+    outputs: tuple[str, ...]
+    letterbox: Letterbox | None  # raw mode: the client's letterbox
+    source_hw: tuple[int, int] | None
+
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in self.arrays.values()) + REQUEST_OVERHEAD_BYTES
+
+
+def prepare(
+    info: ModelInfo,
+    options: ClientOptions,
+    image: bytes | None,
+    frame: np.ndarray | None,
+    points: np.ndarray | None,
+    projection: np.ndarray | None,
+) -> Prepared:
+    if (image is None) == (frame is None):
+        raise SpecError("pass exactly one of image= (encoded bytes) or frame= (HxWx3 uint8 RGB array)")
+    spec = info.spec
+    lidar = codec.check_lidar(spec, points, projection)
+    if options.raw:
+        rgb = codec.to_rgb(image, frame)
+        arrays, lb = codec.network_inputs(spec, rgb, lidar)
+        prepared = Prepared(arrays, info.outputs, lb, codec.hw(rgb))
+    else:
+        arrays = {}
+        source_hw: tuple[int, int] | None = None
+        if image is not None and S.IMAGE_ENCODED in info.inputs:
+            if not image:
+                raise SpecError("image is empty (0 bytes)")
+            arrays[S.IMAGE_ENCODED] = np.frombuffer(image, dtype=np.uint8)
+        else:
+            rgb = codec.to_rgb(image, frame)
+            source_hw = codec.hw(rgb)
+            if S.IMAGE in info.inputs:
+                arrays[S.IMAGE] = rgb
+            else:  # a pipeline that only takes encoded images
+                ok, png = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+                arrays[S.IMAGE_ENCODED] = png.reshape(-1)
+        if lidar is not None:
+            arrays[S.POINTS], arrays[S.PROJECTION] = lidar
+        if S.RESIZE_TO_SOURCE in info.inputs:
+            arrays[S.RESIZE_TO_SOURCE] = np.array([options.resize_to_source], dtype=bool)
+        if info.max_batch_size > 0:
+            arrays = {k: v[None] for k, v in arrays.items()}
+        prepared = Prepared(arrays, info.outputs, None, source_hw)
+        if S.LETTERBOX not in info.outputs and source_hw is None:
+            prepared.source_hw = codec.hw(codec.decode_image(image or b""))
+    if prepared.nbytes > options.max_request_bytes:
+        raise RequestTooLargeError(
+            f"request of {prepared.nbytes} bytes exceeds the client limit of {options.max_request_bytes} "
+            "bytes (max_request_bytes): send a smaller image or raise the limit"
+        )
+    return prepared
+
+
+def parse(info: ModelInfo, options: ClientOptions, prepared: Prepared, outputs: dict) -> PerceptionResult:
+    """Named output arrays of one reply -> PerceptionResult (batch axis removed here)."""
+    if info.max_batch_size > 0:
+        outputs = {k: v[0] for k, v in outputs.items()}
+    if options.raw:
+        assert prepared.letterbox is not None  # set by prepare() in raw mode
+        return codec.result_from_network(info.spec, outputs, prepared.letterbox, options.resize_to_source)
+    return codec.result_from_pipeline(info.spec, outputs, prepared.source_hw or (0, 0))
+
+
+def wanted_outputs(info: ModelInfo) -> tuple[str, ...]:
+    # class names travel in the spec already; do not pay for them on every reply
+    return tuple(name for name in info.outputs if name != S.CLASS_NAMES)

@@ -1,0 +1,109 @@
+"""asyncio gRPC client (tritonclient.grpc.aio): the same requests, results and errors as
+clients.client.PerceptionClient, for many requests in flight from one thread (`percept video`).
+
+System shared memory is offered by the sync client only: one region serves one request at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import replace
+
+import numpy as np
+
+from clients import _core
+from clients.client import _to_client_error
+from clients.errors import ClientError, ServerUnavailableError
+from clients.options import ClientOptions
+from clients.results import PerceptionResult
+from serving.errors import SpecError
+from serving.spec import ModelSpec
+
+log = logging.getLogger(__name__)
+
+
+class AsyncPerceptionClient:
+    def __init__(self, url: str | None = None, options: ClientOptions | None = None, **overrides) -> None:
+        options = options or ClientOptions()
+        if url is not None:
+            overrides["url"] = url
+        self.options = replace(options, **overrides) if overrides else options
+        if self.options.shared_memory:
+            raise SpecError("shared memory is offered by the sync PerceptionClient only")
+        self._aio = _core.import_grpc_aio()
+        tls = self.options.tls
+        self._client = self._aio.InferenceServerClient(
+            self.options.url, ssl=tls is not None, **(tls.paths() if tls else {})
+        )
+        self._info: dict[str, _core.ModelInfo] = {}
+
+    async def _call(self, fn, *args, **kwargs):
+        policy = self.options.retry
+        for attempt in range(policy.max_attempts):
+            try:
+                return await fn(*args, client_timeout=self.options.timeout_s, **kwargs)
+            except Exception as exc:
+                error = _to_client_error(exc)
+                if error is None:
+                    raise
+                if isinstance(error, ServerUnavailableError) and attempt + 1 < policy.max_attempts:
+                    delay = policy.delay(attempt)
+                    log.warning(
+                        "%s; retry %d/%d in %.2fs", error, attempt + 1, policy.max_attempts - 1, delay
+                    )
+                    await asyncio.sleep(delay)
+                    continue
+                raise error from None
+        raise AssertionError("unreachable")
+
+    async def model_info(self, model: str | None = None) -> _core.ModelInfo:
+        name = model or self.options.model
+        if name not in self._info:
+            configs = {name: (await self._call(self._client.get_model_config, name, as_json=True))["config"]}
+            for step in _core.ensemble_steps(configs[name]):
+                configs[step] = (await self._call(self._client.get_model_config, step, as_json=True))[
+                    "config"
+                ]
+            self._info[name] = _core.model_info_from_configs(name, configs)
+        return self._info[name]
+
+    async def spec(self) -> ModelSpec:
+        return (await self.model_info()).spec
+
+    async def is_ready(self) -> bool:
+        try:
+            return bool(await self._call(self._client.is_server_ready))
+        except ClientError:
+            return False
+
+    async def infer(
+        self,
+        image: bytes | None = None,
+        frame: np.ndarray | None = None,
+        points: np.ndarray | None = None,
+        projection: np.ndarray | None = None,
+    ) -> PerceptionResult:
+        """Infer one image: ``image`` encoded bytes or ``frame`` an HxWx3 uint8 **RGB** array."""
+        from tritonclient.utils import np_to_triton_dtype
+
+        info = await self.model_info()
+        prepared = _core.prepare(info, self.options, image, frame, points, projection)
+        inputs = []
+        for name, arr in prepared.arrays.items():
+            inp = self._aio.InferInput(name, list(arr.shape), np_to_triton_dtype(arr.dtype))
+            inp.set_data_from_numpy(arr)
+            inputs.append(inp)
+        wanted = _core.wanted_outputs(info)
+        requested = [self._aio.InferRequestedOutput(n) for n in wanted]
+        reply = await self._call(self._client.infer, info.name, inputs, outputs=requested)
+        return _core.parse(info, self.options, prepared, {n: reply.as_numpy(n) for n in wanted})
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    async def __aenter__(self) -> AsyncPerceptionClient:
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()

@@ -1,0 +1,93 @@
+"""Where `percept video` sends its frames: the Triton server (asyncio gRPC client) or ONNX Runtime
+in-process (`--backend local`). Both return the same PerceptionResult for the same frame."""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from clients.options import ClientOptions
+from clients.results import PerceptionResult
+from clients.video.sources import FrameItem
+from serving.errors import SpecError
+
+
+class TritonBackend:
+    """One asyncio client per model (camera ensemble, fusion ensemble), made on first use."""
+
+    def __init__(self, options: ClientOptions, fusion_model: str) -> None:
+        self.options = options
+        self.fusion_model = fusion_model
+        self._clients: dict[bool, Any] = {}
+
+    def model_name(self, fusion: bool) -> str:
+        return self.fusion_model if fusion else self.options.model
+
+    def _client(self, fusion: bool):
+        from clients.aio import AsyncPerceptionClient
+
+        if fusion not in self._clients:
+            self._clients[fusion] = AsyncPerceptionClient(
+                options=replace(self.options, model=self.model_name(fusion))
+            )
+        return self._clients[fusion]
+
+    async def prepare(self, fusion: bool) -> None:
+        await self._client(fusion).model_info()
+
+    async def infer(self, item: FrameItem, fusion: bool) -> PerceptionResult:
+        return await self._client(fusion).infer(
+            frame=item.image, points=item.points, projection=item.projection
+        )
+
+    async def close(self) -> None:
+        for client in self._clients.values():
+            await client.close()
+
+
+class LocalBackend:
+    """ONNX Runtime in this process, on a small thread pool (ORT releases the GIL while it runs)."""
+
+    def __init__(self, onnx: Path | None, fusion_onnx: Path | None, threads: int = 2) -> None:
+        self._paths = {False: onnx, True: fusion_onnx}
+        self._models: dict[bool, Any] = {}
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ort")
+
+    def model_name(self, fusion: bool) -> str:
+        path = self._paths[fusion]
+        return str(path) if path else "(none)"
+
+    def _model(self, fusion: bool):
+        from clients.local import LocalModel
+
+        if fusion not in self._models:
+            path = self._paths[fusion]
+            if path is None:
+                flag = "--fusion-onnx" if fusion else "--onnx"
+                raise SpecError(f"--backend local needs {flag} PATH for this input")
+            self._models[fusion] = LocalModel(path)
+        return self._models[fusion]
+
+    async def prepare(self, fusion: bool) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._pool, self._model, fusion)
+
+    async def infer(self, item: FrameItem, fusion: bool) -> PerceptionResult:
+        model = self._model(fusion)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._pool, model.infer, None, item.image, item.points, item.projection
+        )
+
+    async def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+
+def make_backend(kind: str, client: ClientOptions, fusion_model: str, onnx, fusion_onnx):
+    if kind == "triton":
+        return TritonBackend(client, fusion_model)
+    if kind == "local":
+        return LocalBackend(onnx, fusion_onnx)
+    raise SpecError(f"backend must be 'triton' or 'local', got {kind!r}")

@@ -1,0 +1,155 @@
+"""The annotated MP4, written in committed segments so that `--resume` can continue it.
+
+Frames go to ``segments/<start>.partial.mp4``; a segment is closed (its MP4 index written) and
+renamed to ``segments/<start>-<end>.mp4`` every ``segment_frames`` frames and when a run stops
+cleanly. A segment open when the client was killed has no index and is deleted on resume; the
+frames it held are processed again (the JSONL is cut back to the last committed frame). When the
+input is complete the segments are joined into ``annotated.mp4`` (renamed when one segment,
+re-encoded when several).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from serving.errors import PerceptionError
+
+log = logging.getLogger(__name__)
+
+FOURCC = "mp4v"  # in every OpenCV build; H.264 encoders are not in the pip wheels
+_SEGMENT = re.compile(r"^(\d{8})-(\d{8})\.mp4$")
+
+
+def _fourcc() -> int:
+    return cv2.VideoWriter.fourcc(*FOURCC)
+
+
+class SegmentedVideoWriter:
+    def __init__(self, final_path: Path, fps: float, segment_frames: int = 300) -> None:
+        self.final_path = Path(final_path)
+        self.dir = self.final_path.with_name(self.final_path.stem + ".segments")
+        self.fps = fps if fps > 0 else 10.0
+        self.segment_frames = max(1, segment_frames)
+        self._writer: cv2.VideoWriter | None = None
+        self._start = 0
+        self._next = 0
+        self._size: tuple[int, int] | None = None
+
+    # --- resume ---------------------------------------------------------------------------------
+    def committed(self) -> list[tuple[int, int, Path]]:
+        if not self.dir.is_dir():
+            return []
+        found = []
+        for p in self.dir.iterdir():
+            m = _SEGMENT.match(p.name)
+            if m:
+                found.append((int(m.group(1)), int(m.group(2)), p))
+        return sorted(found)
+
+    def recover(self) -> int:
+        """Delete uncommitted segments and any after a gap; returns the end of the committed prefix."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        for p in self.dir.glob("*.partial.mp4"):
+            p.unlink()
+        end = 0
+        for start, stop, path in self.committed():
+            if start == end:
+                end = stop
+            else:
+                path.unlink()
+        return end
+
+    def start_fresh(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+        self.dir.mkdir(parents=True)
+
+    def begin(self, index: int) -> None:
+        """The next segment starts at frame ``index`` (the resume point)."""
+        self._start = self._next = index
+
+    def truncate_to(self, n: int) -> None:
+        for start, stop, path in self.committed():
+            if stop > n:
+                path.unlink()
+                if start < n:
+                    raise PerceptionError(f"segment {path.name} straddles frame {n}: cannot cut there")
+
+    # --- writing --------------------------------------------------------------------------------
+    def write(self, index: int, bgr: np.ndarray) -> None:
+        if index != self._next:
+            raise PerceptionError(f"video frames out of order: expected {self._next}, got {index}")
+        if self._writer is None:
+            self._open((bgr.shape[1], bgr.shape[0]))
+        assert self._writer is not None and self._size is not None
+        if (bgr.shape[1], bgr.shape[0]) != self._size:
+            bgr = cv2.resize(bgr, self._size)
+        self._writer.write(bgr)
+        self._next = index + 1
+        if self._next - self._start >= self.segment_frames:
+            self.commit()
+
+    def skip(self, index: int) -> None:
+        """A frame with no picture (undecodable): the video simply has no frame for it."""
+        if index != self._next:
+            raise PerceptionError(f"video frames out of order: expected {self._next}, got {index}")
+        self._next = index + 1
+
+    def _open(self, size: tuple[int, int]) -> None:
+        self._size = self._size or size
+        path = self.dir / f"{self._start:08d}.partial.mp4"
+        self._writer = cv2.VideoWriter(str(path), _fourcc(), self.fps, self._size)
+        if not self._writer.isOpened():
+            raise PerceptionError(f"OpenCV cannot write {path} with codec {FOURCC}")
+
+    def commit(self) -> None:
+        """Close the open segment and give it its committed name (start-end, end exclusive)."""
+        if self._writer is None:
+            return
+        self._writer.release()
+        self._writer = None
+        src = self.dir / f"{self._start:08d}.partial.mp4"
+        os.replace(src, self.dir / f"{self._start:08d}-{self._next:08d}.mp4")
+        self._start = self._next
+
+    def finish(self) -> Path | None:
+        """Join the committed segments into the final MP4 (temporary name, then rename)."""
+        self.commit()
+        segments = self.committed()
+        if not segments:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            return None
+        tmp = self.final_path.with_name(self.final_path.stem + ".tmp.mp4")
+        if len(segments) == 1:
+            os.replace(segments[0][2], tmp)
+        else:
+            self._concatenate([p for _, _, p in segments], tmp)
+        os.replace(tmp, self.final_path)
+        shutil.rmtree(self.dir, ignore_errors=True)
+        return self.final_path
+
+    def _concatenate(self, parts: list[Path], out: Path) -> None:
+        writer = None
+        for part in parts:
+            cap = cv2.VideoCapture(str(part))
+            while True:
+                ok, frame = cap.read()
+                if not ok:
+                    break
+                if writer is None:
+                    size = (frame.shape[1], frame.shape[0])
+                    writer = cv2.VideoWriter(str(out), _fourcc(), self.fps, size)
+                writer.write(frame)
+            cap.release()
+        if writer is not None:
+            writer.release()
+
+    def close(self) -> None:
+        """Stop cleanly (not complete): commit what was written so a resume keeps it."""
+        self.commit()

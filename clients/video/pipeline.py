@@ -1,0 +1,485 @@
+"""`percept video`: run every frame of every input through the model, exactly once, in order.
+
+Per input, a decoder thread feeds frames into a bounded queue; the event loop keeps at most
+``window`` requests in flight and hands finished frames, in frame order, to a writer thread that
+appends the JSONL record, the optional dense arrays and the annotated video frame. Several inputs
+run at once (``parallel_inputs``). See clients.video.journal and clients.video.mp4 for how a run
+killed at any moment is resumed without a frame missing or repeated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import queue
+import shutil
+import threading
+import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from clients.errors import (
+    CancelledError,
+    DeadlineExceededError,
+    ModelNotFoundError,
+    PermissionDeniedError,
+    ResourceExhaustedError,
+    ServerUnavailableError,
+)
+from clients.options import ClientOptions, RetryPolicy
+from clients.results import PerceptionResult
+from clients.video.backends import make_backend
+from clients.video.journal import Journal
+from clients.video.mp4 import SegmentedVideoWriter
+from clients.video.render import annotate
+from clients.video.sources import FrameItem, InputError, InputSource, discover, open_reader
+from serving.errors import PerceptionError, SpecError
+from serving.spec import ENSEMBLE_CAMERA, ENSEMBLE_FUSION
+
+log = logging.getLogger(__name__)
+
+# errors that say "the server is not there / not able now": stop the input, resumably
+STOP_ERRORS = (
+    ServerUnavailableError,
+    DeadlineExceededError,
+    ResourceExhaustedError,
+    CancelledError,
+    ModelNotFoundError,
+    PermissionDeniedError,
+)
+EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 3
+RESULTS, SUMMARY, VIDEO, DENSE = "results.jsonl", "summary.json", "annotated.mp4", "dense"
+VIDEO_RETRY = RetryPolicy(max_attempts=8, base_delay_s=0.5, max_delay_s=8.0)
+
+
+@dataclass(frozen=True)
+class VideoOptions:
+    out_dir: Path
+    backend: str = "triton"  # "triton" | "local"
+    client: ClientOptions = field(default_factory=lambda: ClientOptions(timeout_s=60.0, retry=VIDEO_RETRY))
+    fusion_model: str = ENSEMBLE_FUSION
+    onnx: Path | None = None  # --backend local: the camera model
+    fusion_onnx: Path | None = None  # --backend local: the fusion model
+    window: int = 8
+    parallel_inputs: int = 2
+    resume: bool = False
+    write_video: bool = True
+    save_dense: bool = False
+    segment_frames: int = 300
+    max_frames: int | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.window < 1 or self.parallel_inputs < 1:
+            raise SpecError("window and parallel_inputs must be >= 1")
+        if self.max_frames is not None and self.max_frames < 1:
+            raise SpecError(f"max_frames must be >= 1, got {self.max_frames}")
+        if self.backend not in ("triton", "local"):
+            raise SpecError(f"backend must be 'triton' or 'local', got {self.backend!r}")
+        if self.backend == "triton" and self.client.model == ENSEMBLE_CAMERA and self.client.raw:
+            raise SpecError("raw mode needs a raw network model name (e.g. cam_n), not the ensemble")
+
+
+@dataclass
+class InputResult:
+    source: InputSource
+    status: str  # complete | failed | interrupted
+    frames: int = 0  # records in the JSONL (this run and before)
+    errors: int = 0  # frames recorded as errors
+    processed: int = 0  # frames processed in this run
+    seconds: float = 0.0
+    latencies_ms: list[float] = field(default_factory=list)
+    message: str = ""
+    resumed_from: int = 0
+
+    @property
+    def fps(self) -> float:
+        return self.processed / self.seconds if self.seconds > 0 else 0.0
+
+    def summary(self, backend: str, model: str) -> dict:
+        lat = np.asarray(self.latencies_ms, dtype=np.float64)
+        return {
+            "input": str(self.source.path),
+            "kind": self.source.kind,
+            "backend": backend,
+            "model": model,
+            "status": self.status,
+            "message": self.message,
+            "frames": self.frames,
+            "errors": self.errors,
+            "processed_this_run": self.processed,
+            "resumed_from": self.resumed_from,
+            "seconds": round(self.seconds, 3),
+            "fps": round(self.fps, 3),
+            "latency_ms": {
+                "p50": round(float(np.percentile(lat, 50)), 3) if lat.size else None,
+                "p99": round(float(np.percentile(lat, 99)), 3) if lat.size else None,
+                "mean": round(float(lat.mean()), 3) if lat.size else None,
+            },
+        }
+
+
+@dataclass
+class RunReport:
+    results: list[InputResult]
+    out_dir: Path
+    seconds: float
+
+    @property
+    def exit_code(self) -> int:
+        if any(r.status == "interrupted" for r in self.results):
+            return EXIT_INTERRUPTED
+        if any(r.status != "complete" or r.errors for r in self.results):
+            return EXIT_FAILED
+        return EXIT_OK
+
+    @property
+    def frames_processed(self) -> int:
+        return sum(r.processed for r in self.results)
+
+    @property
+    def fps(self) -> float:
+        return self.frames_processed / self.seconds if self.seconds > 0 else 0.0
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def _is_complete(out: Path) -> bool:
+    if not (out / RESULTS).exists() or not (out / SUMMARY).exists():
+        return False
+    try:
+        return json.loads((out / SUMMARY).read_text()).get("status") == "complete"
+    except ValueError:
+        return False
+
+
+_END = object()
+
+
+class _InputRun:
+    """One input's run: the resume bookkeeping, the decoder thread, the in-flight window, the writer."""
+
+    def __init__(self, source: InputSource, options: VideoOptions, backend, bars: _Bars, slot: int) -> None:
+        self.source = source
+        self.options = options
+        self.backend = backend
+        self.bars = bars
+        self.slot = slot
+        self.out = options.out_dir / source.name
+        self.result = InputResult(source, "failed")
+        self._stop = threading.Event()
+        self._writer_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"write-{source.name}")
+        self._getter_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"get-{source.name}")
+
+    # --- set-up ---------------------------------------------------------------------------------
+    def _open_outputs(self, fps: float) -> int:
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.journal = Journal(self.out / RESULTS)
+        self.video = SegmentedVideoWriter(self.out / VIDEO, fps, self.options.segment_frames)
+        if self.options.resume:
+            start = self.journal.recover()
+            if self.options.write_video:
+                start = min(start, self.video.recover())
+                self.video.truncate_to(start)
+            self.journal.truncate_to(start)
+        else:
+            for name in (RESULTS, VIDEO, SUMMARY):
+                (self.out / name).unlink(missing_ok=True)
+            shutil.rmtree(self.out / DENSE, ignore_errors=True)
+            self.journal.start_fresh()
+            if self.options.write_video:
+                self.video.start_fresh()
+            start = 0
+        self.video.begin(start)
+        if self.options.save_dense:
+            (self.out / DENSE).mkdir(exist_ok=True)
+        self.result.resumed_from = start
+        self.result.errors = sum(1 for r in self._kept_records() if "error" in r)
+        return start
+
+    def _kept_records(self) -> list[dict]:
+        if not self.result.resumed_from:
+            return []
+        with open(self.journal.partial_path, "rb") as fh:
+            return [json.loads(line) for line in fh if line.strip()]
+
+    # --- decoder thread -------------------------------------------------------------------------
+    def _decode(self, reader, start: int, q: queue.Queue) -> None:
+        def put(item) -> bool:
+            while not self._stop.is_set():
+                try:
+                    q.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        try:
+            for item in reader.frames(start):
+                if self.options.max_frames is not None and item.index >= self.options.max_frames:
+                    break
+                if not put(item):
+                    return
+            put(_END)
+        except Exception as exc:  # a reader failing mid-stream: the input fails, the run goes on
+            put(InputError(f"{self.source.path}: reading failed after some frames: {exc}"))
+
+    # --- writer thread --------------------------------------------------------------------------
+    def _write(self, item: FrameItem, result: PerceptionResult | None, error: str | None) -> None:
+        record: dict = {"frame": item.index, "timestamp": round(float(item.timestamp), 6)}
+        if error is not None or result is None:
+            record["error"] = error or "no result"
+        else:
+            record.update(result.to_dict())
+            if self.options.save_dense:
+                path = self.out / DENSE / f"{item.index:06d}.npz"
+                tmp = path.with_name(path.stem + ".tmp.npz")
+                arrays = {k: v for k, v in (("seg", result.seg), ("depth", result.depth)) if v is not None}
+                np.savez_compressed(tmp, **arrays)
+                os.replace(tmp, path)
+        if self.options.write_video:
+            if item.image is None:
+                self.video.skip(item.index)
+            else:
+                header = f"{self.source.name} #{item.index} t={item.timestamp:.2f}s"
+                if result is not None:
+                    header += f" {len(result.detections)} objects"
+                self.video.write(item.index, annotate(item.image, result, header, record.get("error")))
+        self.journal.append(record)
+        self.result.frames = len(self.journal)
+        if "error" in record:
+            self.result.errors += 1
+        self.bars.advance(self.slot)
+
+    # --- the run --------------------------------------------------------------------------------
+    async def _infer(self, item: FrameItem) -> tuple[PerceptionResult | None, str | None, float]:
+        t0 = time.perf_counter()
+        try:
+            result = await self.backend.infer(item, self.source.fusion)
+        except STOP_ERRORS:
+            raise
+        except PerceptionError as exc:  # this frame is bad (rejected by the server or the client)
+            return None, str(exc), time.perf_counter() - t0
+        return result, None, time.perf_counter() - t0
+
+    async def run(self) -> InputResult:
+        t_start = time.perf_counter()
+        try:
+            if self.options.resume and _is_complete(self.out):
+                summary = json.loads((self.out / SUMMARY).read_text())
+                self.result.status = "complete"
+                self.result.frames = summary.get("frames", 0)
+                self.result.errors = summary.get("errors", 0)
+                self.result.message = "already complete"
+                return self.result
+            try:
+                reader = open_reader(self.source)
+                await self.backend.prepare(self.source.fusion)
+            except (InputError, SpecError) as exc:
+                self.result.message = str(exc)
+                log.error("%s", exc)
+                self.out.mkdir(parents=True, exist_ok=True)
+                _write_json(self.out / SUMMARY, self._summary())
+                return self.result
+            start = self._open_outputs(reader.fps)
+            total = reader.frame_count
+            if self.options.max_frames is not None:
+                total = min(total, self.options.max_frames) if total else self.options.max_frames
+            self.bars.open(self.slot, self.source.name, total, start)
+            await self._pump(reader, start)
+        except STOP_ERRORS as exc:
+            self.result.status = "interrupted"
+            self.result.message = f"{exc}; stopped cleanly: run again with --resume"
+            log.error("%s: %s", self.source.name, self.result.message)
+        except PerceptionError as exc:
+            self.result.status = "failed"
+            self.result.message = str(exc)
+            log.error("%s: %s", self.source.name, exc)
+        finally:
+            self._stop.set()
+            self._getter_pool.shutdown(wait=True)
+            self._writer_pool.shutdown(wait=True)
+            self.result.seconds = time.perf_counter() - t_start
+            self.bars.close(self.slot)
+        self._finish()
+        return self.result
+
+    async def _pump(self, reader, start: int) -> None:
+        loop = asyncio.get_running_loop()
+        q: queue.Queue = queue.Queue(maxsize=2 * self.options.window)
+        decoder = threading.Thread(
+            target=self._decode, args=(reader, start, q), name=f"decode-{self.source.name}", daemon=True
+        )
+        decoder.start()
+        pending: deque[tuple[FrameItem, asyncio.Task | None]] = deque()
+        writes: deque[Future] = deque()
+
+        def get_item():
+            while True:
+                try:
+                    return q.get(timeout=0.2)
+                except queue.Empty:
+                    if not decoder.is_alive() and q.empty():
+                        return _END
+
+        async def flush_head() -> None:
+            item, task = pending[0]
+            if task is None:
+                result, error = None, item.error
+            else:
+                result, error, seconds = await task
+                if error is None:
+                    self.result.latencies_ms.append(seconds * 1000.0)
+            pending.popleft()
+            self.result.processed += 1
+            writes.append(self._writer_pool.submit(self._write, item, result, error))
+            while writes and (writes[0].done() or len(writes) > self.options.window):
+                await asyncio.wrap_future(writes.popleft())
+
+        try:
+            while True:
+                item = await loop.run_in_executor(self._getter_pool, get_item)
+                if item is _END:
+                    break
+                if isinstance(item, Exception):
+                    raise item
+                task = None if item.image is None else asyncio.ensure_future(self._infer(item))
+                pending.append((item, task))
+                while pending and (
+                    len(pending) >= self.options.window or pending[0][1] is None or pending[0][1].done()
+                ):
+                    await flush_head()
+            while pending:
+                await flush_head()
+            while writes:
+                await asyncio.wrap_future(writes.popleft())
+            self.result.status = "complete"
+        finally:
+            self._stop.set()
+            for _, task in pending:
+                if task is not None:
+                    task.cancel()
+            for fut in writes:  # frames already handed to the writer are written, in order
+                await asyncio.wrap_future(fut)
+            decoder.join(timeout=5)
+
+    def _finish(self) -> None:
+        if not hasattr(self, "journal"):
+            return
+        if self.result.status == "complete":
+            self.journal.finish()
+            if self.options.write_video:
+                self.video.finish()
+            else:
+                shutil.rmtree(self.video.dir, ignore_errors=True)
+        else:
+            self.journal.close()
+            if self.options.write_video:
+                self.video.close()
+        _write_json(self.out / SUMMARY, self._summary())
+
+    def _summary(self) -> dict:
+        data = self.result.summary(self.options.backend, self.backend.model_name(self.source.fusion))
+        data["outputs"] = {
+            "results": str(self.out / RESULTS),
+            "video": str(self.out / VIDEO) if self.options.write_video else None,
+            "dense": str(self.out / DENSE) if self.options.save_dense else None,
+        }
+        return data
+
+
+class _Bars:
+    """A tqdm bar for the whole run and one per input being processed."""
+
+    def __init__(self, enabled: bool, slots: int) -> None:
+        self.enabled = enabled
+        self._lock = threading.Lock()
+        self.total = tqdm(total=0, desc="all inputs", unit="frame", position=0, disable=not enabled)
+        self._bars: dict[int, tqdm] = {}
+
+    def open(self, slot: int, name: str, total: int, initial: int) -> None:
+        with self._lock:
+            self.total.total = (self.total.total or 0) + max(total - initial, 0)
+            self.total.refresh()
+            self._bars[slot] = tqdm(
+                total=total or None,
+                initial=initial,
+                desc=name[:24],
+                unit="frame",
+                position=slot + 1,
+                leave=False,
+                disable=not self.enabled,
+            )
+
+    def advance(self, slot: int) -> None:
+        with self._lock:
+            if slot in self._bars:
+                self._bars[slot].update(1)
+            self.total.update(1)
+
+    def close(self, slot: int) -> None:
+        with self._lock:
+            bar = self._bars.pop(slot, None)
+            if bar is not None:
+                bar.close()
+
+    def finish(self) -> None:
+        self.total.close()
+
+
+async def _run(sources: list[InputSource], options: VideoOptions) -> RunReport:
+    t0 = time.perf_counter()
+    backend = make_backend(
+        options.backend, options.client, options.fusion_model, options.onnx, options.fusion_onnx
+    )
+    bars = _Bars(options.progress, options.parallel_inputs)
+    slots: asyncio.Queue[int] = asyncio.Queue()
+    for s in range(options.parallel_inputs):
+        slots.put_nowait(s)
+
+    async def one(source: InputSource) -> InputResult:
+        slot = await slots.get()
+        try:
+            return await _InputRun(source, options, backend, bars, slot).run()
+        finally:
+            slots.put_nowait(slot)
+
+    try:
+        results = await asyncio.gather(*(one(s) for s in sources))
+    finally:
+        bars.finish()
+        await backend.close()
+    report = RunReport(list(results), options.out_dir, time.perf_counter() - t0)
+    _write_json(
+        options.out_dir / "run.json",
+        {
+            "exit_code": report.exit_code,
+            "seconds": round(report.seconds, 3),
+            "frames_processed": report.frames_processed,
+            "fps": round(report.fps, 3),
+            "inputs": {
+                r.source.name: {"status": r.status, "frames": r.frames, "errors": r.errors} for r in results
+            },
+        },
+    )
+    return report
+
+
+def run_video(inputs: list[str], options: VideoOptions) -> RunReport:
+    """Process every input; returns the report (its ``exit_code`` says whether all succeeded)."""
+    sources = discover(inputs)
+    if not sources:
+        raise SpecError("no inputs given")
+    options.out_dir.mkdir(parents=True, exist_ok=True)
+    return asyncio.run(_run(sources, options))

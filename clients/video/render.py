@@ -1,0 +1,78 @@
+"""Annotated frames: boxes with labels and scores, segmentation overlay, a depth colour-map panel."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from clients.results import PerceptionResult
+
+# BGR colours; segmentation by class id (0 = background is left untouched)
+SEG_COLOURS = {1: (80, 200, 60), 2: (0, 220, 255)}
+SEG_ALPHA = {1: 0.35, 2: 0.7}
+BOX_COLOURS = [(255, 160, 0), (0, 120, 255), (60, 60, 255), (255, 0, 200), (0, 255, 160)]
+DEPTH_RANGE_M = (1.0, 80.0)
+
+
+def _label(img: np.ndarray, text: str, x: int, y: int, colour: tuple[int, int, int], scale: float) -> None:
+    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+    y = max(y, th + base + 1)
+    cv2.rectangle(img, (x, y - th - base - 2), (x + tw + 2, y), colour, -1)
+    cv2.putText(img, text, (x + 1, y - base), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1, cv2.LINE_AA)
+
+
+def overlay_segmentation(bgr: np.ndarray, seg: np.ndarray) -> np.ndarray:
+    out = bgr.astype(np.float32)
+    for cls, colour in SEG_COLOURS.items():
+        mask = seg == cls
+        if mask.any():
+            a = SEG_ALPHA[cls]
+            out[mask] = out[mask] * (1 - a) + np.array(colour, np.float32) * a
+    return out.clip(0, 255).astype(np.uint8)
+
+
+def depth_panel(depth: np.ndarray | None, hw: tuple[int, int]) -> np.ndarray:
+    """Depth in metres -> TURBO colour map (near = red, far = blue, log scale), with a legend."""
+    h, w = hw
+    if depth is None:
+        panel = np.zeros((h, w, 3), np.uint8)
+        cv2.putText(panel, "no depth head", (10, 30), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (200, 200, 200), 1)
+        return panel
+    lo, hi = DEPTH_RANGE_M
+    d = np.clip(depth.astype(np.float32), lo, hi)
+    t = 1.0 - (np.log(d) - np.log(lo)) / (np.log(hi) - np.log(lo))
+    panel = cv2.applyColorMap((t * 255).astype(np.uint8), cv2.COLORMAP_TURBO)
+    if panel.shape[:2] != (h, w):
+        panel = cv2.resize(panel, (w, h), interpolation=cv2.INTER_LINEAR)
+    scale = max(0.4, h / 720)
+    _label(panel, f"depth (m): red {lo:.0f} .. blue {hi:.0f}, log scale", 4, h - 4, (255, 255, 255), scale)
+    return panel
+
+
+def annotate(
+    rgb: np.ndarray,
+    result: PerceptionResult | None,
+    header: str = "",
+    error: str | None = None,
+) -> np.ndarray:
+    """An RGB source frame and its result -> a BGR image: annotated frame | depth panel."""
+    bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    h, w = bgr.shape[:2]
+    scale = max(0.4, min(h, w) / 800)
+    depth = None
+    if result is not None:
+        seg = result.seg_at_source()
+        if seg is not None:
+            bgr = overlay_segmentation(bgr, seg)
+        thick = max(1, round(min(h, w) / 360))
+        for det in result.detections:
+            x1, y1, x2, y2 = (int(round(v)) for v in det.box)
+            colour = BOX_COLOURS[det.class_id % len(BOX_COLOURS)]
+            cv2.rectangle(bgr, (x1, y1), (x2, y2), colour, thick)
+            _label(bgr, f"{det.class_name} {det.score:.2f}", x1, y1, colour, scale)
+        depth = result.depth_at_source()
+    if header:
+        _label(bgr, header, 2, int(22 * scale / 0.5), (255, 255, 255), scale)
+    if error:
+        _label(bgr, f"ERROR: {error}"[:80], 2, h // 2, (0, 0, 255), scale)
+    return np.concatenate([bgr, depth_panel(depth, (h, w))], axis=1)

@@ -1,0 +1,184 @@
+"""Inputs of `percept video`: finding them, and decoding their frames (run in a decoder thread).
+
+An input is a video file (anything OpenCV/FFmpeg opens) or a KITTI-style sequence folder
+(image_2/ + velodyne/ + calib.txt, read with clients.kitti) for fusion models. Frames come out as
+``FrameItem`` with an HxWx3 uint8 **RGB** image (OpenCV's BGR is converted here, once).
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from serving.errors import SpecError
+
+log = logging.getLogger(__name__)
+
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".ts"}
+MAX_CONSECUTIVE_BAD_FRAMES = 25  # past this many undecodable frames in a row the file is given up
+
+
+class InputError(SpecError):
+    """An input that cannot be read at all (missing, not a video, corrupt container)."""
+
+
+@dataclass(frozen=True)
+class InputSource:
+    path: Path
+    kind: str  # "video" | "kitti"
+    name: str  # output sub-folder, unique within a run
+
+    @property
+    def fusion(self) -> bool:
+        return self.kind == "kitti"
+
+
+@dataclass
+class FrameItem:
+    index: int
+    timestamp: float
+    image: np.ndarray | None  # RGB; None when the frame could not be decoded
+    points: np.ndarray | None = None
+    projection: np.ndarray | None = None
+    error: str | None = None
+
+
+def is_kitti_folder(path: Path) -> bool:
+    from clients.kitti import is_kitti_sequence
+
+    return path.is_dir() and is_kitti_sequence(path)
+
+
+def discover(inputs: list[str]) -> list[InputSource]:
+    """Expand files, folders (their videos, or a KITTI sequence) and globs into named sources.
+
+    A path that does not exist is still returned (kind "video") so that it is reported as failed
+    while the other inputs run.
+    """
+    paths: list[Path] = []
+    for raw in inputs:
+        if any(ch in raw for ch in "*?["):
+            matched = sorted(glob.glob(raw))
+            if not matched:
+                paths.append(Path(raw))
+            paths += [Path(m) for m in matched]
+        else:
+            paths.append(Path(raw))
+    found: list[tuple[Path, str]] = []
+    for path in paths:
+        if is_kitti_folder(path):
+            found.append((path, "kitti"))
+        elif path.is_dir():
+            children = sorted(
+                p for p in path.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES or is_kitti_folder(p)
+            )
+            if not children:
+                found.append((path, "video"))  # reported as unreadable
+            found += [(c, "kitti" if is_kitti_folder(c) else "video") for c in children]
+        else:
+            found.append((path, "video"))
+    sources: list[InputSource] = []
+    seen_paths: set[Path] = set()
+    names: set[str] = set()
+    for path, kind in found:
+        key = path.resolve()
+        if key in seen_paths:
+            continue
+        seen_paths.add(key)
+        base = path.stem if kind == "video" else path.name
+        name, k = base or "input", 2
+        while name in names:
+            name, k = f"{base}_{k}", k + 1
+        names.add(name)
+        sources.append(InputSource(path, kind, name))
+    return sources
+
+
+class VideoReader:
+    """Frames of a video file, with undecodable frames reported instead of ending the stream early."""
+
+    def __init__(self, path: Path) -> None:
+        if not path.exists():
+            raise InputError(f"{path}: no such file")
+        if not path.is_file():
+            raise InputError(f"{path}: not a video file or KITTI sequence folder")
+        self.path = path
+        self._cap = cv2.VideoCapture(str(path))
+        if not self._cap.isOpened():
+            raise InputError(f"{path}: cannot open as a video (corrupt or unsupported container)")
+        self.fps = float(self._cap.get(cv2.CAP_PROP_FPS)) or 10.0
+        self.frame_count = max(int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT)), 0)
+        ok, first = self._cap.read()
+        if not ok or first is None:
+            self._cap.release()
+            raise InputError(f"{path}: no decodable frame (corrupt or empty video)")
+        self._first: np.ndarray | None = first
+
+    def frames(self, start: int = 0) -> Iterator[FrameItem]:
+        """Frames from ``start`` on; the ones before are decoded-and-dropped (grab) to keep indices."""
+        index, bad_run = 0, 0
+        try:
+            while True:
+                if self._first is not None:
+                    ok, bgr, self._first = True, self._first, None
+                elif index < start:
+                    ok, bgr = self._cap.grab(), None
+                else:
+                    ok, bgr = self._cap.read()
+                if not ok:
+                    # a failed read inside the advertised length is a bad frame, past it the end
+                    if index >= self.frame_count or bad_run >= MAX_CONSECUTIVE_BAD_FRAMES:
+                        return
+                    bad_run += 1
+                    if index >= start:
+                        yield FrameItem(index, index / self.fps, None, error="undecodable frame")
+                    index += 1
+                    continue
+                bad_run = 0
+                if index >= start:
+                    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)  # type: ignore[arg-type]
+                    yield FrameItem(index, index / self.fps, rgb)
+                index += 1
+        finally:
+            self._cap.release()
+
+
+class KittiReader:
+    """Frames of a KITTI-style sequence folder (clients.kitti); a corrupt frame becomes an error item."""
+
+    def __init__(self, path: Path) -> None:
+        from clients.kitti import KittiError, KittiSequence
+
+        self.path = path
+        self._error = KittiError
+        try:
+            self._seq = KittiSequence(path)
+        except KittiError as exc:
+            raise InputError(str(exc)) from exc
+        if not self._seq.has_lidar:
+            raise InputError(f"{path}: no velodyne/ folder: a fusion model needs the LiDAR sweeps")
+        self.frame_count = len(self._seq)
+        ts = self._seq.timestamps
+        span = ts[-1] - ts[0] if len(ts) > 1 else 0.0
+        self.fps = (len(ts) - 1) / span if span > 0 else 10.0
+
+    def frames(self, start: int = 0) -> Iterator[FrameItem]:
+        for k in range(start, self.frame_count):
+            try:
+                frame = self._seq.read(k)
+            except self._error as exc:
+                yield FrameItem(k, float(self._seq.timestamps[k]), None, error=str(exc))
+                continue
+            yield FrameItem(k, float(frame.timestamp), frame.image, frame.points, frame.projection)
+
+
+def open_reader(source: InputSource) -> VideoReader | KittiReader:
+    if source.kind == "kitti":
+        return KittiReader(source.path)
+    return VideoReader(source.path)

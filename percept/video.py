@@ -1,0 +1,86 @@
+"""`percept video INPUT... --out DIR`: batch processing of videos and KITTI-style sequences.
+
+Only parses arguments and calls clients.video.run_video; heavy imports happen inside the command.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def video(
+    inputs: list[str] = typer.Argument(
+        ..., help="Video files, folders, globs, KITTI-style sequence folders."
+    ),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder: one sub-folder per input."),
+    backend: str = typer.Option("triton", help="'triton' (gRPC to a server) or 'local' (ONNX Runtime here)."),
+    url: str = typer.Option("127.0.0.1:8001", help="Triton gRPC address host:port."),
+    model: str = typer.Option("perception", help="Model for video inputs (ensemble, or raw net with --raw)."),
+    fusion_model: str = typer.Option("perception_fusion", help="Model for KITTI (camera + LiDAR) inputs."),
+    raw: bool = typer.Option(False, help="Letterbox and decode in the client against a raw network model."),
+    onnx: Path | None = typer.Option(None, help="--backend local: camera model ONNX."),
+    fusion_onnx: Path | None = typer.Option(None, help="--backend local: fusion model ONNX."),
+    window: int = typer.Option(8, help="Requests in flight per input."),
+    parallel: int = typer.Option(2, help="Inputs processed at once."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out."),
+    no_video: bool = typer.Option(False, "--no-video", help="Skip the annotated MP4."),
+    save_dense: bool = typer.Option(False, "--save-dense", help="Save seg/depth per frame as .npz."),
+    max_frames: int | None = typer.Option(None, help="Process at most this many frames per input."),
+    segment_frames: int = typer.Option(300, help="Annotated video committed every N frames (resume unit)."),
+    timeout: float = typer.Option(60.0, help="Deadline of each request, seconds."),
+    retries: int = typer.Option(8, help="Attempts per request while the server is unavailable."),
+    root_certs: Path | None = typer.Option(None, help="TLS: CA certificate(s) to verify the server."),
+    private_key: Path | None = typer.Option(None, help="Mutual TLS: client private key (PEM)."),
+    cert_chain: Path | None = typer.Option(None, help="Mutual TLS: client certificate chain (PEM)."),
+    tls: bool = typer.Option(False, "--tls", help="Use TLS (implied by the certificate options)."),
+    progress: bool = typer.Option(True, help="Progress bars."),
+) -> None:
+    """Run every frame of every input through the perception model; write an annotated MP4, a JSONL
+    of per-frame results and a summary JSON per input. Exit code: 0 all complete, 1 an input or some
+    frames failed, 3 stopped because the server went away (run again with --resume)."""
+    from clients.options import ClientOptions, RetryPolicy, TlsOptions
+    from clients.video import VideoOptions, run_video
+    from clients.video.pipeline import VIDEO_RETRY
+
+    tls_options = None
+    if tls or root_certs or private_key or cert_chain:
+        tls_options = TlsOptions(root_certs, private_key, cert_chain)
+    client = ClientOptions(
+        url=url,
+        model=model,
+        raw=raw,
+        timeout_s=timeout,
+        retry=RetryPolicy(retries, VIDEO_RETRY.base_delay_s, VIDEO_RETRY.max_delay_s),
+        tls=tls_options,
+    )
+    options = VideoOptions(
+        out_dir=out,
+        backend=backend,
+        client=client,
+        fusion_model=fusion_model,
+        onnx=onnx,
+        fusion_onnx=fusion_onnx,
+        window=window,
+        parallel_inputs=parallel,
+        resume=resume,
+        write_video=not no_video,
+        save_dense=save_dense,
+        max_frames=max_frames,
+        segment_frames=segment_frames,
+        progress=progress,
+    )
+    report = run_video(inputs, options)
+    for r in report.results:
+        line = f"{r.status:11s} {r.source.name}: {r.frames} frames, {r.errors} errors"
+        if r.processed:
+            line += f", {r.fps:.1f} frames/s"
+        if r.message:
+            line += f" - {r.message}"
+        typer.secho(line, fg="green" if r.status == "complete" and not r.errors else "red", err=True)
+    typer.echo(
+        f"{report.frames_processed} frames in {report.seconds:.1f}s ({report.fps:.2f} frames/s); "
+        f"outputs in {out}"
+    )
+    raise typer.Exit(report.exit_code)

@@ -1,0 +1,39 @@
+"""Fixtures of the client tests: tiny generated ONNX models and small generated videos."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from tests.clients.tiny_model import build_tiny_onnx
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("tiny") / "tiny.onnx"
+    build_tiny_onnx(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_fusion_onnx(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("tiny") / "tiny_fusion.onnx"
+    build_tiny_onnx(path, fusion=True)
+    return path
+
+
+def write_video(path: Path, frames: int, hw: tuple[int, int] = (96, 160), fps: float = 10.0) -> Path:
+    """A moving bright disc over a gradient, deterministic; mp4v like the pipeline writes."""
+    h, w = hw
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, (w, h))
+    for i in range(frames):
+        img = np.zeros((h, w, 3), np.uint8)
+        img[:, :, 1] = np.linspace(0, 255, w)[None].astype(np.uint8)
+        img[:, :, 0] = (i * 7) % 256
+        cv2.circle(img, ((i * 5) % w, h // 2), h // 6, (255, 255, 255), -1)
+        writer.write(img)
+    writer.release()
+    return path
