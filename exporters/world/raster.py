@@ -1,0 +1,292 @@
+"""Camera rendering: ground and sky ray-cast per pixel (vectorised), boxes rasterised face by face
+with ``cv2.fillConvexPoly`` and a per-face plane-depth z-buffer. Produces the image and, from the
+same buffers, every ground truth (seg, z-depth, an instance-id map the 2D boxes are taken from).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from exporters.world.geometry import clip_polygon_near
+from exporters.world.layout import CAR, PEDESTRIAN, TRUCK, Layout
+from exporters.world.state import BOX_FACES_VERTICAL, Frame
+
+SEG_BACKGROUND, SEG_DRIVABLE, SEG_LANE = 0, 1, 2
+FAR_M = 200.0  # ground beyond this is not drawn: the distant hills / sky band (depth 0, background)
+NEAR_M = 0.3  # camera near plane for box faces
+MIN_BOX_PX = 4  # a visible box narrower or shorter than this is dropped from the ground truth
+MIN_VISIBLE_FRACTION = 0.25  # ... and so is one with less than this share of its silhouette visible
+_SUBPIXEL_BITS = 4
+
+
+@dataclass
+class Buffers:
+    image: np.ndarray  # float32 HxWx3, linear 0..1
+    seg: np.ndarray  # uint8
+    zbuf: np.ndarray  # float32, inf where nothing
+    depth: np.ndarray  # float32, ground truth (0 where undefined)
+    instance: np.ndarray  # int16, 0 none, i+1 agent i
+    # agent i -> (y0, y1, x0, x1) bounds and in-image pixel count of its unoccluded silhouette
+    silhouettes: dict[int, tuple[tuple[int, int, int, int], int]] = field(default_factory=dict)
+
+
+def render_camera(layout: Layout, frame: Frame, hw: tuple[int, int]) -> Buffers:
+    h, w = hw
+    cam = frame.camera
+    dx, dy, dz = cam.pixel_rays(hw)
+    t = layout.road.ground.intersect(cam.centre, dx, dy, dz)
+    hit = t < FAR_M
+    buf = Buffers(
+        image=np.empty((h, w, 3), np.float32),
+        seg=np.zeros((h, w), np.uint8),
+        zbuf=np.where(hit, t, np.float32(np.inf)).astype(np.float32),
+        depth=np.zeros((h, w), np.float32),
+        instance=np.zeros((h, w), np.int16),
+    )
+    # channels are composed as 2D planes and merged once: numpy broadcasting over a trailing axis
+    # of 3 is an order of magnitude slower than three 2D operations
+    channels = _sky(layout, dx, dy, dz)
+    rows_hit = np.flatnonzero(hit.any(axis=1))
+    if len(rows_hit):
+        r0 = int(rows_hit[0])
+        ground = _ground(layout, frame, buf, r0, t[r0:], dx[r0:], dy[r0:], hit[r0:])
+        for c in range(3):
+            channels[c][r0:] = np.where(hit[r0:], ground[c], channels[c][r0:])
+    cv2.merge(channels, dst=buf.image)
+    _shadows(layout, frame, buf)
+    for i in _far_to_near(frame):
+        buf.silhouettes[i] = _draw_box(layout, frame, buf, i)
+    return buf
+
+
+def _far_to_near(frame: Frame) -> list[int]:
+    cam = frame.camera
+    z = cam.to_camera(frame.boxes.centres)[:, 2] if len(frame.boxes.centres) else np.zeros(0)
+    return [int(i) for i in np.argsort(-z) if z[i] > -20.0]
+
+
+def _sky(layout: Layout, dx, dy, dz) -> list[np.ndarray]:
+    """Sky gradient by elevation, with a band of distant hills whose height varies with azimuth."""
+    light = layout.light
+    sin_el = dz / np.sqrt(dx * dx + dy * dy + dz * dz)
+    s = np.sqrt(np.clip(sin_el * np.float32(2.5), 0.0, 1.0))
+    mid = dx.shape[0] // 2
+    az = np.arctan2(dy[mid], dx[mid])  # per column, at the centre row: no camera roll here
+    m = light.mountains
+    prof = (
+        0.012
+        + 0.02 * m[0] * (1.0 + np.sin(3.0 * az + 6.3 * m[1]))
+        + 0.008 * m[2] * np.sin(11.0 * az + 6.3 * m[3])
+    )
+    hills = sin_el < np.sin(prof).astype(np.float32)[None, :]
+    hill_col = 0.48 * light.grass + 0.4 * light.sky_horizon
+    out = []
+    for c in range(3):
+        hz, zn = np.float32(light.sky_horizon[c]), np.float32(light.sky_zenith[c])
+        out.append(np.where(hills, np.float32(hill_col[c]), hz + (zn - hz) * s))
+    return out
+
+
+def _noise(gx: np.ndarray, gy: np.ndarray, phase: np.ndarray) -> np.ndarray:
+    """Cheap procedural ground texture, about zero-mean, unit-ish amplitude: two octaves of crossed
+    sines plus a per-cell hash for grain (world-anchored, so it moves with the ground)."""
+    p = phase.astype(np.float32)
+    n = np.sin(0.83 * gx + 0.37 * gy + p[0]) * np.sin(0.21 * gx - 0.94 * gy + p[1])
+    n += 0.6 * np.sin(3.1 * gx + 2.3 * gy + p[2]) * np.sin(2.7 * gx - 3.3 * gy + p[3])
+    cell = np.sin(np.floor(gx * 4.0) * np.float32(12.9898) + np.floor(gy * 4.0) * np.float32(78.233))
+    grain = cell * np.float32(437.585)
+    grain -= np.floor(grain)
+    n += 0.8 * (grain - 0.5)
+    return n
+
+
+def _ground(layout: Layout, frame: Frame, buf: Buffers, r0: int, t, dx, dy, hit) -> list[np.ndarray]:
+    """Ground colour planes for rows r0.. (valid where ``hit``); fills seg and depth there."""
+    road, light = layout.road, layout.light
+    cam = frame.camera
+    tt = np.where(hit, t, np.float32(0.0))
+    gx = np.float32(cam.centre[0]) + tt * dx
+    gy = np.float32(cam.centre[1]) + tt * dy
+    lat = road.ground.lateral(gx, gy)
+    on_road = hit & (np.abs(lat) < road.half_width)
+    # markings: distance to the nearest lane boundary k (0 = right edge .. lanes = left edge)
+    q = (lat + np.float32(road.half_width)) / np.float32(road.lane_width)
+    k = np.rint(q)
+    line = (
+        (np.abs(q - k) * np.float32(road.lane_width) < road.marking_width / 2) & (k >= 0) & (k <= road.lanes)
+    )
+    line &= hit
+    phase = gx / np.float32(road.dash_period)
+    dashes = (phase - np.floor(phase)) * np.float32(road.dash_period) < road.dash_length
+    solid = (k == 0) | (k == road.lanes)
+    centre_k = road.lanes - road.oncoming_lanes
+    yellow = np.zeros_like(line)
+    if road.oncoming_lanes and 0 < centre_k < road.lanes:
+        if road.centre_solid:
+            solid |= k == centre_k
+        yellow = line & (k == centre_k)
+    marking = line & (solid | dashes)
+    yellow &= marking
+    rng = np.random.default_rng(layout.noise_seed)
+    noise = _noise(gx, gy, rng.uniform(0.0, 6.3, 4))
+    fog = np.exp(-tt / np.float32(light.fog_m))
+    shade = (light.ambient + light.sun_colour * max(light.sun[2], 0.0)) * light.exposure
+    rf, mf, yf = (m.astype(np.float32) for m in (on_road, marking, yellow))
+    grass_tex = 1.0 + np.float32(0.15) * noise
+    road_tex = 1.0 + np.float32(0.04) * noise
+    out = []
+    for c in range(3):
+        g = np.float32(light.grass[c]) * grass_tex
+        alb = g + rf * (np.float32(light.asphalt[c]) * road_tex - g)
+        alb += mf * (np.float32(0.88) - alb)
+        alb += yf * np.float32((0.85, 0.68, 0.18)[c] - 0.88)
+        hz = np.float32(light.sky_horizon[c])
+        out.append(hz + (alb * np.float32(shade[c]) - hz) * fog)
+    seg = on_road.astype(np.uint8)  # SEG_DRIVABLE where road
+    seg[marking] = SEG_LANE
+    buf.seg[r0:] = seg
+    buf.depth[r0:] = tt
+    return out
+
+
+def _shadows(layout: Layout, frame: Frame, buf: Buffers) -> None:
+    """Darken the ground under each box (contact shadow): image only, before boxes are drawn."""
+    cam = frame.camera
+    h, w = buf.seg.shape
+    for i in range(len(frame.boxes.centres)):
+        bottom = frame.boxes.corners(i)[:4]
+        centre = bottom.mean(axis=0)
+        foot = centre + (bottom - centre) * 1.08
+        poly = clip_polygon_near(cam.to_camera(foot), NEAR_M)
+        if len(poly) < 3:
+            continue
+        region = _fill_region(cam, poly, h, w)
+        if region is None:
+            continue
+        (y0, y1, x0, x1), mask = region
+        sub = buf.image[y0:y1, x0:x1]
+        sub[mask] *= np.float32(0.55)
+
+
+def _fill_region(cam, poly_cam: np.ndarray, h: int, w: int):
+    """Rasterise a camera-frame convex polygon: ((y0, y1, x0, x1), bool mask) or None when off-image."""
+    uv = poly_cam[:, :2] / poly_cam[:, 2:3] * np.array([cam.fx, cam.fy]) + np.array([cam.cx, cam.cy])
+    x0 = max(int(np.floor(uv[:, 0].min())), 0)
+    x1 = min(int(np.ceil(uv[:, 0].max())) + 1, w)
+    y0 = max(int(np.floor(uv[:, 1].min())), 0)
+    y1 = min(int(np.ceil(uv[:, 1].max())) + 1, h)
+    if x1 <= x0 or y1 <= y0:
+        return None
+    mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
+    # pixel (i, j) has its centre at (j + 0.5, i + 0.5); OpenCV puts it at (j, i)
+    pts = np.round((uv - np.array([x0 + 0.5, y0 + 0.5])) * (1 << _SUBPIXEL_BITS)).astype(np.int32)
+    cv2.fillConvexPoly(mask, pts, (1,), lineType=cv2.LINE_8, shift=_SUBPIXEL_BITS)
+    return (y0, y1, x0, x1), mask.view(bool)
+
+
+def _face_depth(cam, normal_cam: np.ndarray, point_cam: np.ndarray, y0, y1, x0, x1) -> np.ndarray:
+    """z-depth of the face's plane at the pixel centres of a region: n.P = n.p0 with P = z * ray."""
+    xn = (np.arange(x0, x1, dtype=np.float32) + 0.5 - cam.cx) / cam.fx
+    yn = (np.arange(y0, y1, dtype=np.float32) + 0.5 - cam.cy) / cam.fy
+    den = normal_cam[0] * xn[None, :] + normal_cam[1] * yn[:, None] + normal_cam[2]
+    with np.errstate(divide="ignore"):
+        z = np.float32(normal_cam @ point_cam) / den.astype(np.float32)
+    return np.where(den < -1e-6, z, np.inf).astype(np.float32)
+
+
+# (height fraction from, to, horizontal inset) of the decal bands painted on a box's vertical faces
+_BANDS = {
+    CAR: ((0.0, 0.2, 0.12, "accent"), (0.58, 0.92, 0.1, "accent")),
+    TRUCK: ((0.0, 0.15, 0.08, "accent"), (0.7, 0.88, 0.12, "accent")),
+    PEDESTRIAN: ((0.0, 0.46, 0.1, "accent"), (0.86, 1.0, 0.15, "skin")),
+}
+_SKIN = np.array([0.78, 0.58, 0.45])
+
+
+def _draw_box(layout: Layout, frame: Frame, buf: Buffers, i: int):
+    """Draw box i into the buffers; return its silhouette's ((y0, y1, x0, x1), pixel count) or None."""
+    cam, boxes, light = frame.camera, frame.boxes, layout.light
+    agent = layout.agents[i]
+    h, w = buf.seg.shape
+    corners = boxes.corners(i)
+    cc = cam.to_camera(corners)
+    if (cc[:, 2] < NEAR_M).all():
+        return None
+    rot_cam = cam.rotation.T @ boxes.rotations[i]
+    faces = [(b0, b1, b1 + 4, b0 + 4) for b0, b1 in BOX_FACES_VERTICAL] + [(4, 5, 6, 7)]
+    normals = [np.array(v, float) for v in ((1, 0, 0), (0, 1, 0), (-1, 0, 0), (0, -1, 0), (0, 0, 1))]
+    shade_amb = light.ambient * light.exposure
+    masks = []
+    for k, (face, n_body) in enumerate(zip(faces, normals, strict=True)):
+        n_cam = rot_cam @ n_body
+        poly = cc[list(face)]
+        if n_cam @ poly.mean(axis=0) >= 0:  # back face
+            continue
+        clipped = clip_polygon_near(poly, NEAR_M)
+        if len(clipped) < 3:
+            continue
+        region = _fill_region(cam, clipped, h, w)
+        if region is None:
+            continue
+        masks.append(region)
+        (y0, y1, x0, x1), mask = region
+        z = _face_depth(cam, n_cam, poly[0], y0, y1, x0, x1)
+        zb = buf.zbuf[y0:y1, x0:x1]
+        vis = mask & (z < zb) & (z > NEAR_M)
+        if not vis.any():
+            continue
+        n_world = boxes.rotations[i] @ n_body
+        lit = shade_amb + light.sun_colour * max(float(n_world @ light.sun), 0.0) * light.exposure
+        top_boost = 1.1 if k == 4 else 1.0
+        fog = float(np.exp(-max(float(poly[:, 2].mean()), 0.0) / light.fog_m))
+        haze = light.sky_horizon * (1.0 - fog)
+        colour = (agent.colour * lit * top_boost * fog + haze).astype(np.float32)
+        img = buf.image[y0:y1, x0:x1]
+        img[vis] = colour
+        if k < 4:
+            for f0, f1, inset, which in _BANDS[agent.cls]:
+                albedo = agent.accent if which == "accent" else _SKIN
+                band = _band_polygon(poly, f0, f1, inset)
+                band = clip_polygon_near(band, NEAR_M)
+                if len(band) < 3:
+                    continue
+                breg = _fill_region(cam, band, h, w)
+                if breg is None:
+                    continue
+                (by0, by1, bx0, bx1), bmask = breg
+                sub_vis = vis[by0 - y0 : by1 - y0, bx0 - x0 : bx1 - x0] & bmask
+                img[by0 - y0 : by1 - y0, bx0 - x0 : bx1 - x0][sub_vis] = (albedo * lit * fog + haze).astype(
+                    np.float32
+                )
+        zb[vis] = z[vis]
+        buf.depth[y0:y1, x0:x1][vis] = z[vis]
+        buf.seg[y0:y1, x0:x1][vis] = SEG_BACKGROUND
+        buf.instance[y0:y1, x0:x1][vis] = i + 1
+    return _union(masks)
+
+
+def _union(masks):
+    """Pixel union of rasterised faces: the silhouette ((y0, y1, x0, x1), count), None if empty."""
+    if not masks:
+        return None
+    y0 = min(m[0][0] for m in masks)
+    y1 = max(m[0][1] for m in masks)
+    x0 = min(m[0][2] for m in masks)
+    x1 = max(m[0][3] for m in masks)
+    total = np.zeros((y1 - y0, x1 - x0), bool)
+    for (a0, a1, b0, b1), mask in masks:
+        total[a0 - y0 : a1 - y0, b0 - x0 : b1 - x0] |= mask
+    return (y0, y1, x0, x1), int(total.sum())
+
+
+def _band_polygon(face: np.ndarray, f0: float, f1: float, inset: float) -> np.ndarray:
+    """Sub-quad of a vertical face (b0, b1, t1, t0) between height fractions f0..f1, inset sideways."""
+    b0, b1, t1, t0 = face
+
+    def at(a: float, f: float) -> np.ndarray:
+        return (1 - f) * ((1 - a) * b0 + a * b1) + f * ((1 - a) * t0 + a * t1)
+
+    return np.array([at(inset, f0), at(1 - inset, f0), at(1 - inset, f1), at(inset, f1)])
