@@ -1,0 +1,113 @@
+"""Options of a load test: frozen, checked on construction, built by the CLI or by `percept.bench`."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from serving.errors import SpecError
+
+ARRIVALS = ("constant", "poisson")
+SLO_SCOPES = ("any", "last")
+SHARED_MEMORY = ("none", "system")
+ENCODINGS = ("raw", "jpeg", "png")
+
+
+def parse_concurrency(text: str) -> tuple[int, ...]:
+    """``"1:32:x2"`` -> 1,2,4,...,32; ``"1:8:+2"`` -> 1,3,5,7; ``"1,2,8"`` -> 1,2,8; ``"4"`` -> 4."""
+    text = text.strip()
+    match = re.fullmatch(r"(\d+):(\d+):([x+*])(\d+)", text)
+    if match:
+        start, stop, op, step = int(match[1]), int(match[2]), match[3], int(match[4])
+        if start < 1 or stop < start:
+            raise SpecError(f"concurrency range {text!r}: need 1 <= start <= stop")
+        if (op in "x*" and step < 2) or (op == "+" and step < 1):
+            raise SpecError(f"concurrency range {text!r}: step must grow (x2 or more, +1 or more)")
+        values, value = [], start
+        while value <= stop:
+            values.append(value)
+            value = value * step if op in "x*" else value + step
+        return tuple(values)
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise SpecError(f"concurrency {text!r}: expected a list like 1,2,8 or a range like 1:32:x2") from None
+    if not values or min(values) < 1:
+        raise SpecError(f"concurrency {text!r}: values must be integers >= 1")
+    return tuple(values)
+
+
+@dataclass(frozen=True)
+class LoadTestOptions:
+    """One load test: a sweep of steps (concurrency levels, or one request rate) against models.
+
+    ``models`` holds one model name, or several: then every frame is sent to each of them in turn
+    and one *unit* (the thing counted as a request) is the whole round (used to serve one frame
+    through several single-task networks).
+    """
+
+    url: str
+    models: tuple[str, ...]
+    concurrency: tuple[int, ...] = (1,)
+    rate: float | None = None  # requests/s; set -> open-loop request-rate mode, one step
+    arrivals: str = "constant"
+    max_outstanding: int = 64  # rate mode: requests in flight beyond this are dropped and counted
+    workers: int = 2  # load-generating processes
+    warmup_s: float = 2.0
+    window_s: float = 3.0
+    max_windows: int = 5
+    stable_windows: int = 3  # consecutive windows that must agree
+    tolerance: float = 0.10  # throughput and p95 within this fraction of their mean
+    request_timeout_s: float = 30.0
+    shared_memory: str = "none"  # "system": inputs travel in system shared memory
+    encoding: str = "raw"  # ensembles: raw HxWx3 frames, or JPEG/PNG bytes
+    seed: int = 0
+    slo_p99_ms: float | None = None
+    slo_scope: str = "any"
+    extra_stats_models: tuple[str, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        if not self.url or ":" not in self.url:
+            raise SpecError(f"url {self.url!r}: expected host:port of Triton's gRPC endpoint")
+        if not self.models or any(not m for m in self.models):
+            raise SpecError("name at least one model")
+        if not self.concurrency or min(self.concurrency) < 1:
+            raise SpecError(f"concurrency must be >= 1, got {self.concurrency}")
+        if self.rate is not None:
+            if self.rate <= 0:
+                raise SpecError(f"rate must be > 0 requests/s, got {self.rate}")
+            if len(self.models) > 1:
+                raise SpecError("request-rate mode drives one model; give a single --model")
+        if self.arrivals not in ARRIVALS:
+            raise SpecError(f"arrivals must be one of {ARRIVALS}, got {self.arrivals!r}")
+        if self.workers < 1:
+            raise SpecError(f"workers must be >= 1, got {self.workers}")
+        if self.max_outstanding < 1:
+            raise SpecError(f"max_outstanding must be >= 1, got {self.max_outstanding}")
+        if self.warmup_s < 0 or self.window_s <= 0:
+            raise SpecError("warm-up must be >= 0 s and the window > 0 s")
+        if self.stable_windows < 1 or self.max_windows < self.stable_windows:
+            raise SpecError(
+                f"need 1 <= stable_windows ({self.stable_windows}) <= max_windows ({self.max_windows})"
+            )
+        if not 0 < self.tolerance < 1:
+            raise SpecError(f"tolerance must be a fraction in (0, 1), got {self.tolerance}")
+        if self.request_timeout_s <= 0:
+            raise SpecError("request timeout must be > 0 s")
+        if self.shared_memory not in SHARED_MEMORY:
+            raise SpecError(f"shared memory must be one of {SHARED_MEMORY}, got {self.shared_memory!r}")
+        if self.encoding not in ENCODINGS:
+            raise SpecError(f"encoding must be one of {ENCODINGS}, got {self.encoding!r}")
+        if self.slo_p99_ms is not None and self.slo_p99_ms <= 0:
+            raise SpecError(f"SLO p99 must be > 0 ms, got {self.slo_p99_ms}")
+        if self.slo_scope not in SLO_SCOPES:
+            raise SpecError(f"SLO scope must be one of {SLO_SCOPES}, got {self.slo_scope!r}")
+
+    @property
+    def steps(self) -> tuple[int, ...]:
+        """Concurrency per step; in rate mode one step whose value is the in-flight cap."""
+        return (self.max_outstanding,) if self.rate is not None else self.concurrency
+
+    @property
+    def mode(self) -> str:
+        return "rate" if self.rate is not None else "concurrency"

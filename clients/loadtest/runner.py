@@ -1,0 +1,275 @@
+"""The load-test orchestrator: worker processes, steps, warm-up, windows until stable, server deltas."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing as mp
+import os
+import platform
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Any
+
+from clients.loadtest.frames import Frame
+from clients.loadtest.options import LoadTestOptions
+from clients.loadtest.payload import ModelInfo, build_payload
+from clients.loadtest.result import LoadTestResult, StepResult
+from clients.loadtest.server_stats import read_counters, splits
+from clients.loadtest.stats import Latency, Window, is_stable, window_of
+from clients.loadtest.worker import Records, StepPlan, WorkerJob, worker_main
+from serving.errors import ClientError, MissingDependencyError, PerceptionError
+
+log = logging.getLogger(__name__)
+
+_START_TIMEOUT_S = 60.0
+
+
+def _grpc():
+    try:
+        import tritonclient.grpc as grpcclient
+    except ImportError as exc:
+        raise MissingDependencyError("tritonclient[grpc]", "client") from exc
+    return grpcclient
+
+
+def split_evenly(total: int, parts: int) -> list[int]:
+    """``total`` threads over at most ``parts`` processes, none empty: 5 over 2 -> [3, 2]."""
+    parts = max(1, min(parts, total))
+    return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
+
+
+def machine_info() -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+        if names:
+            cpu = names[0]
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "load_avg_1m": os.getloadavg()[0],
+    }
+
+
+class LoadTest:
+    """Context manager owning the worker processes; ``run()`` performs the sweep.
+
+    >>> with LoadTest(options, frames) as test:
+    ...     result = test.run()
+    """
+
+    def __init__(
+        self,
+        options: LoadTestOptions,
+        frames: list[Frame],
+        inputs_label: str = "frames",
+        on_step: Callable[[StepResult], None] | None = None,
+    ) -> None:
+        if not frames:
+            raise PerceptionError("a load test needs at least one frame")
+        self.options = options
+        self.frames = frames
+        self.inputs_label = inputs_label
+        self.on_step = on_step
+        self._procs: list = []
+        self._conns: list = []
+        self._client: Any = None
+        self.infos: dict[str, ModelInfo] = {}
+
+    # --- setup / teardown ------------------------------------------------------------------
+    def __enter__(self) -> LoadTest:
+        grpcclient = _grpc()
+        from tritonclient.utils import InferenceServerException
+
+        opts = self.options
+        self._client = grpcclient.InferenceServerClient(opts.url)
+        try:
+            if not self._client.is_server_ready(client_timeout=10):
+                raise ClientError(f"Triton at {opts.url} is not ready")
+            for model in opts.models:
+                if not self._client.is_model_ready(model, client_timeout=10):
+                    raise ClientError(f"model {model!r} is not ready on {opts.url}")
+                config = self._client.get_model_config(model, client_timeout=10).config
+                self.infos[model] = ModelInfo.from_config(config)
+        except InferenceServerException as exc:
+            self._client.close()
+            raise ClientError(f"cannot reach Triton at {opts.url}: {exc}") from exc
+        payloads = {
+            m: [build_payload(info, f, opts.encoding) for f in self.frames] for m, info in self.infos.items()
+        }
+        try:
+            self._spawn(payloads)
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def _spawn(self, payloads) -> None:
+        opts = self.options
+        # spawn, not fork: a forked child inherits the parent's gRPC state, which gRPC forbids
+        ctx = mp.get_context("spawn")
+        # never more processes than the largest step has requests in flight
+        n_workers = opts.workers if opts.rate is not None else min(opts.workers, max(opts.steps))
+        for index in range(n_workers):
+            parent, child = ctx.Pipe()
+            job = WorkerJob(
+                index, opts.url, opts.models, payloads, opts.shared_memory, opts.request_timeout_s, opts.seed
+            )
+            proc = ctx.Process(target=worker_main, args=(job, child), daemon=True, name=f"loadtest-{index}")
+            proc.start()
+            self._procs.append(proc)
+            self._conns.append(parent)
+        for conn in self._conns:
+            reply = self._recv(conn, _START_TIMEOUT_S)
+            if reply != "ready":
+                raise ClientError(
+                    f"load worker failed to start: {reply[1] if isinstance(reply, tuple) else reply}"
+                )
+
+    def __exit__(self, *exc) -> None:
+        for conn in self._conns:
+            with contextlib.suppress(BrokenPipeError, OSError):
+                conn.send(("exit",))
+        for proc in self._procs:
+            proc.join(timeout=self.options.request_timeout_s + 10)
+            if proc.is_alive():
+                log.warning("load worker %s did not exit; terminating it", proc.pid)
+                proc.terminate()
+                proc.join(timeout=5)
+        self._procs, self._conns = [], []
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def _recv(self, conn, timeout_s: float):
+        if not conn.poll(timeout_s):
+            raise ClientError(f"load worker did not answer within {timeout_s:.0f} s")
+        return conn.recv()
+
+    def _ask(self, conns, command, timeout_s: float) -> list:
+        for conn in conns:
+            conn.send(command)
+        return [self._recv(conn, timeout_s) for conn in conns]
+
+    # --- the sweep ---------------------------------------------------------------------------
+    @property
+    def stats_models(self) -> tuple[str, ...]:
+        names: list[str] = []
+        for model, info in self.infos.items():
+            names += [model, *info.ensemble_steps]
+        names += list(self.options.extra_stats_models)
+        return tuple(dict.fromkeys(names))
+
+    def run(self) -> LoadTestResult:
+        opts = self.options
+        result = LoadTestResult(
+            url=opts.url,
+            models=opts.models,
+            mode=opts.mode,
+            inputs=self.inputs_label,
+            options=asdict(opts),
+            machine=machine_info(),
+        )
+        for concurrency in opts.steps:
+            step = self.run_step(concurrency)
+            result.steps.append(step)
+            if self.on_step is not None:
+                self.on_step(step)
+        return result
+
+    def _plans(self, concurrency: int) -> list[tuple]:
+        opts = self.options
+        if opts.rate is not None:
+            n = len(self._conns)
+            cap = max(1, opts.max_outstanding // n)
+            plan = StepPlan("rate", rate=opts.rate / n, arrivals=opts.arrivals, max_outstanding=cap)
+            return [(conn, plan) for conn in self._conns]
+        shares = split_evenly(concurrency, len(self._conns))
+        return [
+            (conn, StepPlan("concurrency", threads=k)) for conn, k in zip(self._conns, shares, strict=False)
+        ]
+
+    def run_step(self, concurrency: int) -> StepResult:
+        opts = self.options
+        plans = self._plans(concurrency)
+        conns = [conn for conn, _ in plans]
+        timeout = opts.request_timeout_s + 10
+        models = self.stats_models
+        before_step = read_counters(self._client, models)
+        wall_start = time.perf_counter()
+        for conn, plan in plans:
+            conn.send(("start", plan))
+        for conn in conns:
+            self._recv(conn, timeout)
+        total = Records()
+
+        time.sleep(opts.warmup_s)
+        for records in self._ask(conns, ("collect",), timeout):
+            total.merge(records)
+
+        windows: list[Window] = []
+        window_records: list[Records] = []
+        counters = [read_counters(self._client, models)]
+        t_prev = time.perf_counter()
+        while len(windows) < opts.max_windows:
+            time.sleep(opts.window_s)
+            merged = Records()
+            for records in self._ask(conns, ("collect",), timeout):
+                merged.merge(records)
+            now = time.perf_counter()
+            counters.append(read_counters(self._client, models))
+            windows.append(window_of(merged.latencies_s, sum(merged.errors.values()), now - t_prev))
+            window_records.append(merged)
+            total.merge(merged)
+            t_prev = now
+            if is_stable(windows, opts.stable_windows, opts.tolerance):
+                break
+        stable = is_stable(windows, opts.stable_windows, opts.tolerance)
+
+        for records in self._ask(conns, ("stop",), timeout):
+            total.merge(records)
+        wall = time.perf_counter() - wall_start
+        after_step = read_counters(self._client, models)
+
+        k = min(opts.stable_windows, len(windows))
+        measured = Records()
+        for records in window_records[-k:]:
+            measured.merge(records)
+        duration = sum(w.duration_s for w in windows[-k:])
+        step = StepResult(
+            mode=opts.mode,
+            concurrency=concurrency,
+            target_rate=opts.rate,
+            windows=len(windows),
+            stable=stable,
+            duration_s=duration,
+            successes=len(measured.latencies_s),
+            throughput=len(measured.latencies_s) / duration,
+            latency=Latency.of(measured.latencies_s),
+            errors=dict(Counter(measured.errors)),
+            dropped=measured.dropped,
+            max_send_lag_ms=measured.max_send_lag_s * 1e3,
+            server=splits(counters[-1], counters[-1 - k]),
+            client_successes_total=len(total.latencies_s),
+            client_errors_total=sum(total.errors.values()),
+            server_successes_total={m: d.requests for m, d in splits(after_step, before_step).items()},
+            harness_cpu_ms_per_request=total.cpu_s * 1e3 / max(total.completed, 1),
+            harness_cpu_share=total.cpu_s / (wall * (os.cpu_count() or 1)),
+        )
+        log.info(
+            "step c=%d: %.1f req/s, p99 %.1f ms, %d errors, %s",
+            concurrency,
+            step.throughput,
+            step.latency.p99,
+            step.error_count,
+            "stable" if stable else "not stable",
+        )
+        return step
