@@ -37,3 +37,26 @@ def write_video(path: Path, frames: int, hw: tuple[int, int] = (96, 160), fps: f
         writer.write(img)
     writer.release()
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_repository(tmp_path_factory, tiny_onnx, tiny_fusion_onnx) -> Path:
+    """A real model repository (serving.repository) for the tiny camera and fusion models."""
+    from serving.repository import build_repository
+
+    repo = tmp_path_factory.mktemp("tiny_repo")
+    build_repository([tiny_onnx, tiny_fusion_onnx], repo)
+    return repo
+
+
+@pytest.fixture(scope="module")
+def tiny_server(tiny_repository):
+    """A real tritonserver serving the tiny models (starts in ~10 s; stopped after the module)."""
+    from serving.launcher import ServerOptions, TritonServer
+
+    server = TritonServer(ServerOptions(tiny_repository))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

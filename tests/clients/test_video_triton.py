@@ -1,0 +1,163 @@
+"""`percept video` against a real tritonserver (tiny generated models): crashes of the client and of
+the server in the middle of a run lose no frame and repeat none."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from clients.options import ClientOptions
+from clients.video import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, VideoOptions, run_video
+from clients.video.journal import read_records
+from serving.launcher import ServerOptions, TritonServer, free_port
+from tests.clients.conftest import write_video
+
+pytestmark = pytest.mark.triton
+
+PERCEPT = str(Path(sys.executable).parent / "percept")
+FRAMES = 500
+
+
+@pytest.fixture(scope="module")
+def long_video(tmp_path_factory) -> Path:
+    return write_video(tmp_path_factory.mktemp("videos") / "drive.mp4", FRAMES)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, long_video, tiny_onnx) -> list[dict]:
+    """The uninterrupted result, computed in-process (the served results equal it exactly)."""
+    out = tmp_path_factory.mktemp("reference")
+    options = VideoOptions(out_dir=out, backend="local", onnx=tiny_onnx, write_video=False, progress=False)
+    assert run_video([str(long_video)], options).exit_code == EXIT_OK
+    return read_records(out / "drive" / "results.jsonl")
+
+
+def _cli(video: Path, out: Path, url: str, *extra: str) -> subprocess.Popen:
+    args = [
+        PERCEPT,
+        "video",
+        str(video),
+        "--out",
+        str(out),
+        "--url",
+        url,
+        "--no-progress",
+        "--segment-frames",
+        "50",
+    ]
+    return subprocess.Popen([*args, *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_lines(path: Path, n: int, proc: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and path.read_bytes().count(b"\n") >= n:
+            return
+        if proc.poll() is not None:
+            pytest.fail(
+                f"client ended early ({proc.returncode}): {proc.stderr.read() if proc.stderr else ''}"
+            )
+        time.sleep(0.01)
+    pytest.fail(f"{path} did not reach {n} lines")
+
+
+def _check_final(out: Path, reference: list[dict]) -> dict:
+    records = read_records(out / "drive" / "results.jsonl")
+    assert [r["frame"] for r in records] == list(range(FRAMES))  # none missing, none twice
+    assert records == reference
+    summary = json.loads((out / "drive" / "summary.json").read_text())
+    assert summary["status"] == "complete" and summary["frames"] == FRAMES and summary["errors"] == 0
+    assert not (out / "drive" / "results.jsonl.partial").exists()
+    import cv2
+
+    cap = cv2.VideoCapture(str(out / "drive" / "annotated.mp4"))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == FRAMES
+    return summary
+
+
+def test_client_killed_midway_then_resumed(tiny_server, long_video, reference, tmp_path):
+    out = tmp_path / "out"
+    proc = _cli(long_video, out, tiny_server.grpc_url)
+    _wait_for_lines(out / "drive" / "results.jsonl.partial", 120, proc)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    resumed = _cli(long_video, out, tiny_server.grpc_url, "--resume")
+    _, err = resumed.communicate(timeout=180)
+    assert resumed.returncode == EXIT_OK, err
+    summary = _check_final(out, reference)
+    assert summary["resumed_from"] > 0
+
+
+def _own_server(repo: Path, grpc_port: int) -> TritonServer:
+    return TritonServer(ServerOptions(repo, grpc_port=grpc_port, stop_grace_s=5))
+
+
+def test_server_killed_then_resume_after_clean_stop(tiny_repository, long_video, reference, tmp_path):
+    port = free_port()
+    url = f"127.0.0.1:{port}"
+    out = tmp_path / "out"
+    server = _own_server(tiny_repository, port).start()
+    try:
+        proc = _cli(long_video, out, url, "--retries", "3")
+        _wait_for_lines(out / "drive" / "results.jsonl.partial", 120, proc)
+        os.kill(server.pid, signal.SIGKILL)  # type: ignore[arg-type]
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == EXIT_INTERRUPTED, err
+        assert "--resume" in err
+        summary = json.loads((out / "drive" / "summary.json").read_text())
+        assert summary["status"] == "interrupted" and 120 <= summary["frames"] < FRAMES
+        server.stop()
+        server = _own_server(tiny_repository, port).start()
+        resumed = _cli(long_video, out, url, "--resume")
+        _, err = resumed.communicate(timeout=180)
+        assert resumed.returncode == EXIT_OK, err
+        _check_final(out, reference)
+    finally:
+        server.stop()
+
+
+def test_server_restarted_while_the_client_retries(tiny_repository, long_video, reference, tmp_path):
+    port = free_port()
+    url = f"127.0.0.1:{port}"
+    out = tmp_path / "out"
+    server = _own_server(tiny_repository, port).start()
+    try:
+        proc = _cli(long_video, out, url, "--retries", "12")  # ~60 s of backoff: outlasts a restart
+        _wait_for_lines(out / "drive" / "results.jsonl.partial", 120, proc)
+        os.kill(server.pid, signal.SIGKILL)  # type: ignore[arg-type]
+        server.stop()
+        server = _own_server(tiny_repository, port).start()
+        _, err = proc.communicate(timeout=240)
+        assert proc.returncode == EXIT_OK, err
+        assert "retry" in err  # it did have to wait for the server
+        _check_final(out, reference)
+    finally:
+        server.stop()
+
+
+def test_corrupt_video_among_valid_ones(tiny_server, tmp_path):
+    a = write_video(tmp_path / "a.mp4", 12)
+    write_video(tmp_path / "b.mp4", 9)
+    (tmp_path / "c_truncated.mp4").write_bytes(a.read_bytes()[: a.stat().st_size // 2])
+    options = VideoOptions(
+        out_dir=tmp_path / "out",
+        client=ClientOptions(url=tiny_server.grpc_url),
+        progress=False,
+    )
+    report = run_video([str(tmp_path)], options)
+    status = {r.source.name: (r.status, r.frames) for r in report.results}
+    assert status == {"a": ("complete", 12), "b": ("complete", 9), "c_truncated": ("failed", 0)}
+    bad = next(r for r in report.results if r.source.name == "c_truncated")
+    assert "c_truncated.mp4" in bad.message and "cannot open" in bad.message
+    assert report.exit_code == EXIT_FAILED
+    for name, n in (("a", 12), ("b", 9)):
+        assert [r["frame"] for r in read_records(tmp_path / "out" / name / "results.jsonl")] == list(range(n))
+    assert np.isfinite(json.loads((tmp_path / "out" / "a" / "summary.json").read_text())["fps"])
