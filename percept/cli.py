@@ -33,6 +33,7 @@ def _register() -> None:
     app.command("serve")(__import__("percept.serve", fromlist=["serve"]).serve)
     app.command("loadtest")(__import__("percept.loadtest", fromlist=["loadtest"]).loadtest)
     __import__("percept.export", fromlist=["register"]).register(app)
+    app.add_typer(__import__("percept.world", fromlist=["app"]).app, name="world")
 
 
 def main() -> None:

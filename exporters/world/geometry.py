@@ -74,9 +74,13 @@ class Ground:
         form -2c / (b + sqrt(b^2 - 4ac)) that stays exact when bend = 0 (flat or planar ground).
         """
         ox, _, oz = (float(v) for v in origin)
+        c = self.slope * ox + self.bend * ox * ox - oz
+        if self.bend == 0.0:  # a plane: one division
+            with np.errstate(invalid="ignore", divide="ignore"):
+                t = c / (dz - self.slope * dx)
+            return np.where(t > 0, t, np.inf).astype(dx.dtype, copy=False)
         a = self.bend * dx * dx
         b = (2.0 * self.bend * ox + self.slope) * dx - dz
-        c = self.slope * ox + self.bend * ox * ox - oz
         disc = b * b - 4.0 * a * c
         with np.errstate(invalid="ignore", divide="ignore"):
             den = b + np.sqrt(np.maximum(disc, 0.0))

@@ -69,24 +69,33 @@ def _far_to_near(frame: Frame) -> list[int]:
 
 
 def _sky(layout: Layout, dx, dy, dz) -> list[np.ndarray]:
-    """Sky gradient by elevation, with a band of distant hills whose height varies with azimuth."""
+    """Sky gradient by elevation, with a band of distant hills whose height varies with azimuth.
+    The camera has no roll, so elevation is taken per row and azimuth per column, at the centre."""
     light = layout.light
-    sin_el = dz / np.sqrt(dx * dx + dy * dy + dz * dz)
-    s = np.sqrt(np.clip(sin_el * np.float32(2.5), 0.0, 1.0))
-    mid = dx.shape[0] // 2
-    az = np.arctan2(dy[mid], dx[mid])  # per column, at the centre row: no camera roll here
+    h, w = dx.shape
+    mid_r, mid_c = h // 2, w // 2
+    cx, cy, cz = dx[:, mid_c], dy[:, mid_c], dz[:, mid_c]
+    sin_el = (cz / np.sqrt(cx * cx + cy * cy + cz * cz))[:, None]
+    s = np.sqrt(np.clip(sin_el * 2.5, 0.0, 1.0))
+    az = np.arctan2(dy[mid_r], dx[mid_r])
     m = light.mountains
     prof = (
         0.012
         + 0.02 * m[0] * (1.0 + np.sin(3.0 * az + 6.3 * m[1]))
         + 0.008 * m[2] * np.sin(11.0 * az + 6.3 * m[3])
     )
-    hills = sin_el < np.sin(prof).astype(np.float32)[None, :]
-    hill_col = 0.48 * light.grass + 0.4 * light.sky_horizon
+    hills = sin_el < np.sin(prof)[None, :]
+    # terrain beyond FAR_M, shaded and hazed like grass at that distance so the seam is soft
+    fog = np.exp(-FAR_M / light.fog_m)
+    shade = (light.ambient + light.sun_colour * max(light.sun[2], 0.0)) * light.exposure
+    hill_col = 0.85 * light.grass * shade * fog + light.sky_horizon * (1.0 - fog)
+    k = np.clip((sin_el + 0.06) / 0.14, 0.0, 1.0) * 0.6  # higher terrain is farther: hazier
     out = []
     for c in range(3):
-        hz, zn = np.float32(light.sky_horizon[c]), np.float32(light.sky_zenith[c])
-        out.append(np.where(hills, np.float32(hill_col[c]), hz + (zn - hz) * s))
+        hz = light.sky_horizon[c]
+        grad = (hz + (light.sky_zenith[c] - hz) * s).astype(np.float32)
+        terrain = (hill_col[c] + (hz - hill_col[c]) * k).astype(np.float32)
+        out.append(np.where(hills, terrain, grad))
     return out
 
 

@@ -3,7 +3,7 @@ import pytest
 
 from exporters.world import MIN_BOX_PX, render_scene, render_sequence
 from exporters.world.layout import sample_layout
-from serving.errors import SpecError
+from serving.errors import PerceptionError, SpecError
 from serving.lidar import project_to_depth_image
 
 HW = (384, 640)
@@ -109,3 +109,35 @@ def test_bad_arguments_raise_spec_errors():
         render_scene(0, (8, 8))
     with pytest.raises(SpecError, match="num_frames"):
         next(render_sequence(0, 0))
+
+
+def test_drive_writes_a_video_with_every_frame_and_a_matching_kitti_folder(tmp_path):
+    import cv2
+
+    from clients.kitti import read_kitti_sequence
+    from exporters.world.drive import DriveOptions, record_drive
+
+    options = DriveOptions(seconds=1.2, fps=5.0, hw=(96, 160), seed=2)
+    seen = []
+    count = record_drive(options, tmp_path / "d.mp4", tmp_path / "k", on_frame=lambda s: seen.append(s))
+    assert count == options.num_frames == 6 == len(seen)
+    cap = cv2.VideoCapture(str(tmp_path / "d.mp4"))
+    frames = 0
+    while cap.read()[0]:
+        frames += 1
+    cap.release()
+    assert frames == 6
+    back = list(read_kitti_sequence(tmp_path / "k"))
+    assert [f.image.tobytes() for f in back] == [s.image.tobytes() for s in seen]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.mp4", "k"]  # no temporary left
+    with pytest.raises(PerceptionError, match="exists"):
+        record_drive(options, tmp_path / "d.mp4")
+
+
+def test_stats_measure_speed_and_box_sizes():
+    from exporters.world.stats import measure
+
+    stats = measure(seeds=8, hw=(192, 320))
+    assert stats.scenes_per_s > 0 and stats.scenes_per_s_lidar > 0 and stats.boxes > 0
+    assert 0 < stats.small_box_share <= 1 and abs(sum(stats.class_share.values()) - 1) < 1e-6
+    assert stats.points_per_scene > 10000
