@@ -1,0 +1,61 @@
+"""`percept repo build`: write a Triton model repository from exported ONNX files.
+
+Only parses arguments and calls serving.repository; heavy imports happen inside the command.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+app = typer.Typer(help="Triton model repositories.", no_args_is_help=True)
+
+
+@app.command("build")
+def build(
+    onnx: list[Path] = typer.Option(..., "--onnx", help="Exported ONNX file (repeat for several networks)."),
+    out: Path = typer.Option(Path("model_repository"), "--out", "-o", help="Repository folder to write."),
+    engine: str = typer.Option(
+        "python", help="python (ONNX Runtime in Triton), onnxruntime or tensorrt_plan."
+    ),
+    max_batch_size: int = typer.Option(8, help="Largest batch the dynamic batcher forms."),
+    max_queue_delay_us: int = typer.Option(2000, help="Dynamic batcher's wait for more requests (µs)."),
+    preferred_batch_size: list[int] = typer.Option([], help="Preferred batch size (repeatable)."),
+    max_queue_size: int = typer.Option(64, help="Requests queued beyond this are rejected at once."),
+    queue_timeout_us: int = typer.Option(5_000_000, help="A request queued longer is rejected (µs)."),
+    instances: int = typer.Option(1, help="Instances of the network model."),
+    preprocess_instances: int = typer.Option(1, help="Instances of each preprocess model."),
+    postprocess_instances: int = typer.Option(1, help="Instances of each postprocess model."),
+    threads: int = typer.Option(2, help="ONNX Runtime intra-op threads per network instance."),
+    max_pixels: int = typer.Option(7680 * 4320, help="Largest image (pixels) preprocess accepts."),
+    min_side: int = typer.Option(16, help="Smallest image side (pixels) preprocess accepts."),
+    no_warmup: bool = typer.Option(False, "--no-warmup", help="Skip the network's warm-up request."),
+    no_ensembles: bool = typer.Option(False, "--no-ensembles", help="Raw network models only."),
+    link: bool = typer.Option(False, "--link", help="Symlink the ONNX/plan files instead of copying."),
+) -> None:
+    """Write config.pbtxt, model.py and the network files for each ONNX into OUT."""
+    from serving.model_config import BatchingOptions, RepositoryOptions
+    from serving.pipeline import FrameLimits
+    from serving.repository import build_repository
+
+    options = RepositoryOptions(
+        engine=engine,
+        batching=BatchingOptions(
+            max_batch_size=max_batch_size,
+            max_queue_delay_us=max_queue_delay_us,
+            preferred_batch_sizes=tuple(preferred_batch_size),
+            max_queue_size=max_queue_size,
+            queue_timeout_us=queue_timeout_us,
+        ),
+        network_instances=instances,
+        preprocess_instances=preprocess_instances,
+        postprocess_instances=postprocess_instances,
+        intra_op_threads=threads,
+        limits=FrameLimits(max_pixels=max_pixels, min_side=min_side),
+        warmup=not no_warmup,
+        ensembles=not no_ensembles,
+        link=link,
+    )
+    names = build_repository(list(onnx), out, options)
+    typer.echo(f"wrote {len(names)} models to {out}: {', '.join(names)}")

@@ -1,0 +1,78 @@
+"""`percept serve`: run the real tritonserver on a model repository until SIGINT/SIGTERM.
+
+Only parses arguments and calls serving.launcher; heavy imports happen inside the command.
+"""
+
+from __future__ import annotations
+
+import shlex
+import signal
+import sys
+from pathlib import Path
+
+import typer
+
+
+def serve(
+    repository: Path = typer.Option(Path("model_repository"), "--repository", "-r", help="Model repository."),
+    grpc_port: int = typer.Option(8001, help="gRPC port (0: a free one)."),
+    http_port: int = typer.Option(8000, help="HTTP port (0: a free one)."),
+    metrics_port: int = typer.Option(8002, help="Prometheus metrics port (0: a free one)."),
+    address: str = typer.Option("127.0.0.1", help="Address to bind (0.0.0.0 for every interface)."),
+    tritonserver: Path | None = typer.Option(
+        None, help="Another tritonserver binary (default: the one inside the nvidia-pytriton wheel)."
+    ),
+    backend_directory: Path | None = typer.Option(None, help="Backend directory for --tritonserver."),
+    log_file: Path | None = typer.Option(None, help="Keep the server log here (default: a temp file)."),
+    startup_timeout: float = typer.Option(180.0, help="Seconds to wait for every model to load."),
+    print_docker: bool = typer.Option(
+        False, "--print-docker", help="Print the equivalent `docker run` on the NGC Triton image and exit."
+    ),
+    image: str = typer.Option("", help="NGC image for --print-docker (default: the matching Triton 2.51)."),
+) -> None:
+    """Start Triton on REPOSITORY, wait until every model is ready, serve until interrupted."""
+    from serving.launcher import ServerOptions, TritonServer, docker_command
+    from serving.model_config import NGC_IMAGE
+
+    if print_docker:
+        cmd = docker_command(repository, image or NGC_IMAGE, grpc_port, http_port, metrics_port)
+        typer.echo(shlex.join(cmd))
+        return
+    options = ServerOptions(
+        repository=repository,
+        tritonserver=tritonserver,
+        backend_directory=backend_directory,
+        address=address,
+        grpc_port=grpc_port,
+        http_port=http_port,
+        metrics_port=metrics_port,
+        log_file=log_file,
+        startup_timeout_s=startup_timeout,
+    )
+    server = TritonServer(options)
+    stopping = {"signal": 0}
+
+    def forward(signum, _frame) -> None:
+        # first signal: graceful stop (Triton waits for in-flight requests); the second kills
+        stopping["signal"] = signum
+        server.send_signal(signal.SIGTERM if stopping.get("sent") is None else signal.SIGKILL)
+        stopping["sent"] = 1
+
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        server.start(attempts=1)
+        typer.echo(
+            f"Triton ready: gRPC {server.grpc_url}  HTTP {server.http_url}  metrics {server.metrics_url}"
+        )
+        typer.echo(f"log: {server.log_path}  (Ctrl-C stops)")
+        code = server.wait()
+        if not stopping["signal"]:
+            typer.secho(
+                f"error: tritonserver exited with code {code}:\n{server.log_tail()}", fg="red", err=True
+            )
+            sys.exit(1)
+        typer.echo(f"stopped (exit code {code})")
+    finally:
+        server.stop()
+        for s, handler in previous.items():
+            signal.signal(s, handler)

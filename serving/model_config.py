@@ -1,0 +1,280 @@
+"""config.pbtxt generation from a ModelSpec, with Triton's own protobuf schema.
+
+Every config is built as a ``tritonclient.grpc.model_config_pb2.ModelConfig`` message and written
+with ``google.protobuf.text_format``, so a field Triton does not know cannot be written at all;
+:func:`parse_config` reads one back the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from serving import spec as S
+from serving.errors import MissingDependencyError, ServingError
+from serving.pipeline import (
+    SPEC_PARAMETER,
+    FrameLimits,
+    pipeline_inputs,
+    pipeline_outputs,
+    preprocess_outputs,
+)
+from serving.spec import ModelSpec, TensorSpec
+
+ENGINES = ("python", "onnxruntime", "tensorrt_plan")
+# Triton 2.51 == NGC 24.10, the server inside nvidia-pytriton 0.7.0
+NGC_IMAGE = "nvcr.io/nvidia/tritonserver:24.10-py3"
+
+
+def _pb():
+    try:
+        from tritonclient.grpc import model_config_pb2
+    except ImportError as exc:  # pragma: no cover - tritonclient is in the server extra
+        raise MissingDependencyError("tritonclient[grpc]", "server") from exc
+    return model_config_pb2
+
+
+@dataclass(frozen=True)
+class BatchingOptions:
+    """Dynamic batching of the network model. Defaults measured on 2 CPU cores (README "Serving")."""
+
+    max_batch_size: int = 8
+    max_queue_delay_us: int = 2000
+    preferred_batch_sizes: tuple[int, ...] = ()
+    max_queue_size: int = 64  # beyond this, requests are rejected at once (UNAVAILABLE)
+    queue_timeout_us: int = 5_000_000  # a request queued longer is rejected; clients may override
+
+    def __post_init__(self) -> None:
+        if self.max_batch_size < 1:
+            raise ServingError(f"max_batch_size must be >= 1, got {self.max_batch_size}")
+        if self.max_queue_delay_us < 0 or self.max_queue_size < 0 or self.queue_timeout_us < 0:
+            raise ServingError("queue delay, queue size and queue timeout must be >= 0")
+        bad = [b for b in self.preferred_batch_sizes if not 1 <= b <= self.max_batch_size]
+        if bad:
+            raise ServingError(f"preferred batch sizes {bad} outside 1..max_batch_size={self.max_batch_size}")
+
+
+@dataclass(frozen=True)
+class RepositoryOptions:
+    engine: str = "python"
+    batching: BatchingOptions = field(default_factory=BatchingOptions)
+    network_instances: int = 1
+    preprocess_instances: int = 1
+    postprocess_instances: int = 1
+    intra_op_threads: int = 2  # ONNX Runtime threads per network instance (python/onnxruntime engines)
+    limits: FrameLimits = field(default_factory=FrameLimits)
+    warmup: bool = True
+    ensembles: bool = True
+    gpu: bool | None = None  # instance kind of the network; None: GPU for tensorrt_plan/onnxruntime
+    link: bool = False  # symlink the ONNX/plan files into the repository instead of copying
+
+    def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise ServingError(f"unknown engine {self.engine!r}; choose one of {', '.join(ENGINES)}")
+        for name in (
+            "network_instances",
+            "preprocess_instances",
+            "postprocess_instances",
+            "intra_op_threads",
+        ):
+            if getattr(self, name) < 1:
+                raise ServingError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.engine == "tensorrt_plan" and self.gpu is False:
+            raise ServingError("the tensorrt_plan engine runs on a GPU only (gpu=False asked)")
+        if self.engine == "python" and self.gpu:
+            raise ServingError("the python engine runs ONNX Runtime on the CPU; use onnxruntime for a GPU")
+
+    @property
+    def network_on_gpu(self) -> bool:
+        return self.gpu if self.gpu is not None else self.engine != "python"
+
+
+# --- names ------------------------------------------------------------------------------------
+def network_model_name(spec: ModelSpec) -> str:
+    return spec.name.replace("-", "_")
+
+
+def preprocess_model_name(spec: ModelSpec) -> str:
+    return f"{network_model_name(spec)}_preprocess"
+
+
+def postprocess_model_name(spec: ModelSpec) -> str:
+    return f"{network_model_name(spec)}_postprocess"
+
+
+def ensemble_name(spec: ModelSpec) -> str:
+    return S.ENSEMBLE_FUSION if spec.fusion else S.ENSEMBLE_CAMERA
+
+
+def _internal(name: str, stage: str) -> str:
+    # ensemble-internal tensor of `stage`, distinct from the ensemble's own inputs/outputs
+    return f"{name}__{stage}"
+
+
+# --- building blocks --------------------------------------------------------------------------
+def _io(pb, message, tensor: TensorSpec, batched: bool, ragged: bool = False, reshape: bool = True):
+    msg = message(name=tensor.name, data_type=getattr(pb, tensor.triton_dtype))
+    dims = tensor.triton_dims(batched)
+    if not dims:  # a [batch] tensor: Triton needs dims [1], reshaped to [] for the model itself
+        msg.dims.append(1)
+        if reshape:
+            msg.reshape.SetInParent()
+    else:
+        msg.dims.extend(dims)
+    if message is pb.ModelInput:
+        if tensor.optional:
+            msg.optional = True
+        if ragged:
+            msg.allow_ragged_batch = True
+    return msg
+
+
+def _inputs(pb, cfg, tensors, ragged: bool = False, reshape: bool = True) -> None:
+    for t in tensors:
+        has_dynamic = any(d == -1 for d in t.triton_dims(True))
+        cfg.input.append(_io(pb, pb.ModelInput, t, True, ragged and has_dynamic, reshape))
+
+
+def _outputs(pb, cfg, tensors, reshape: bool = True) -> None:
+    # an ensemble has no model of its own: it sees the [batch, 1] that its steps present
+    for t in tensors:
+        cfg.output.append(_io(pb, pb.ModelOutput, t, True, reshape=reshape))
+
+
+def _param(cfg, key: str, value) -> None:
+    cfg.parameters[key].string_value = str(value)
+
+
+def _instances(pb, cfg, count: int, gpu: bool = False) -> None:
+    kind = pb.ModelInstanceGroup.KIND_GPU if gpu else pb.ModelInstanceGroup.KIND_CPU
+    cfg.instance_group.append(pb.ModelInstanceGroup(count=count, kind=kind))
+
+
+def _latest_version(pb, cfg) -> None:
+    cfg.version_policy.latest.num_versions = 1
+
+
+def _dynamic_batching(pb, cfg, batching: BatchingOptions | None) -> None:
+    db = cfg.dynamic_batching
+    if batching is None:  # pre/postprocess: take whatever is queued, never wait
+        db.SetInParent()
+        return
+    db.max_queue_delay_microseconds = batching.max_queue_delay_us
+    db.preferred_batch_size.extend(batching.preferred_batch_sizes)
+    policy = db.default_queue_policy
+    policy.timeout_action = pb.ModelQueuePolicy.REJECT
+    policy.default_timeout_microseconds = batching.queue_timeout_us
+    policy.allow_timeout_override = True
+    policy.max_queue_size = batching.max_queue_size
+
+
+# --- the models -------------------------------------------------------------------------------
+def network_config(spec: ModelSpec, options: RepositoryOptions, plan_files: dict[str, str] | None = None):
+    pb = _pb()
+    cfg = pb.ModelConfig(name=network_model_name(spec), max_batch_size=options.batching.max_batch_size)
+    if options.engine == "python":
+        cfg.backend = "python"
+        _param(cfg, "intra_op_threads", options.intra_op_threads)
+    elif options.engine == "onnxruntime":
+        cfg.platform = "onnxruntime_onnx"
+        cfg.default_model_filename = "model.onnx"
+        _param(cfg, "intra_op_thread_count", options.intra_op_threads)
+    else:
+        cfg.platform = "tensorrt_plan"
+        if not plan_files:
+            raise ServingError("the tensorrt_plan engine needs at least one engine file (model_sm<cc>.plan)")
+        for cc, filename in sorted(plan_files.items()):
+            cfg.cc_model_filenames[cc] = filename
+        cfg.default_model_filename = sorted(plan_files.items())[-1][1]
+    _inputs(pb, cfg, spec.network_inputs)
+    _outputs(pb, cfg, spec.network_outputs)
+    _dynamic_batching(pb, cfg, options.batching)
+    _instances(pb, cfg, options.network_instances, options.network_on_gpu)
+    _latest_version(pb, cfg)
+    if options.warmup:
+        warm = pb.ModelWarmup(name="zeros_batch_1", batch_size=1)
+        for t in spec.network_inputs:
+            warm.inputs[t.name].data_type = getattr(pb, t.triton_dtype)
+            warm.inputs[t.name].dims.extend(t.triton_dims(True))
+            warm.inputs[t.name].zero_data = True
+        cfg.model_warmup.append(warm)
+    _param(cfg, SPEC_PARAMETER, spec.to_json())
+    return cfg
+
+
+def preprocess_config(spec: ModelSpec, options: RepositoryOptions):
+    pb = _pb()
+    cfg = pb.ModelConfig(
+        name=preprocess_model_name(spec), backend="python", max_batch_size=options.batching.max_batch_size
+    )
+    _inputs(pb, cfg, [t for t in pipeline_inputs(spec) if t.name != S.RESIZE_TO_SOURCE], ragged=True)
+    _outputs(pb, cfg, preprocess_outputs(spec))
+    _dynamic_batching(pb, cfg, None)
+    _instances(pb, cfg, options.preprocess_instances)
+    _latest_version(pb, cfg)
+    _param(cfg, SPEC_PARAMETER, spec.to_json())
+    _param(cfg, "max_pixels", options.limits.max_pixels)
+    _param(cfg, "min_side", options.limits.min_side)
+    return cfg
+
+
+def postprocess_inputs(spec: ModelSpec) -> tuple[TensorSpec, ...]:
+    resize = next(t for t in pipeline_inputs(spec) if t.name == S.RESIZE_TO_SOURCE)
+    return (*spec.network_outputs, TensorSpec(S.LETTERBOX, "float32", ("batch", 6)), resize)
+
+
+def postprocess_config(spec: ModelSpec, options: RepositoryOptions):
+    pb = _pb()
+    cfg = pb.ModelConfig(
+        name=postprocess_model_name(spec), backend="python", max_batch_size=options.batching.max_batch_size
+    )
+    _inputs(pb, cfg, postprocess_inputs(spec))
+    _outputs(pb, cfg, pipeline_outputs(spec))
+    _dynamic_batching(pb, cfg, None)
+    _instances(pb, cfg, options.postprocess_instances)
+    _latest_version(pb, cfg)
+    _param(cfg, SPEC_PARAMETER, spec.to_json())
+    return cfg
+
+
+def ensemble_config(spec: ModelSpec, options: RepositoryOptions):
+    """preprocess -> network -> postprocess; the ensemble's inputs/outputs are the pipeline tensors."""
+    pb = _pb()
+    cfg = pb.ModelConfig(
+        name=ensemble_name(spec), platform="ensemble", max_batch_size=options.batching.max_batch_size
+    )
+    _inputs(pb, cfg, pipeline_inputs(spec), reshape=False)
+    _outputs(pb, cfg, pipeline_outputs(spec), reshape=False)
+    steps = cfg.ensemble_scheduling
+    pre = steps.step.add(model_name=preprocess_model_name(spec), model_version=-1)
+    for t in pipeline_inputs(spec):
+        if t.name != S.RESIZE_TO_SOURCE:
+            pre.input_map[t.name] = t.name
+    for t in preprocess_outputs(spec):
+        pre.output_map[t.name] = _internal(t.name, "pre")
+    net = steps.step.add(model_name=network_model_name(spec), model_version=-1)
+    for t in spec.network_inputs:
+        net.input_map[t.name] = _internal(t.name, "pre")
+    for t in spec.network_outputs:
+        net.output_map[t.name] = _internal(t.name, "net")
+    post = steps.step.add(model_name=postprocess_model_name(spec), model_version=-1)
+    for t in spec.network_outputs:
+        post.input_map[t.name] = _internal(t.name, "net")
+    post.input_map[S.LETTERBOX] = _internal(S.LETTERBOX, "pre")
+    post.input_map[S.RESIZE_TO_SOURCE] = S.RESIZE_TO_SOURCE
+    for t in pipeline_outputs(spec):
+        post.output_map[t.name] = t.name
+    _param(cfg, SPEC_PARAMETER, spec.to_json())
+    return cfg
+
+
+# --- text -------------------------------------------------------------------------------------
+def config_text(cfg) -> str:
+    from google.protobuf import text_format
+
+    return text_format.MessageToString(cfg)
+
+
+def parse_config(text: str):
+    from google.protobuf import text_format
+
+    return text_format.Parse(text, _pb().ModelConfig())

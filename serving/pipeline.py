@@ -1,0 +1,274 @@
+"""Pure pre/postprocess functions the python-backend models call (numpy + OpenCV, no Triton).
+
+The ensemble ``perception`` is preprocess -> network -> postprocess. Each python-backend model is
+a thin adapter: it reads the request's tensors, calls a function here, and turns a
+:class:`~serving.errors.SpecError` into that request's own error response. Everything here works
+on one request (batch axis of that request included) so it is testable without a server.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from serving import spec as S
+from serving.errors import SpecError
+from serving.letterbox import Letterbox, letterbox_image
+from serving.lidar import check_points, project_to_depth_image
+from serving.spec import ModelSpec, TensorSpec
+
+SPEC_PARAMETER = "perception_spec"  # config.pbtxt parameter and ONNX metadata key holding the spec JSON
+
+_JPEG_MAGIC = b"\xff\xd8\xff"
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+# JPEG start-of-frame markers carrying the image size (not DHT C4, JPG C8, DAC CC)
+_SOF_MARKERS = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+@dataclass(frozen=True)
+class FrameLimits:
+    """What preprocess accepts; a request outside these gets its own INVALID_ARG error."""
+
+    max_pixels: int = 7680 * 4320  # 8K; checked on the header before an encoded image is decoded
+    min_side: int = 16
+
+    def __post_init__(self) -> None:
+        if self.max_pixels < 1 or self.min_side < 1:
+            raise SpecError("max_pixels and min_side must be >= 1")
+
+    def check(self, h: int, w: int, what: str = "image") -> None:
+        if h < self.min_side or w < self.min_side:
+            raise SpecError(f"{what} of {h}x{w} pixels is too small (min side {self.min_side})")
+        if h * w > self.max_pixels:
+            raise SpecError(
+                f"{what} of {h}x{w} = {h * w} pixels exceeds the limit of {self.max_pixels} pixels"
+            )
+
+
+# --- tensors of the pipeline (names from the spec; dtypes and per-request dims written here) -----
+def pipeline_inputs(spec: ModelSpec) -> tuple[TensorSpec, ...]:
+    """Ensemble inputs per request, batch axis included ("batch")."""
+    inputs = [
+        TensorSpec(S.IMAGE, "uint8", ("batch", "height", "width", 3), "raw RGB frame", optional=True),
+        TensorSpec(S.IMAGE_ENCODED, "uint8", ("batch", "bytes"), "JPEG/PNG file bytes", optional=True),
+        TensorSpec(S.RESIZE_TO_SOURCE, "bool", ("batch", 1), "dense maps at source size", optional=True),
+    ]
+    if spec.fusion:
+        inputs += [
+            TensorSpec(S.POINTS, "float32", ("batch", "points", 4), "x,y,z,intensity, LiDAR frame"),
+            TensorSpec(S.PROJECTION, "float32", ("batch", 3, 4), "LiDAR -> source pixels"),
+        ]
+    return tuple(inputs)
+
+
+def pipeline_outputs(spec: ModelSpec) -> tuple[TensorSpec, ...]:
+    """Ensemble outputs per request: network outputs in source terms, plus letterbox and class names."""
+    k = spec.top_k
+    outputs: list[TensorSpec] = []
+    for t in spec.network_outputs:
+        if t.name == S.DET_BOXES:
+            outputs.append(TensorSpec(t.name, t.dtype, ("batch", k, 4), "x1,y1,x2,y2 source pixels"))
+        elif t.name in (S.SEG_MASK, S.DEPTH):
+            outputs.append(TensorSpec(t.name, t.dtype, ("batch", "height", "width"), t.doc))
+        else:
+            outputs.append(t)
+    if "detection" in spec.tasks:
+        outputs.append(TensorSpec(S.CLASS_NAMES, "bytes", ("batch", k), "class name per detection row"))
+    outputs.append(TensorSpec(S.LETTERBOX, "float32", ("batch", 6), "scale,pad_x,pad_y,src_h,src_w,valid"))
+    return tuple(outputs)
+
+
+def preprocess_outputs(spec: ModelSpec) -> tuple[TensorSpec, ...]:
+    """What preprocess hands the network (its inputs) plus the letterbox geometry for postprocess."""
+    return (*spec.network_inputs, TensorSpec(S.LETTERBOX, "float32", ("batch", 6)))
+
+
+# --- decoding ---------------------------------------------------------------------------------
+def encoded_size(data: bytes) -> tuple[int, int]:
+    """(height, width) from a JPEG or PNG header, without decoding; SpecError for anything else."""
+    if data.startswith(_PNG_MAGIC):
+        if len(data) < 24 or data[12:16] != b"IHDR":
+            raise SpecError(f"PNG of {len(data)} bytes has no IHDR header: truncated or corrupt")
+        w, h = struct.unpack(">II", data[16:24])
+        return int(h), int(w)
+    if data.startswith(_JPEG_MAGIC):
+        pos = 2
+        while pos + 4 <= len(data):
+            if data[pos] != 0xFF:
+                raise SpecError(f"JPEG of {len(data)} bytes is corrupt (bad marker at byte {pos})")
+            marker = data[pos + 1]
+            if marker == 0xFF:  # fill byte
+                pos += 1
+                continue
+            seg_len = struct.unpack(">H", data[pos + 2 : pos + 4])[0]
+            if marker in _SOF_MARKERS:
+                if pos + 9 > len(data):
+                    break
+                h, w = struct.unpack(">HH", data[pos + 5 : pos + 9])
+                return int(h), int(w)
+            pos += 2 + seg_len
+        raise SpecError(f"JPEG of {len(data)} bytes has no frame header: truncated or corrupt")
+    head = data[:8].hex()
+    raise SpecError(f"image_encoded is not a JPEG or PNG file ({len(data)} bytes starting {head})")
+
+
+def _check_complete(data: bytes) -> None:
+    # OpenCV decodes a truncated JPEG into a grey-filled image with only a warning; refuse it.
+    if data.startswith(_JPEG_MAGIC) and not data.rstrip(b"\x00\r\n ").endswith(b"\xff\xd9"):
+        raise SpecError(f"JPEG of {len(data)} bytes is truncated (no end-of-image marker)")
+    if data.startswith(_PNG_MAGIC) and b"IEND" not in data[-16:]:
+        raise SpecError(f"PNG of {len(data)} bytes is truncated (no IEND chunk)")
+
+
+def decode_encoded(data: bytes, limits: FrameLimits) -> np.ndarray:
+    """JPEG/PNG bytes -> HxWx3 uint8 RGB, size checked on the header before decoding."""
+    if len(data) == 0:
+        raise SpecError("image_encoded is empty (0 bytes)")
+    h, w = encoded_size(data)
+    limits.check(h, w, "encoded image")
+    _check_complete(data)
+    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise SpecError(f"cannot decode the {h}x{w} image ({len(data)} bytes): corrupt data")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def check_frame(frame: np.ndarray, limits: FrameLimits) -> np.ndarray:
+    if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+        raise SpecError(f"image must be HxWx3 uint8 RGB, got {frame.dtype} {tuple(frame.shape)}")
+    if frame.size == 0:
+        raise SpecError(f"image is empty (shape {tuple(frame.shape)})")
+    limits.check(frame.shape[0], frame.shape[1])
+    return frame
+
+
+def request_frames(
+    image: np.ndarray | None, image_encoded: np.ndarray | None, limits: FrameLimits
+) -> list[np.ndarray]:
+    """The RGB frames of one request: ``image`` [n,H,W,3] or ``image_encoded`` [n,L] (one file per row)."""
+    if (image is None) == (image_encoded is None):
+        raise SpecError(
+            f"send exactly one of {S.IMAGE!r} (raw frame) or {S.IMAGE_ENCODED!r} (JPEG/PNG bytes)"
+        )
+    if image is not None:
+        if image.ndim != 4:
+            raise SpecError(f"{S.IMAGE} must be [batch,H,W,3], got shape {tuple(image.shape)}")
+        if image.shape[0] == 0:
+            raise SpecError(f"{S.IMAGE} holds no frame (shape {tuple(image.shape)})")
+        return [check_frame(f, limits) for f in image]
+    assert image_encoded is not None
+    if image_encoded.dtype != np.uint8 or image_encoded.ndim != 2:
+        raise SpecError(
+            f"{S.IMAGE_ENCODED} must be uint8 [batch,bytes], got {image_encoded.dtype} "
+            f"{tuple(image_encoded.shape)}"
+        )
+    if image_encoded.shape[0] == 0:
+        raise SpecError(f"{S.IMAGE_ENCODED} holds no file (shape {tuple(image_encoded.shape)})")
+    return [decode_encoded(row.tobytes(), limits) for row in image_encoded]
+
+
+# --- preprocess -------------------------------------------------------------------------------
+def preprocess(
+    spec: ModelSpec,
+    frames: list[np.ndarray],
+    points: np.ndarray | None = None,
+    projection: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
+    """Frames (+ LiDAR for fusion) of one request -> the network inputs and the letterbox tensor."""
+    images, boxes, depths = [], [], []
+    if spec.fusion:
+        if points is None or projection is None:
+            raise SpecError(f"model {spec.name} fuses LiDAR: {S.POINTS} and {S.PROJECTION} are required")
+        if points.ndim != 3 or projection.ndim != 3 or not len(points) == len(frames) == len(projection):
+            raise SpecError(
+                f"{S.POINTS} [batch,N,4] and {S.PROJECTION} [batch,3,4] must have one entry per frame, got "
+                f"{tuple(points.shape)} and {tuple(projection.shape)} for {len(frames)} frame(s)"
+            )
+    for i, frame in enumerate(frames):
+        boxed, lb = letterbox_image(
+            frame, spec.input_hw, spec.letterbox.pad_value, spec.letterbox.allow_upscale
+        )
+        images.append(boxed.transpose(2, 0, 1))
+        boxes.append(lb.as_array())
+        if spec.fusion:
+            assert points is not None and projection is not None
+            pts = np.asarray(points[i], np.float32)
+            proj = np.asarray(projection[i], np.float32)
+            check_points(pts, proj)
+            depths.append(project_to_depth_image(pts, proj, spec.input_hw, lb))
+    out = {S.IMAGES: np.ascontiguousarray(np.stack(images)), S.LETTERBOX: np.stack(boxes)}
+    if spec.fusion:
+        out[S.LIDAR_DEPTH] = np.ascontiguousarray(np.stack(depths))
+    return out
+
+
+# --- postprocess ------------------------------------------------------------------------------
+def postprocess(
+    spec: ModelSpec,
+    outputs: dict[str, np.ndarray],
+    letterbox: np.ndarray,
+    resize_to_source: bool = False,
+) -> dict[str, np.ndarray]:
+    """Network outputs of one request [n,...] -> boxes in source pixels with class names, dense maps
+    cropped out of the letterbox (and resized to the source size when asked)."""
+    letterbox = np.asarray(letterbox, np.float32).reshape(-1, 6)
+    n = len(letterbox)
+    geoms = [Letterbox.from_array(row) for row in letterbox]
+    out: dict[str, np.ndarray] = {S.LETTERBOX: letterbox}
+    if S.NUM_DETS in outputs:
+        num = np.asarray(outputs[S.NUM_DETS], np.int32).reshape(n)
+        boxes = np.asarray(outputs[S.DET_BOXES], np.float32).reshape(n, spec.top_k, 4).copy()
+        classes = np.asarray(outputs[S.DET_CLASSES], np.int32).reshape(n, spec.top_k)
+        names = np.full((n, spec.top_k), b"", dtype=object)
+        for i, lb in enumerate(geoms):
+            k = int(np.clip(num[i], 0, spec.top_k))
+            boxes[i, :k] = lb.boxes_to_source(boxes[i, :k])
+            boxes[i, k:] = 0
+            names[i, :k] = [_class_name(spec, int(c)) for c in classes[i, :k]]
+        out.update(
+            {
+                S.NUM_DETS: num,
+                S.DET_BOXES: boxes,
+                S.DET_SCORES: np.asarray(outputs[S.DET_SCORES], np.float32).reshape(n, spec.top_k),
+                S.DET_CLASSES: classes,
+                S.CLASS_NAMES: names,
+            }
+        )
+    for name, stride in ((S.SEG_MASK, 1), (S.DEPTH, spec.depth_stride)):
+        if name in outputs:
+            maps = [
+                lb.crop_dense(m, stride, resize_to_source) for lb, m in zip(geoms, outputs[name], strict=True)
+            ]
+            if len({m.shape for m in maps}) > 1:
+                raise SpecError(
+                    "frames of different sizes in one request give dense maps of different sizes: "
+                    "send one frame per request"
+                )
+            out[name] = np.ascontiguousarray(np.stack(maps))
+    return out
+
+
+def _class_name(spec: ModelSpec, class_id: int) -> bytes:
+    names = spec.det_classes
+    return (names[class_id] if 0 <= class_id < len(names) else str(class_id)).encode()
+
+
+# --- the network model's batching -------------------------------------------------------------
+def concat_batches(per_request: list[dict[str, np.ndarray]]) -> tuple[dict[str, np.ndarray], list[int]]:
+    """Requests' inputs -> one batch (concatenated on axis 0) and each request's batch size."""
+    sizes = [len(next(iter(r.values()))) for r in per_request]
+    names = per_request[0].keys()
+    batch = {name: np.concatenate([r[name] for r in per_request], axis=0) for name in names}
+    return batch, sizes
+
+
+def split_batches(outputs: dict[str, np.ndarray], sizes: list[int]) -> list[dict[str, np.ndarray]]:
+    """The inverse of :func:`concat_batches` on the network outputs."""
+    bounds = np.cumsum([0, *sizes])
+    return [
+        {name: np.ascontiguousarray(arr[bounds[i] : bounds[i + 1]]) for name, arr in outputs.items()}
+        for i in range(len(sizes))
+    ]

@@ -1,0 +1,166 @@
+"""Write a Triton model repository from exported ONNX files and the spec they carry.
+
+Per network: the network model (engine ``python`` running ONNX Runtime, ``onnxruntime`` or
+``tensorrt_plan``); for the first camera-only and the first fusion network with every task, a
+``<net>_preprocess`` and ``<net>_postprocess`` python model and the ensemble ``perception`` /
+``perception_fusion``. Every config.pbtxt comes from :mod:`serving.model_config`; the python models'
+model.py files are copied from :mod:`serving.triton_models`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from serving import spec as S
+from serving.errors import ServingError
+from serving.model_config import (
+    RepositoryOptions,
+    config_text,
+    ensemble_config,
+    ensemble_name,
+    network_config,
+    network_model_name,
+    postprocess_config,
+    postprocess_model_name,
+    preprocess_config,
+    preprocess_model_name,
+)
+from serving.onnx_meta import read_spec
+from serving.spec import ModelSpec
+
+log = logging.getLogger(__name__)
+
+TEMPLATES = Path(__file__).parent / "triton_models"
+_PLAN_CC = re.compile(r"_sm(\d+)\.plan$")
+
+
+@dataclass(frozen=True)
+class NetworkArtifact:
+    """An exported network: its spec and files (ONNX, and TensorRT plans by compute capability)."""
+
+    spec: ModelSpec
+    onnx: Path | None = None
+    plans: tuple[tuple[str, Path], ...] = ()  # (compute capability "8.6", path)
+
+    @classmethod
+    def from_onnx(cls, path: str | Path) -> NetworkArtifact:
+        path = Path(path)
+        return cls(read_spec(path), path, find_plans(path.parent))
+
+
+def find_plans(folder: Path) -> tuple[tuple[str, Path], ...]:
+    """``model_sm86.plan`` -> ("8.6", path): the per-compute-capability engines next to the ONNX."""
+    found = []
+    for p in sorted(folder.glob("*.plan")):
+        m = _PLAN_CC.search(p.name)
+        if m:
+            digits = m.group(1)
+            found.append((f"{digits[:-1]}.{digits[-1]}", p))
+    return tuple(found)
+
+
+def _put(src: Path, dst: Path, link: bool) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if dst.exists() or dst.is_symlink():
+        dst.unlink()
+    if link:
+        os.symlink(src.resolve(), dst)
+    else:
+        shutil.copyfile(src, dst)
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def _pipeline_nets(artifacts: list[NetworkArtifact]) -> list[NetworkArtifact]:
+    chosen: dict[bool, NetworkArtifact] = {}
+    for a in artifacts:
+        if set(a.spec.tasks) == set(S.TASKS) and a.spec.fusion not in chosen:
+            chosen[a.spec.fusion] = a
+    return list(chosen.values())
+
+
+def write_configs(artifacts: list[NetworkArtifact], out_dir: Path, options: RepositoryOptions) -> list[str]:
+    """Every config.pbtxt and model.py (no weights); returns the model names written."""
+    names = [network_model_name(a.spec) for a in artifacts]
+    if len(set(names)) != len(names):
+        raise ServingError(f"two networks share a model name: {names}")
+    written = []
+    for a in artifacts:
+        name = network_model_name(a.spec)
+        plans = {cc: p.name for cc, p in a.plans} if options.engine == "tensorrt_plan" else None
+        _write(out_dir / name / "config.pbtxt", config_text(network_config(a.spec, options, plans)))
+        if options.engine == "python":
+            _write(out_dir / name / "1" / "model.py", (TEMPLATES / "network.py").read_text())
+        written.append(name)
+    if options.ensembles:
+        for a in _pipeline_nets(artifacts):
+            for model, cfg, template in (
+                (preprocess_model_name(a.spec), preprocess_config(a.spec, options), "preprocess.py"),
+                (postprocess_model_name(a.spec), postprocess_config(a.spec, options), "postprocess.py"),
+            ):
+                _write(out_dir / model / "config.pbtxt", config_text(cfg))
+                _write(out_dir / model / "1" / "model.py", (TEMPLATES / template).read_text())
+                written.append(model)
+            ens = ensemble_name(a.spec)
+            _write(out_dir / ens / "config.pbtxt", config_text(ensemble_config(a.spec, options)))
+            (out_dir / ens / "1").mkdir(parents=True, exist_ok=True)
+            (out_dir / ens / "1" / ".gitkeep").touch()
+            written.append(ens)
+    return written
+
+
+def build_repository(
+    onnx_paths: list[str | Path], out_dir: str | Path, options: RepositoryOptions | None = None
+) -> list[str]:
+    """Write the repository for these exported ONNX files into ``out_dir``; returns the model names.
+
+    Models of the same names already in ``out_dir`` are replaced; others are left alone.
+    """
+    options = options or RepositoryOptions()
+    if not onnx_paths:
+        raise ServingError("no ONNX file given")
+    artifacts = [NetworkArtifact.from_onnx(p) for p in onnx_paths]
+    out = Path(out_dir)
+    for a in artifacts:
+        if options.engine == "tensorrt_plan" and not a.plans:
+            raise ServingError(
+                f"engine tensorrt_plan: no model_sm<cc>.plan next to {a.onnx}; build the engines with "
+                "`percept export --engine tensorrt` on the target GPU first"
+            )
+    names = write_configs(artifacts, out, options)
+    for a in artifacts:
+        version_dir = out / network_model_name(a.spec) / "1"
+        if options.engine == "tensorrt_plan":
+            for _, plan in a.plans:
+                _put(plan, version_dir / plan.name, options.link)
+        else:
+            assert a.onnx is not None
+            _put(a.onnx, version_dir / "model.onnx", options.link)
+    log.info("wrote %d models to %s (%s engine)", len(names), out, options.engine)
+    return names
+
+
+def read_repository_specs(repo: str | Path) -> list[ModelSpec]:
+    """The specs of the network models in a repository (from their ``perception_spec`` parameter)."""
+    import json
+
+    from serving.model_config import parse_config
+    from serving.pipeline import SPEC_PARAMETER
+
+    specs = []
+    for cfg_path in sorted(Path(repo).glob("*/config.pbtxt")):
+        cfg = parse_config(cfg_path.read_text())
+        if SPEC_PARAMETER not in cfg.parameters:
+            continue
+        spec = ModelSpec.from_dict(json.loads(cfg.parameters[SPEC_PARAMETER].string_value))
+        if cfg.name == network_model_name(spec):
+            specs.append(spec)
+    return specs

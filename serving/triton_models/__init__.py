@@ -1,0 +1,7 @@
+"""model.py files of the python-backend models; `percept repo build` copies them verbatim.
+
+They run inside Triton's python-backend stub (``triton_python_backend_utils`` exists only there) and
+stay thin: everything is built in ``initialize``, ``execute`` calls pure functions from
+:mod:`serving.pipeline`, answers one response per request, and a bad request gets its own
+INVALID_ARG error without failing the rest of the batch.
+"""

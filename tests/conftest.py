@@ -1,0 +1,162 @@
+"""Session fixtures shared by every test that talks to the real tritonserver.
+
+``triton_server`` exports cam-n and fusion-n to ONNX at a reduced input size (shipped weights when
+``exporters/weights`` has them, else a seeded random init), builds a model repository in a temporary
+folder with :func:`serving.repository.build_repository`, starts one :class:`TritonServer` for the
+whole session and always stops it. A test that fails while using it gets the server's log tail in
+its report. Exported ONNX files are cached in pytest's cache folder, keyed by the sources and
+weights they come from, so that repeated runs skip the ~30 s per network export.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from serving.spec import ModelSpec
+
+log = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parent.parent
+TEST_HW = (192, 320)  # half of 384x640: a quarter of the CPU time per frame, same aspect ratio
+TEST_NETWORKS = ("cam-n", "fusion-n")
+TEST_MAX_PIXELS = 4_000_000  # the repository's preprocess limit, so a "too large" image stays cheap
+TEST_SEED = 0
+_REAL_KEY = pytest.StashKey[bool]()
+
+
+@dataclass(frozen=True)
+class TritonFixture:
+    """What tests get: where the server listens, its repository and the ONNX files it serves."""
+
+    url: str  # gRPC host:port
+    http_url: str
+    metrics_url: str
+    repository: Path
+    onnx: dict[str, Path]  # network name ("cam-n") -> exported ONNX
+    specs: dict[str, ModelSpec]
+    server: object  # serving.launcher.TritonServer
+    real_networks: bool  # False: the exporters are not available, tiny spec-following ONNX served
+
+    def log_tail(self, lines: int = 60) -> str:
+        return self.server.log_tail(lines)  # type: ignore[attr-defined]
+
+
+def _source_key() -> str:
+    """Hash of everything an exported file depends on (network + export code, weights)."""
+    h = hashlib.sha256(repr((TEST_HW, TEST_NETWORKS, TEST_SEED)).encode())
+    for folder in ("exporters/networks", "exporters/export", "exporters/weights", "serving/spec.py"):
+        path = ROOT / folder
+        files = sorted(path.rglob("*")) if path.is_dir() else [path]
+        for f in files:
+            if f.is_file() and f.suffix in (".py", ".pt", ".json"):
+                h.update(f.relative_to(ROOT).as_posix().encode())
+                h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _export_real(name: str, path: Path) -> None:
+    import torch
+
+    from exporters.export.onnx_export import export_onnx
+    from exporters.export.options import BatchProfile, OnnxOptions
+    from exporters.networks import build_network
+
+    torch.manual_seed(TEST_SEED)
+    model = build_network(name, input_hw=TEST_HW)
+    checkpoint = None
+    try:
+        from exporters.weights import default_checkpoint
+
+        checkpoint = default_checkpoint(name)
+    except (ImportError, Exception) as exc:  # no shipped weights yet: seeded random init
+        log.info("no shipped checkpoint for %s (%s): seeded random weights", name, exc)
+    if checkpoint is not None and Path(checkpoint).is_file():
+        from exporters.networks.checkpoint import load_weights, read_checkpoint
+
+        load_weights(model, read_checkpoint(checkpoint)["state_dict"])
+    export_onnx(model.eval(), path, OnnxOptions(profile=BatchProfile(1, 4, 8)))
+
+
+def _exporters_available() -> bool:
+    try:
+        import exporters.export.onnx_export  # noqa: F401
+        import exporters.networks  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def exported_onnx(request, tmp_path_factory) -> dict[str, Path]:
+    """cam-n and fusion-n exported at TEST_HW; tiny spec-following ONNX where exporters are missing."""
+    real = _exporters_available()
+    cache = Path(request.config.cache.mkdir("perception-onnx")) / (_source_key() if real else "tiny")
+    out = {}
+    for name in TEST_NETWORKS:
+        cached = cache / name / "model.onnx"
+        if not cached.exists():
+            tmp = tmp_path_factory.mktemp(f"export-{name}") / "model.onnx"
+            if real:
+                _export_real(name, tmp)
+            else:
+                from tests.serving.tiny_onnx import make_tiny_onnx
+
+                make_tiny_onnx(ModelSpec(name=name, input_hw=TEST_HW, fusion=name.startswith("fusion")), tmp)
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(tmp, cached)
+        out[name] = cached
+    request.config.stash[_REAL_KEY] = real
+    return out
+
+
+@pytest.fixture(scope="session")
+def triton_repository(exported_onnx, tmp_path_factory) -> Path:
+    from serving.model_config import RepositoryOptions
+    from serving.pipeline import FrameLimits
+    from serving.repository import build_repository
+
+    repo = tmp_path_factory.mktemp("model_repository")
+    options = RepositoryOptions(limits=FrameLimits(max_pixels=TEST_MAX_PIXELS), intra_op_threads=1)
+    build_repository(list(exported_onnx.values()), repo, options)
+    return repo
+
+
+@pytest.fixture(scope="session")
+def triton_server(request, exported_onnx, triton_repository) -> TritonFixture:
+    """One real tritonserver for the session, on free ports of 127.0.0.1; always stopped."""
+    from serving.launcher import ServerOptions, TritonServer
+    from serving.onnx_meta import read_spec
+
+    server = TritonServer(ServerOptions(repository=triton_repository, startup_timeout_s=240))
+    server.start()
+    try:
+        yield TritonFixture(
+            url=server.grpc_url,
+            http_url=server.http_url,
+            metrics_url=server.metrics_url,
+            repository=triton_repository,
+            onnx=exported_onnx,
+            specs={name: read_spec(path) for name, path in exported_onnx.items()},
+            server=server,
+            real_networks=request.config.stash.get(_REAL_KEY, False),
+        )
+    finally:
+        server.stop()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call" and report.failed and "triton_server" in getattr(item, "fixturenames", ()):
+        fixture = item.funcargs.get("triton_server")
+        if fixture is not None:
+            report.sections.append(("tritonserver log tail", fixture.log_tail()))
+            print(f"\n--- tritonserver log tail ---\n{fixture.log_tail()}", file=sys.stderr)

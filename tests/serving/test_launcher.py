@@ -1,0 +1,122 @@
+"""The launcher and `percept serve`: start, readiness, failure with the log tail, stop."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from serving.errors import ServingError
+from serving.launcher import ServerOptions, TritonServer, check_numpy_for_stub, docker_command
+
+ROOT = Path(__file__).resolve().parents[2]
+PERCEPT = str(Path(sys.executable).parent / "percept")  # the console script of this environment
+
+_BROKEN_MODEL = """
+import triton_python_backend_utils as pb_utils
+
+class TritonPythonModel:
+    def initialize(self, args):
+        raise RuntimeError("weights file is corrupt (test)")
+
+    def execute(self, requests):
+        return []
+"""
+_CONFIG = """name: "broken"
+backend: "python"
+max_batch_size: 0
+input [ { name: "x" data_type: TYPE_FP32 dims: [ 1 ] } ]
+output [ { name: "y" data_type: TYPE_FP32 dims: [ 1 ] } ]
+"""
+
+
+@pytest.fixture
+def broken_repository(tmp_path) -> Path:
+    (tmp_path / "broken" / "1").mkdir(parents=True)
+    (tmp_path / "broken" / "config.pbtxt").write_text(_CONFIG)
+    (tmp_path / "broken" / "1" / "model.py").write_text(_BROKEN_MODEL)
+    return tmp_path
+
+
+def test_numpy_guard_accepts_this_environment():
+    assert int(np.__version__.split(".")[0]) < 2
+    check_numpy_for_stub()  # raises ServingError under numpy 2 (the stub's empty-output bug)
+
+
+def test_options_reject_bad_ports(tmp_path):
+    with pytest.raises(ServingError, match="grpc_port"):
+        ServerOptions(repository=tmp_path, grpc_port=70000)
+
+
+def test_missing_repository_is_a_clear_error(tmp_path):
+    with pytest.raises(ServingError, match="not a directory"):
+        TritonServer(ServerOptions(repository=tmp_path / "nope")).start()
+
+
+def test_docker_command_runs_the_ngc_image_with_a_gpu_and_the_repository_mounted(tmp_path):
+    cmd = docker_command(tmp_path, "nvcr.io/nvidia/tritonserver:24.10-py3", 9001, 9000, 9002)
+    assert cmd[:2] == ["docker", "run"] and cmd[cmd.index("--gpus") + 1] == "all"
+    assert f"{tmp_path.resolve()}:/models:ro" in cmd
+    assert {"9001:8001", "9000:8000", "9002:8002"} <= set(cmd)
+    assert "nvcr.io/nvidia/tritonserver:24.10-py3" in cmd and "--model-repository=/models" in cmd[-1]
+
+
+@pytest.mark.triton
+def test_a_model_that_fails_to_load_raises_with_its_error_in_the_log_tail(broken_repository):
+    server = TritonServer(ServerOptions(repository=broken_repository, startup_timeout_s=60))
+    with pytest.raises(ServingError) as info:
+        server.start()
+    assert "weights file is corrupt (test)" in str(info.value)
+    assert not server.running and server.log_path is not None and server.log_path.exists()
+
+
+@pytest.mark.triton
+def test_percept_serve_exits_non_zero_when_a_model_fails(broken_repository):
+    proc = subprocess.run(
+        [PERCEPT, "serve", "-r", str(broken_repository)]
+        + ["--grpc-port", "0", "--http-port", "0", "--metrics-port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 1
+    assert "weights file is corrupt (test)" in proc.stderr
+
+
+@pytest.mark.triton
+def test_percept_serve_stops_gracefully_on_sigterm(triton_repository, tmp_path):
+    log = tmp_path / "server.log"
+    proc = subprocess.Popen(
+        [PERCEPT, "serve", "-r", str(triton_repository), "--log-file", str(log)]
+        + ["--grpc-port", "0", "--http-port", "0", "--metrics-port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 180
+        lines = []
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            lines.append(line)
+            if "Triton ready" in line or (not line and proc.poll() is not None):
+                break
+        assert any("Triton ready" in ln for ln in lines), "".join(lines)
+        os.kill(proc.pid, signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 0, out
+        assert "stopped (exit code 0)" in out
+        assert "Waiting for in-flight requests to complete" in log.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -1,0 +1,186 @@
+"""The repository builder: configs parsed back with Triton's own schema, the committed repository."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from tritonclient.grpc import model_config_pb2 as mc
+
+from serving import spec as S
+from serving.errors import ServingError
+from serving.model_config import BatchingOptions, RepositoryOptions, parse_config
+from serving.onnx_meta import read_spec
+from serving.pipeline import SPEC_PARAMETER
+from serving.repository import NetworkArtifact, build_repository, read_repository_specs, write_configs
+from serving.spec import ModelSpec
+from tests.serving.tiny_onnx import make_tiny_onnx
+
+ROOT = Path(__file__).resolve().parents[2]
+COMMITTED = ROOT / "model_repository"
+CAM = ModelSpec(name="cam-n", input_hw=(128, 224))
+FUSION = ModelSpec(name="fusion-n", input_hw=(128, 224), fusion=True)
+
+
+@pytest.fixture(scope="module")
+def onnx_files(tmp_path_factory) -> list[Path]:
+    d = tmp_path_factory.mktemp("onnx")
+    return [
+        make_tiny_onnx(CAM, d / "cam-n" / "model.onnx"),
+        make_tiny_onnx(FUSION, d / "fusion-n" / "model.onnx"),
+    ]
+
+
+def _configs(repo: Path) -> dict[str, mc.ModelConfig]:
+    return {p.parent.name: parse_config(p.read_text()) for p in sorted(repo.glob("*/config.pbtxt"))}
+
+
+def _tree(repo: Path) -> dict[str, str]:
+    return {
+        p.relative_to(repo).as_posix(): p.read_text()
+        for p in sorted(repo.rglob("*"))
+        if p.is_file() and p.suffix in (".pbtxt", ".py", "")
+    }
+
+
+def test_committed_repository_equals_what_the_builder_writes(tmp_path):
+    specs = read_repository_specs(COMMITTED)
+    assert sorted(s.name for s in specs) == ["cam-n", "fusion-n"]
+    write_configs([NetworkArtifact(s) for s in specs], tmp_path, RepositoryOptions())
+    assert _tree(COMMITTED) == _tree(tmp_path)
+
+
+def test_every_committed_config_parses_and_names_its_folder():
+    configs = _configs(COMMITTED)
+    assert set(configs) == {
+        "cam_n",
+        "fusion_n",
+        "cam_n_preprocess",
+        "cam_n_postprocess",
+        "fusion_n_preprocess",
+        "fusion_n_postprocess",
+        S.ENSEMBLE_CAMERA,
+        S.ENSEMBLE_FUSION,
+    }
+    for name, cfg in configs.items():
+        assert cfg.name == name
+        assert json.loads(cfg.parameters[SPEC_PARAMETER].string_value)["name"] in ("cam-n", "fusion-n")
+
+
+def test_build_writes_network_pre_post_and_ensembles(onnx_files, tmp_path):
+    names = build_repository(onnx_files, tmp_path)
+    assert names == [
+        "cam_n",
+        "fusion_n",
+        "cam_n_preprocess",
+        "cam_n_postprocess",
+        S.ENSEMBLE_CAMERA,
+        "fusion_n_preprocess",
+        "fusion_n_postprocess",
+        S.ENSEMBLE_FUSION,
+    ]
+    assert (tmp_path / "cam_n" / "1" / "model.onnx").read_bytes() == onnx_files[0].read_bytes()
+    assert read_spec(tmp_path / "fusion_n" / "1" / "model.onnx") == FUSION
+    cfgs = _configs(tmp_path)
+    net = cfgs["cam_n"]
+    assert net.backend == "python" and net.max_batch_size == 8
+    assert [i.name for i in net.input] == [S.IMAGES] and list(net.input[0].dims) == [3, 128, 224]
+    assert [o.name for o in net.output] == [t.name for t in CAM.network_outputs]
+    assert (
+        net.output[0].name == S.NUM_DETS
+        and list(net.output[0].dims) == [1]
+        and net.output[0].HasField("reshape")
+    )
+    assert net.dynamic_batching.default_queue_policy.timeout_action == mc.ModelQueuePolicy.REJECT
+    assert net.dynamic_batching.default_queue_policy.max_queue_size == 64
+    assert net.instance_group[0].kind == mc.ModelInstanceGroup.KIND_CPU
+    assert net.version_policy.latest.num_versions == 1
+    assert net.model_warmup[0].inputs[S.IMAGES].zero_data
+    fusion_pre = cfgs["fusion_n_preprocess"]
+    points = next(i for i in fusion_pre.input if i.name == S.POINTS)
+    assert points.allow_ragged_batch and list(points.dims) == [-1, 4]
+    image = next(i for i in fusion_pre.input if i.name == S.IMAGE)
+    assert image.optional and image.allow_ragged_batch
+    projection = next(i for i in fusion_pre.input if i.name == S.PROJECTION)
+    assert not projection.optional and list(projection.dims) == [3, 4]
+
+
+def test_ensemble_steps_chain_pre_network_post(onnx_files, tmp_path):
+    build_repository(onnx_files, tmp_path)
+    ens = _configs(tmp_path)[S.ENSEMBLE_FUSION]
+    assert ens.platform == "ensemble"
+    steps = ens.ensemble_scheduling.step
+    assert [s.model_name for s in steps] == ["fusion_n_preprocess", "fusion_n", "fusion_n_postprocess"]
+    produced = {S.IMAGE, S.IMAGE_ENCODED, S.RESIZE_TO_SOURCE, S.POINTS, S.PROJECTION}
+    for step in steps:
+        assert set(step.input_map.values()) <= produced, step.model_name
+        produced |= set(step.output_map.values())
+    assert {o.name for o in ens.output} <= produced
+    assert {i.name for i in ens.input if i.optional} == {S.IMAGE, S.IMAGE_ENCODED, S.RESIZE_TO_SOURCE}
+
+
+def test_onnxruntime_engine_config(onnx_files, tmp_path):
+    build_repository(onnx_files[:1], tmp_path, RepositoryOptions(engine="onnxruntime", intra_op_threads=4))
+    net = _configs(tmp_path)["cam_n"]
+    assert net.platform == "onnxruntime_onnx" and not net.backend
+    assert net.parameters["intra_op_thread_count"].string_value == "4"
+    assert net.instance_group[0].kind == mc.ModelInstanceGroup.KIND_GPU
+    assert not (tmp_path / "cam_n" / "1" / "model.py").exists()
+
+
+def test_tensorrt_engine_maps_compute_capabilities_to_plan_files(onnx_files, tmp_path):
+    folder = onnx_files[0].parent
+    for cc in ("86", "90"):
+        (folder / f"model_sm{cc}.plan").write_bytes(b"engine " + cc.encode())
+    try:
+        build_repository(onnx_files[:1], tmp_path / "repo", RepositoryOptions(engine="tensorrt_plan"))
+    finally:
+        for plan in folder.glob("*.plan"):
+            plan.unlink()
+    net = _configs(tmp_path / "repo")["cam_n"]
+    assert net.platform == "tensorrt_plan"
+    assert dict(net.cc_model_filenames) == {"8.6": "model_sm86.plan", "9.0": "model_sm90.plan"}
+    assert (tmp_path / "repo" / "cam_n" / "1" / "model_sm90.plan").read_bytes() == b"engine 90"
+
+
+def test_tensorrt_engine_without_plans_is_an_error(onnx_files, tmp_path):
+    with pytest.raises(ServingError, match="model_sm<cc>.plan"):
+        build_repository(onnx_files[:1], tmp_path, RepositoryOptions(engine="tensorrt_plan"))
+
+
+def test_batching_options_reach_the_config(onnx_files, tmp_path):
+    batching = BatchingOptions(max_batch_size=4, max_queue_delay_us=500, preferred_batch_sizes=(4,))
+    build_repository(onnx_files[:1], tmp_path, RepositoryOptions(batching=batching, network_instances=2))
+    net = _configs(tmp_path)["cam_n"]
+    assert net.max_batch_size == 4 and list(net.dynamic_batching.preferred_batch_size) == [4]
+    assert net.dynamic_batching.max_queue_delay_microseconds == 500 and net.instance_group[0].count == 2
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: RepositoryOptions(engine="tflite"),
+        lambda: RepositoryOptions(network_instances=0),
+        lambda: RepositoryOptions(engine="python", gpu=True),
+        lambda: RepositoryOptions(engine="tensorrt_plan", gpu=False),
+        lambda: BatchingOptions(max_batch_size=0),
+        lambda: BatchingOptions(max_batch_size=4, preferred_batch_sizes=(8,)),
+    ],
+)
+def test_impossible_options_are_errors(make):
+    with pytest.raises(ServingError):
+        make()
+
+
+def test_onnx_without_spec_metadata_is_a_clear_error(onnx_files, tmp_path):
+    import onnx
+
+    model = onnx.load(str(onnx_files[0]))
+    del model.metadata_props[:]
+    bare = tmp_path / "bare.onnx"
+    onnx.save(model, str(bare))
+    with pytest.raises(ServingError, match="perception_spec"):
+        build_repository([bare], tmp_path / "repo")
+    with pytest.raises(ServingError, match="does not exist"):
+        read_spec(tmp_path / "missing.onnx")
