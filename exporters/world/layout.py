@@ -103,7 +103,8 @@ class Agent:
     speed: float  # along-road speed, m/s (negative = towards -X)
     yaw_offset: float  # yaw relative to the road heading (pi for oncoming)
     colour: np.ndarray  # body albedo RGB
-    accent: np.ndarray  # windows / trousers etc.
+    accent: np.ndarray  # windows, tyres; a pedestrian's hair
+    secondary: np.ndarray  # a truck's cargo box; a pedestrian's trousers
 
 
 @dataclass(frozen=True)
@@ -162,7 +163,8 @@ def _sample_rig(rng: np.random.Generator, road: Road, flat: bool) -> Rig:
         lateral=road.lane_centre(lane) + float(rng.uniform(-0.3, 0.3)),
         speed=float(rng.uniform(6.0, 16.0)),
         focal_scale=float(rng.uniform(0.68, 0.8)),
-        lidar_offset=(float(rng.uniform(-0.4, 0.0)), 0.0, float(rng.uniform(0.2, 0.45))),
+        # KITTI's Velodyne sits 0.27 m behind and 0.08 m above its colour cameras
+        lidar_offset=(float(rng.uniform(-0.35, -0.15)), 0.0, float(rng.uniform(0.05, 0.15))),
     )
 
 
@@ -192,16 +194,16 @@ def _sample_lighting(rng: np.random.Generator) -> Lighting:
 
 
 def _sample_distance(rng: np.random.Generator) -> float:
-    # Biased towards far: sqrt of a uniform gives density growing with distance, so that many boxes
-    # are small (the issue asks for at least a quarter under 32x32 pixels at 384x640).
-    u = rng.uniform(0.0, 1.0) ** 0.8
+    # Somewhat biased towards near (u**1.3): small boxes stay common (about half at 384x640, the issue
+    # asks for at least a quarter under 32x32 pixels) while near objects give the detector enough to learn.
+    u = rng.uniform(0.0, 1.0) ** 1.3
     return MIN_DISTANCE_M + (MAX_DISTANCE_M - MIN_DISTANCE_M) * u
 
 
 def _sample_agents(rng: np.random.Generator, road: Road, rig: Rig, duration: float) -> tuple[Agent, ...]:
     count = int(rng.integers(3, 15)) + int(duration * rng.uniform(0.5, 1.5))
     # the ego vehicle takes part in the overlap test (nothing drives into or through it) but is not drawn
-    ego = Agent(CAR, np.array([4.6, 1.9, 1.5]), 0.0, rig.lateral, rig.speed, 0.0, np.zeros(3), np.zeros(3))
+    ego = Agent(CAR, np.array([4.6, 1.9, 1.5]), 0.0, rig.lateral, rig.speed, 0.0, *np.zeros((3, 3)))
     agents: list[Agent] = [ego]
     tries = 0
     while len(agents) < count + 1 and tries < count * 6:
@@ -215,10 +217,11 @@ def _sample_agents(rng: np.random.Generator, road: Road, rig: Rig, duration: flo
 def _sample_agent(rng: np.random.Generator, road: Road, rig: Rig, duration: float) -> Agent | None:
     cls = int(rng.choice([CAR, TRUCK, PEDESTRIAN], p=[0.6, 0.15, 0.25]))
     size = np.array([rng.uniform(*r) for r in _SIZES[cls]])
-    dist = _sample_distance(rng)
+    dist = _sample_distance(rng) + size[0] / 2  # of the centre; the near face is 4..80 m away
     if cls == PEDESTRIAN:
-        colour = rng.uniform(0.1, 0.8, 3)
-        accent = rng.uniform(0.05, 0.5, 3)
+        colour = rng.uniform(0.1, 0.8, 3)  # shirt
+        accent = rng.uniform(0.03, 0.3) * np.array([1.0, 0.8, 0.6])  # hair
+        secondary = rng.uniform(0.05, 0.5, 3)  # trousers
         if rng.random() < 0.25:  # crossing the road
             d = float(rng.uniform(-road.half_width, road.half_width))
             yaw = float(rng.choice([-1.0, 1.0]) * np.pi / 2 + rng.normal(0.0, 0.2))
@@ -228,14 +231,15 @@ def _sample_agent(rng: np.random.Generator, road: Road, rig: Rig, duration: floa
             yaw = float(rng.choice([0.0, np.pi]) + rng.normal(0.0, 0.3))
         speed = float(rng.uniform(0.0, 1.6) * np.cos(yaw))
         s0 = rig.speed * duration * rng.uniform(0.0, 1.0) + dist
-        return Agent(cls, size, float(s0), d, speed, yaw, colour, accent)
+        return Agent(cls, size, float(s0), d, speed, yaw, colour, accent, secondary)
     colour = _CAR_COLOURS[rng.integers(len(_CAR_COLOURS))] * rng.uniform(0.85, 1.1)
     accent = np.array([0.08, 0.1, 0.13]) * rng.uniform(0.8, 1.5)
+    secondary = np.clip(_CAR_COLOURS[rng.integers(len(_CAR_COLOURS))] * rng.uniform(0.9, 1.2) + 0.1, 0.0, 1.0)
     if rng.random() < 0.12:  # parked on the shoulder
         side = -1.0 if rng.random() < 0.7 else 1.0
         d = float(side * (road.half_width + size[1] / 2 + rng.uniform(0.2, 1.0)))
         s0 = rig.speed * duration * rng.uniform(0.0, 1.0) + dist
-        return Agent(cls, size, float(s0), d, 0.0, float(rng.normal(0.0, 0.05)), colour, accent)
+        return Agent(cls, size, float(s0), d, 0.0, float(rng.normal(0.0, 0.05)), colour, accent, secondary)
     lane = int(rng.integers(0, road.lanes))
     oncoming = lane >= road.lanes - road.oncoming_lanes
     d = road.lane_centre(lane) + float(rng.uniform(-0.35, 0.35))
@@ -246,7 +250,7 @@ def _sample_agent(rng: np.random.Generator, road: Road, rig: Rig, duration: floa
     else:
         speed = float(rig.speed + rng.uniform(-4.0, 3.0))
         s0 = dist
-    return Agent(cls, size, float(s0), d, speed, yaw, colour, accent)
+    return Agent(cls, size, float(s0), d, speed, yaw, colour, accent, secondary)
 
 
 def _overlap(a: Agent, b: Agent, duration: float) -> bool:

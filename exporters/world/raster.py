@@ -11,8 +11,8 @@ import cv2
 import numpy as np
 
 from exporters.world.geometry import clip_polygon_near
-from exporters.world.layout import CAR, PEDESTRIAN, TRUCK, Layout
-from exporters.world.state import BOX_FACES_VERTICAL, Frame
+from exporters.world.layout import Layout
+from exporters.world.state import BODY, BOX_FACES_VERTICAL, CAB, CABIN, CARGO, PERSON, Frame
 
 SEG_BACKGROUND, SEG_DRIVABLE, SEG_LANE = 0, 1, 2
 FAR_M = 200.0  # ground beyond this is not drawn: the distant hills / sky band (depth 0, background)
@@ -57,8 +57,11 @@ def render_camera(layout: Layout, frame: Frame, hw: tuple[int, int]) -> Buffers:
             channels[c][r0:] = np.where(hit[r0:], ground[c], channels[c][r0:])
     cv2.merge(channels, dst=buf.image)
     _shadows(layout, frame, buf)
-    for i in _far_to_near(frame):
-        buf.silhouettes[i] = _draw_box(layout, frame, buf, i)
+    faces: dict[int, list] = {}
+    for p in _far_to_near(frame):
+        faces.setdefault(int(frame.boxes.owner[p]), []).extend(_draw_part(layout, frame, buf, p))
+    for agent, masks in faces.items():
+        buf.silhouettes[agent] = _union(masks)
     return buf
 
 
@@ -162,11 +165,11 @@ def _ground(layout: Layout, frame: Frame, buf: Buffers, r0: int, t, dx, dy, hit)
 
 
 def _shadows(layout: Layout, frame: Frame, buf: Buffers) -> None:
-    """Darken the ground under each box (contact shadow): image only, before boxes are drawn."""
+    """Darken the ground under each agent (contact shadow): image only, before boxes are drawn."""
     cam = frame.camera
     h, w = buf.seg.shape
-    for i in range(len(frame.boxes.centres)):
-        bottom = frame.boxes.corners(i)[:4]
+    for agent in np.unique(frame.boxes.owner):
+        bottom = frame.boxes.footprint(int(agent))
         centre = bottom.mean(axis=0)
         foot = centre + (bottom - centre) * 1.08
         poly = clip_polygon_near(cam.to_camera(foot), NEAR_M)
@@ -206,30 +209,43 @@ def _face_depth(cam, normal_cam: np.ndarray, point_cam: np.ndarray, y0, y1, x0, 
     return np.where(den < -1e-6, z, np.inf).astype(np.float32)
 
 
-# (height fraction from, to, horizontal inset) of the decal bands painted on a box's vertical faces
+# Decal bands painted on a part's vertical faces: (height fraction from, to, horizontal inset,
+# albedo, faces) with faces 0 front, 1 left, 2 back, 3 right (None: all four)
 _BANDS = {
-    CAR: ((0.0, 0.2, 0.12, "accent"), (0.58, 0.92, 0.1, "accent")),
-    TRUCK: ((0.0, 0.15, 0.08, "accent"), (0.7, 0.88, 0.12, "accent")),
-    PEDESTRIAN: ((0.0, 0.46, 0.1, "accent"), (0.86, 1.0, 0.15, "skin")),
+    BODY: ((0.0, 0.32, 0.06, "accent", None),),
+    CABIN: ((0.06, 0.94, 0.07, "accent", None),),
+    CAB: ((0.0, 0.14, 0.04, "accent", None), (0.5, 0.88, 0.1, "accent", (0, 1, 3))),
+    CARGO: ((0.0, 0.06, 0.0, "accent", None),),
+    PERSON: ((0.0, 0.46, 0.1, "secondary", None), (0.86, 1.0, 0.15, "skin", None)),
 }
 _SKIN = np.array([0.78, 0.58, 0.45])
+_FACES = [(b0, b1, b1 + 4, b0 + 4) for b0, b1 in BOX_FACES_VERTICAL] + [(4, 5, 6, 7)]
+_NORMALS = [np.array(v, float) for v in ((1, 0, 0), (0, 1, 0), (-1, 0, 0), (0, -1, 0), (0, 0, 1))]
 
 
-def _draw_box(layout: Layout, frame: Frame, buf: Buffers, i: int):
-    """Draw box i into the buffers; return its silhouette's ((y0, y1, x0, x1), pixel count) or None."""
+def _albedo(agent, kind: str, which: str) -> np.ndarray:
+    if which == "skin":
+        return _SKIN
+    if which == "accent":
+        return agent.accent
+    if which == "secondary" or kind == CARGO:
+        return agent.secondary
+    return agent.colour
+
+
+def _draw_part(layout: Layout, frame: Frame, buf: Buffers, p: int) -> list:
+    """Draw part p into the buffers; return its front faces' rasterised regions (its silhouette)."""
     cam, boxes, light = frame.camera, frame.boxes, layout.light
-    agent = layout.agents[i]
+    agent = layout.agents[int(boxes.owner[p])]
+    kind = boxes.kinds[p]
     h, w = buf.seg.shape
-    corners = boxes.corners(i)
-    cc = cam.to_camera(corners)
+    cc = cam.to_camera(boxes.corners(p))
     if (cc[:, 2] < NEAR_M).all():
-        return None
-    rot_cam = cam.rotation.T @ boxes.rotations[i]
-    faces = [(b0, b1, b1 + 4, b0 + 4) for b0, b1 in BOX_FACES_VERTICAL] + [(4, 5, 6, 7)]
-    normals = [np.array(v, float) for v in ((1, 0, 0), (0, 1, 0), (-1, 0, 0), (0, -1, 0), (0, 0, 1))]
+        return []
+    rot_cam = cam.rotation.T @ boxes.rotations[p]
     shade_amb = light.ambient * light.exposure
     masks = []
-    for k, (face, n_body) in enumerate(zip(faces, normals, strict=True)):
+    for k, (face, n_body) in enumerate(zip(_FACES, _NORMALS, strict=True)):
         n_cam = rot_cam @ n_body
         poly = cc[list(face)]
         if n_cam @ poly.mean(axis=0) >= 0:  # back face
@@ -247,34 +263,32 @@ def _draw_box(layout: Layout, frame: Frame, buf: Buffers, i: int):
         vis = mask & (z < zb) & (z > NEAR_M)
         if not vis.any():
             continue
-        n_world = boxes.rotations[i] @ n_body
-        lit = shade_amb + light.sun_colour * max(float(n_world @ light.sun), 0.0) * light.exposure
-        top_boost = 1.1 if k == 4 else 1.0
+        n_world = boxes.rotations[p] @ n_body
+        lit = (shade_amb + light.sun_colour * max(float(n_world @ light.sun), 0.0) * light.exposure) * (
+            1.1 if k == 4 else 1.0
+        )
         fog = float(np.exp(-max(float(poly[:, 2].mean()), 0.0) / light.fog_m))
         haze = light.sky_horizon * (1.0 - fog)
-        colour = (agent.colour * lit * top_boost * fog + haze).astype(np.float32)
+        top = kind == PERSON and k == 4
         img = buf.image[y0:y1, x0:x1]
-        img[vis] = colour
+        img[vis] = (_albedo(agent, kind, "accent" if top else "base") * lit * fog + haze).astype(np.float32)
         if k < 4:
-            for f0, f1, inset, which in _BANDS[agent.cls]:
-                albedo = agent.accent if which == "accent" else _SKIN
-                band = _band_polygon(poly, f0, f1, inset)
-                band = clip_polygon_near(band, NEAR_M)
-                if len(band) < 3:
+            for f0, f1, inset, which, on in _BANDS[kind]:
+                if on is not None and k not in on:
                     continue
-                breg = _fill_region(cam, band, h, w)
+                band = clip_polygon_near(_band_polygon(poly, f0, f1, inset), NEAR_M)
+                breg = _fill_region(cam, band, h, w) if len(band) >= 3 else None
                 if breg is None:
                     continue
                 (by0, by1, bx0, bx1), bmask = breg
                 sub_vis = vis[by0 - y0 : by1 - y0, bx0 - x0 : bx1 - x0] & bmask
-                img[by0 - y0 : by1 - y0, bx0 - x0 : bx1 - x0][sub_vis] = (albedo * lit * fog + haze).astype(
-                    np.float32
-                )
+                colour = _albedo(agent, kind, which) * lit * fog + haze
+                img[by0 - y0 : by1 - y0, bx0 - x0 : bx1 - x0][sub_vis] = colour.astype(np.float32)
         zb[vis] = z[vis]
         buf.depth[y0:y1, x0:x1][vis] = z[vis]
         buf.seg[y0:y1, x0:x1][vis] = SEG_BACKGROUND
-        buf.instance[y0:y1, x0:x1][vis] = i + 1
-    return _union(masks)
+        buf.instance[y0:y1, x0:x1][vis] = int(boxes.owner[p]) + 1
+    return masks
 
 
 def _union(masks):

@@ -24,7 +24,8 @@ class Scene:
     visible pixels after occlusion; an object is left out when less than ``MIN_VISIBLE_FRACTION`` of
     its unoccluded in-image silhouette is visible, or its visible box is narrower or shorter than
     ``MIN_BOX_PX`` pixels. ``instance`` is the per-pixel agent map (0 none, k = agent k-1) the boxes
-    were taken from and ``instance_ids`` names the agent of each box.
+    were taken from, ``instance_ids`` the value of each box's object in it, ``visible_fraction`` the
+    share of each object's unoccluded silhouette that is visible (1.0 = not occluded).
     """
 
     image: np.ndarray  # uint8 HxWx3 RGB
@@ -37,6 +38,7 @@ class Scene:
     timestamp: float
     instance: np.ndarray | None = None  # int16 HxW
     instance_ids: np.ndarray | None = None  # int32 [N]
+    visible_fraction: np.ndarray | None = None  # float32 [N]: visible / unoccluded in-image pixels
     calib: KittiCalib | None = None
 
 
@@ -78,7 +80,7 @@ def render_sequence(
 
 def _render(layout: Layout, frame: Frame, hw: tuple[int, int], lidar: bool) -> Scene:
     buf = render_camera(layout, frame, hw)
-    boxes, classes, ids = _boxes(buf, frame)
+    boxes, classes, ids, visible = _boxes(buf, [a.cls for a in layout.agents])
     rot, trans = frame.lidar_to_camera()
     p2 = np.concatenate([frame.camera.K, np.zeros((3, 1))], axis=1)
     calib = KittiCalib(p2=p2, r0_rect=np.eye(3), tr_velo_to_cam=np.concatenate([rot, trans[:, None]], axis=1))
@@ -94,12 +96,13 @@ def _render(layout: Layout, frame: Frame, hw: tuple[int, int], lidar: bool) -> S
         timestamp=float(frame.time),
         instance=buf.instance,
         instance_ids=ids,
+        visible_fraction=visible,
         calib=calib,
     )
 
 
-def _boxes(buf: Buffers, frame: Frame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    out, classes, ids = [], [], []
+def _boxes(buf: Buffers, agent_classes: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    out, classes, ids, fractions = [], [], [], []
     for i, sil in sorted(buf.silhouettes.items()):
         if sil is None:
             continue
@@ -114,10 +117,12 @@ def _boxes(buf: Buffers, frame: Frame) -> tuple[np.ndarray, np.ndarray, np.ndarr
         if box[2] - box[0] < MIN_BOX_PX or box[3] - box[1] < MIN_BOX_PX:
             continue
         out.append(box)
-        classes.append(int(frame.boxes.classes[i]))
+        classes.append(agent_classes[i])
         ids.append(i + 1)
+        fractions.append(min(visible / full, 1.0))
     return (
         np.array(out, np.float32).reshape(-1, 4),
         np.array(classes, np.int32),
         np.array(ids, np.int32),
+        np.array(fractions, np.float32),
     )

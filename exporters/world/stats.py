@@ -25,7 +25,7 @@ class WorldStats:
     small_box_share: float  # share of boxes with area < 32x32 pixels
     boxes_per_scene: float
     class_share: dict[str, float]
-    occluded_share: float  # share of boxes whose box holds pixels of another object in front
+    occluded_share: float  # share of boxes whose object is partly hidden by another (< 95% visible)
     points_per_scene: float
     drivable_share: float  # of all pixels
     lane_share: float
@@ -47,12 +47,8 @@ def measure(
         classes.append(s.classes)
         drivable += float((s.seg == 1).mean())
         lane += float((s.seg == 2).mean())
-        ids, instance = s.instance_ids, s.instance
-        if ids is None or instance is None:  # render_scene always sets them
-            continue
-        for box, inst in zip(s.boxes.astype(int), ids, strict=True):
-            patch = instance[box[1] : box[3], box[0] : box[2]]
-            occluded += int(((patch != inst) & (patch > 0)).any())
+        if s.visible_fraction is not None:
+            occluded += int((s.visible_fraction < 0.95).sum())
         if on_scene:
             on_scene()
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0

@@ -21,7 +21,7 @@ def test_round_trip_gives_identical_images_points_and_projection(folder, frames)
     assert sorted(p.name for p in folder.iterdir()) == ["calib.txt", "image_2", "times.txt", "velodyne"]
     back = list(read_kitti_sequence(folder))
     assert len(back) == len(frames)
-    for k, (a, b) in enumerate(zip(frames, back, strict=False)):
+    for k, (a, b) in enumerate(zip(frames, back, strict=True)):
         assert b.index == k
         assert b.image.tobytes() == a.image.tobytes()
         assert b.points.tobytes() == a.points.tobytes()

@@ -44,7 +44,7 @@ def test_scene_fields_have_the_contract_types(scenes):
 def test_boxes_are_inside_and_tight_around_the_visible_pixels_of_their_object(scenes):
     for s in scenes:
         h, w = HW
-        for box, inst in zip(s.boxes, s.instance_ids, strict=False):
+        for box, inst in zip(s.boxes, s.instance_ids, strict=True):
             x1, y1, x2, y2 = box.astype(int)
             assert 0 <= x1 < x2 <= w and 0 <= y1 < y2 <= h
             assert x2 - x1 >= MIN_BOX_PX and y2 - y1 >= MIN_BOX_PX
@@ -63,10 +63,14 @@ def test_objects_occlude_each_other_and_small_boxes_are_common():
         area = (s.boxes[:, 2] - s.boxes[:, 0]) * (s.boxes[:, 3] - s.boxes[:, 1])
         small += int((area < 32 * 32).sum())
         total += len(area)
-        # an occluded object: its box holds pixels of another object in front of it
-        for box, inst in zip(s.boxes.astype(int), s.instance_ids, strict=False):
+        # an occluded object: its box holds pixels of another object, nearer than its own
+        for box, inst, frac in zip(s.boxes.astype(int), s.instance_ids, s.visible_fraction, strict=True):
             patch = s.instance[box[1] : box[3], box[0] : box[2]]
-            occluded += int(((patch != inst) & (patch > 0)).any())
+            depth = s.depth[box[1] : box[3], box[0] : box[2]]
+            other = (patch != inst) & (patch > 0)
+            hidden = other.any() and depth[other].min() < depth[patch == inst].max()
+            occluded += int(hidden and frac < 0.95)
+            assert 0.25 <= frac <= 1.0
     assert total > 100 and small / total >= 0.25 and occluded >= 5
 
 
