@@ -6,6 +6,7 @@ time t is then a pure function of the layout, so a sequence is consistent over i
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -123,9 +124,22 @@ def sample_layout(seed: int, duration: float = 0.0, flat: bool = False) -> Layou
     rng = np.random.default_rng(seed)
     road = _sample_road(rng, flat)
     rig = _sample_rig(rng, road, flat)
+    road = _tame(road, reach=rig.speed * duration + _SIGHT_M)
     light = _sample_lighting(rng)
     agents = _sample_agents(rng, road, rig, duration)
     return Layout(road, rig, light, agents, int(rng.integers(0, 2**31 - 1)))
+
+
+_SIGHT_M = 200.0  # how far ahead of the ego the road must stay sensible
+
+
+def _tame(road: Road, reach: float) -> Road:
+    """Keep the polynomial road sane over the whole drive: the centreline turns by at most 45 degrees
+    and the grade stays within 8 % up to ``reach`` metres (long drives get gentler roads)."""
+    g = road.ground
+    curve = float(np.clip(g.curve, -0.5 / reach, 0.5 / reach))
+    bend = float(np.clip(g.bend, -0.04 / reach, 0.04 / reach))
+    return dataclasses.replace(road, ground=dataclasses.replace(g, curve=curve, bend=bend))
 
 
 def _sample_road(rng: np.random.Generator, flat: bool) -> Road:

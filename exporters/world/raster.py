@@ -165,22 +165,32 @@ def _ground(layout: Layout, frame: Frame, buf: Buffers, r0: int, t, dx, dy, hit)
 
 
 def _shadows(layout: Layout, frame: Frame, buf: Buffers) -> None:
-    """Darken the ground under each agent (contact shadow): image only, before boxes are drawn."""
-    cam = frame.camera
+    """Shadows on the ground, image only, before the boxes are drawn: each agent's parts projected
+    along the sun onto the road (direct light removed: ambient only) and a darker contact patch."""
+    cam, light, ground = frame.camera, layout.light, layout.road.ground
     h, w = buf.seg.shape
+    amb = light.ambient * light.exposure
+    direct = light.sun_colour * max(light.sun[2], 0.0) * light.exposure
+    in_shadow = (amb / (amb + direct)).astype(np.float32)
+    sun = light.sun / max(light.sun[2], 0.15)  # very low sun: cap the shadow length
     for agent in np.unique(frame.boxes.owner):
-        bottom = frame.boxes.footprint(int(agent))
-        centre = bottom.mean(axis=0)
-        foot = centre + (bottom - centre) * 1.08
-        poly = clip_polygon_near(cam.to_camera(foot), NEAR_M)
-        if len(poly) < 3:
-            continue
-        region = _fill_region(cam, poly, h, w)
-        if region is None:
-            continue
-        (y0, y1, x0, x1), mask = region
-        sub = buf.image[y0:y1, x0:x1]
-        sub[mask] *= np.float32(0.55)
+        parts = np.flatnonzero(frame.boxes.owner == agent)
+        pts = np.concatenate([frame.boxes.corners(int(p)) for p in parts])
+        foot = frame.boxes.footprint(int(agent))
+        base = float(foot[:, 2].mean())
+        cast = pts - (pts[:, 2:3] - base) * sun
+        hull = cv2.convexHull(np.concatenate([cast, foot])[:, :2].astype(np.float32)).reshape(-1, 2)
+        shadow = np.c_[hull, ground.height(hull[:, 0].astype(np.float64))]
+        centre = foot.mean(axis=0)
+        for poly, factor in ((shadow, in_shadow), (centre + (foot - centre) * 1.05, in_shadow * 0.7)):
+            cam_poly = clip_polygon_near(cam.to_camera(poly), NEAR_M)
+            region = _fill_region(cam, cam_poly, h, w) if len(cam_poly) >= 3 else None
+            if region is None:
+                continue
+            (y0, y1, x0, x1), mask = region
+            mask &= np.isfinite(buf.zbuf[y0:y1, x0:x1])  # ground only, not the sky
+            sub = buf.image[y0:y1, x0:x1]
+            sub[mask] *= factor
 
 
 def _fill_region(cam, poly_cam: np.ndarray, h: int, w: int):
