@@ -1,0 +1,37 @@
+"""Export stages, in order (each a function from artifact to artifact with explicit options):
+
+1. ``onnx_export``  PerceptionNet -> ONNX (``deploy`` wraps the network with in-graph decode + ``nms``,
+   seg argmax, FP16 depth; spec + provenance in the metadata)      :func:`export_onnx`
+2. ``verify``       run an artifact and compare it with PyTorch per head on world scenes
+3. ``tensorrt``     ONNX -> TensorRT engine (``calibration`` feeds INT8), verified the same way
+4. ``import_onnx``  bring your own ONNX: head spec YAML -> graph surgery -> the same contract
+5. ``pipeline``     the orchestrator behind `percept export` (options in ``options``)
+
+Nothing here imports torch, onnx or tensorrt at import time.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from exporters.export.onnx_export import export_onnx, read_onnx_spec, read_provenance
+    from exporters.export.pipeline import run_export
+
+_LAZY = {
+    "export_onnx": "onnx_export",
+    "read_onnx_spec": "onnx_export",
+    "read_provenance": "onnx_export",
+    "run_export": "pipeline",
+}
+
+__all__ = ["export_onnx", "read_onnx_spec", "read_provenance", "run_export"]
+
+
+def __getattr__(name: str) -> Any:
+    import importlib
+
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)

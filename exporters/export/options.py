@@ -1,0 +1,169 @@
+"""Options of every export stage: frozen dataclasses, checked on construction.
+
+An option that cannot be honoured is a :class:`SpecError` here, before any work starts
+(e.g. INT8 without calibration data, max batch < min batch, an input size not a multiple of 32).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from serving.errors import SpecError
+
+ENGINES = ("onnx", "tensorrt")
+PRECISIONS = ("fp32", "fp16", "int8")
+MIN_OPSET = 17
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'384x640' -> (384, 640), checked to be positive multiples of 32."""
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise SpecError(f"input size must look like HEIGHTxWIDTH (e.g. 384x640), got {text!r}") from None
+    return check_size((h, w))
+
+
+def check_size(hw: tuple[int, int]) -> tuple[int, int]:
+    h, w = int(hw[0]), int(hw[1])
+    if h <= 0 or w <= 0 or h % 32 or w % 32:
+        raise SpecError(f"input size {h}x{w} must be positive multiples of 32")
+    return h, w
+
+
+@dataclass(frozen=True)
+class BatchProfile:
+    """The dynamic batch range: ONNX's dynamic axis, TensorRT's one optimisation profile."""
+
+    min: int = 1
+    opt: int = 4
+    max: int = 8
+
+    def __post_init__(self) -> None:
+        if self.min < 1:
+            raise SpecError(f"min batch must be >= 1, got {self.min}")
+        if self.max < self.min:
+            raise SpecError(f"max batch {self.max} < min batch {self.min}")
+        if not self.min <= self.opt <= self.max:
+            raise SpecError(f"opt batch {self.opt} must lie in min..max = {self.min}..{self.max}")
+
+    def as_dict(self) -> dict[str, int]:
+        return {"min": self.min, "opt": self.opt, "max": self.max}
+
+
+@dataclass(frozen=True)
+class OnnxOptions:
+    profile: BatchProfile = field(default_factory=BatchProfile)
+    opset: int = 18
+    simplify: bool = True  # onnxscript optimizer pass (constant folding, dead code) after export
+    checkpoint: Path | None = None  # recorded (sha256) in the provenance
+
+    def __post_init__(self) -> None:
+        if self.opset < MIN_OPSET:
+            raise SpecError(f"opset must be >= {MIN_OPSET}, got {self.opset}")
+
+
+@dataclass(frozen=True)
+class Tolerances:
+    """Bounds of one verification; the export fails when one is exceeded.
+
+    ``depth_quantile`` picks which quantile of the per-pixel relative depth error is bounded
+    (1.0 = the maximum). ``max_unmatched_fraction`` lets a few detections go unmatched (only used by
+    the reduced-precision TensorRT bounds; FP32 ONNX allows none beyond the borderline ones).
+    """
+
+    seg_agreement: float = 0.999
+    depth_rel_error: float = 1e-3
+    depth_quantile: float = 1.0
+    det_iou: float = 0.99
+    det_score_diff: float = 1e-3
+    max_unmatched_fraction: float = 0.0
+    d_map50: float = 0.005
+    d_miou: float = 0.005
+    d_abs_rel: float = 0.001
+
+
+@dataclass(frozen=True)
+class VerifyOptions:
+    scenes: int = 100  # validation-split scenes: per-head comparison and metric parity on all of them
+    batch: int = 4
+    tolerances: Tolerances = field(default_factory=Tolerances)
+    metrics: bool = True  # metric parity via exporters.evaluation (needs world ground truth)
+
+    def __post_init__(self) -> None:
+        if self.scenes < 1:
+            raise SpecError(f"verification needs at least 1 scene, got {self.scenes}")
+        if self.batch < 1:
+            raise SpecError(f"verification batch must be >= 1, got {self.batch}")
+
+
+@dataclass(frozen=True)
+class CalibrationOptions:
+    """INT8 calibration data: ``source`` is "world" (seeded scenes) or a folder of images
+    (a KITTI-style sequence folder for fusion networks)."""
+
+    source: str | Path = "world"
+    images: int = 512
+    batch: int = 8
+    cache: Path | None = None  # read when present (skips calibration), written after calibration
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.images < 1 or self.batch < 1:
+            raise SpecError(f"calibration needs images >= 1 and batch >= 1, got {self.images}, {self.batch}")
+        if self.source != "world" and not Path(self.source).is_dir():
+            raise SpecError(f"calibration source {str(self.source)!r} is neither 'world' nor a folder")
+
+
+@dataclass(frozen=True)
+class TensorRTOptions:
+    profile: BatchProfile = field(default_factory=BatchProfile)
+    precision: str = "fp16"
+    workspace_mib: int = 2048
+    calibration: CalibrationOptions | None = None
+    timing_cache: Path | None = None  # read when present, updated after the build
+    plan_name: str = "model.plan"  # becomes model_sm<cc>.plan
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise SpecError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.precision == "int8" and self.calibration is None:
+            raise SpecError("INT8 needs calibration data (--calibration world|IMAGE_DIR)")
+        if self.workspace_mib < 64:
+            raise SpecError(f"workspace must be >= 64 MiB, got {self.workspace_mib}")
+        if not self.plan_name.endswith(".plan"):
+            raise SpecError(f"engine file name must end in .plan, got {self.plan_name!r}")
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """Everything `percept export` does, for the orchestrator in pipeline.py."""
+
+    network: str
+    out_dir: Path
+    checkpoint: Path | None = None  # None: random init (seeded), see pipeline.load_network
+    input_hw: tuple[int, int] | None = None  # None: the checkpoint's size, else the spec default
+    profile: BatchProfile = field(default_factory=BatchProfile)
+    engine: str = "onnx"
+    precision: str = "fp32"
+    verify: VerifyOptions = field(default_factory=VerifyOptions)
+    onnx: OnnxOptions | None = None
+    tensorrt: TensorRTOptions | None = None
+    seed: int = 0  # random init when there is no checkpoint
+
+    def __post_init__(self) -> None:
+        if self.input_hw is not None:
+            check_size(self.input_hw)
+        if self.engine not in ENGINES:
+            raise SpecError(f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
+        if self.precision not in PRECISIONS:
+            raise SpecError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.engine == "onnx" and self.precision != "fp32":
+            raise SpecError(
+                f"precision {self.precision} needs --engine tensorrt (the ONNX model is FP32 with FP16 depth)"
+            )
+        if self.engine == "tensorrt" and self.tensorrt is None:
+            raise SpecError("engine tensorrt needs TensorRT options")
+        if self.checkpoint is not None and not Path(self.checkpoint).is_file():
+            raise SpecError(f"checkpoint {str(self.checkpoint)!r} does not exist")

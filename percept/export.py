@@ -1,0 +1,154 @@
+"""`percept export` and `percept import-onnx`: parse arguments, build options, call the library."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import typer
+
+# the ONNX exporter's own passes log every rewrite at INFO
+_QUIET = ("onnx_ir", "onnxscript", "torch.onnx", "torch._export", "torch.export")
+
+
+def _quiet_exporter_logs() -> None:
+    for name in _QUIET:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _default_checkpoint(network: str) -> Path | None:
+    try:
+        from exporters.weights import default_checkpoint
+    except ImportError:
+        return None
+    try:
+        path = Path(default_checkpoint(network))
+    except (LookupError, OSError, ValueError):
+        return None
+    return path if path.is_file() else None
+
+
+def export(
+    network: str = typer.Argument(..., help="Registered network, e.g. cam-n, fusion-n."),
+    out: Path = typer.Option(..., "--out", help="Output folder (model.onnx, report.json, engines)."),
+    checkpoint: Path | None = typer.Option(
+        None, "--checkpoint", help="Weights; default: the shipped checkpoint of the network when present."
+    ),
+    random_init: bool = typer.Option(False, "--random-init", help="Export a seeded random init, no weights."),
+    seed: int = typer.Option(0, "--seed", help="Seed of --random-init."),
+    size: str | None = typer.Option(None, "--size", help="Input HEIGHTxWIDTH, multiples of 32 (384x640)."),
+    min_batch: int = typer.Option(1, "--min-batch"),
+    opt_batch: int = typer.Option(4, "--opt-batch"),
+    max_batch: int = typer.Option(8, "--max-batch"),
+    engine: str = typer.Option("onnx", "--engine", help="onnx | tensorrt (TensorRT adds an engine)."),
+    precision: str = typer.Option("fp32", "--precision", help="fp32 | fp16 | int8 (fp16/int8: tensorrt)."),
+    verify_scenes: int = typer.Option(100, "--verify-scenes", help="Validation scenes to verify on."),
+    verify_batch: int = typer.Option(4, "--verify-batch"),
+    calibration: str | None = typer.Option(
+        None, "--calibration", help="INT8 calibration data: 'world' or a folder of images / KITTI sequence."
+    ),
+    calibration_images: int = typer.Option(512, "--calibration-images"),
+    calibration_cache: Path | None = typer.Option(
+        None, "--calibration-cache", help="Default: OUT/calibration.cache"
+    ),
+    workspace_mib: int = typer.Option(2048, "--workspace-mib", help="TensorRT workspace limit."),
+    timing_cache: Path | None = typer.Option(None, "--timing-cache", help="Default: OUT/timing.cache"),
+    opset: int = typer.Option(18, "--opset", help="ONNX opset (>= 17)."),
+) -> None:
+    """Export a registered network to a verified ONNX model (and optionally a TensorRT engine)."""
+    from exporters.export.options import (
+        BatchProfile,
+        CalibrationOptions,
+        ExportOptions,
+        OnnxOptions,
+        TensorRTOptions,
+        VerifyOptions,
+        parse_size,
+    )
+    from exporters.networks import get_config
+
+    get_config(network)  # unknown network: one line, before anything heavy
+    input_hw = parse_size(size) if size else None
+    profile = BatchProfile(min_batch, opt_batch, max_batch)
+    if checkpoint is None and not random_init:
+        checkpoint = _default_checkpoint(network)
+        if checkpoint is None:
+            typer.echo(
+                f"no shipped checkpoint for {network}: exporting a random init (seed {seed})", err=True
+            )
+    if random_init:
+        checkpoint = None
+    trt = None
+    if engine == "tensorrt":
+        calib = None
+        if calibration is not None:
+            calib = CalibrationOptions(
+                source=calibration,
+                images=calibration_images,
+                cache=calibration_cache or out / "calibration.cache",
+            )
+        trt = TensorRTOptions(
+            profile=profile,
+            precision=precision,
+            workspace_mib=workspace_mib,
+            calibration=calib,
+            timing_cache=timing_cache or out / "timing.cache",
+        )
+    elif calibration is not None:
+        typer.echo("--calibration is only used with --engine tensorrt --precision int8", err=True)
+    options = ExportOptions(
+        network=network,
+        out_dir=out,
+        checkpoint=checkpoint,
+        input_hw=input_hw,
+        profile=profile,
+        engine=engine,
+        precision=precision,
+        verify=VerifyOptions(scenes=verify_scenes, batch=verify_batch),
+        onnx=OnnxOptions(profile=profile, opset=opset, checkpoint=checkpoint),
+        tensorrt=trt,
+        seed=seed,
+    )
+    _quiet_exporter_logs()
+    from exporters.export.pipeline import run_export
+
+    result = run_export(options, progress=True)
+    for line in result.lines():
+        typer.echo(line)
+    typer.echo(
+        f"wrote {result.onnx}" + (f" and {result.engine}" if result.engine else "") + f", {result.report}"
+    )
+
+
+def import_onnx(
+    model: Path = typer.Argument(..., help="The ONNX file to import (e.g. a YOLOP export)."),
+    heads: Path = typer.Option(..., "--heads", help="YAML head spec describing the file's tensors."),
+    out: Path = typer.Option(..., "--out", help="Output folder (model.onnx, report.json)."),
+    verify_scenes: int = typer.Option(20, "--verify-scenes", help="World scenes to verify on."),
+    verify_batch: int = typer.Option(1, "--verify-batch"),
+    min_batch: int = typer.Option(1, "--min-batch"),
+    opt_batch: int = typer.Option(1, "--opt-batch"),
+    max_batch: int = typer.Option(8, "--max-batch"),
+) -> None:
+    """Bring your own ONNX: validate it against a head spec, add the in-graph steps, verify."""
+    from exporters.export.import_onnx import ImportOptions, run_import
+
+    from exporters.export.options import BatchProfile, VerifyOptions
+
+    options = ImportOptions(
+        model=model,
+        heads=heads,
+        out_dir=out,
+        profile=BatchProfile(min_batch, opt_batch, max_batch),
+        verify=VerifyOptions(scenes=verify_scenes, batch=verify_batch),
+    )
+    _quiet_exporter_logs()
+    result = run_import(options, progress=True)
+    for line in result.lines():
+        typer.echo(line)
+    typer.echo(f"wrote {result.onnx}, {result.report}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("export")(export)
+    app.command("import-onnx")(import_onnx)
