@@ -112,7 +112,7 @@ def demo(
 
     steps = _Steps(7)
     out.mkdir(parents=True, exist_ok=True)
-    onnx_paths = []
+    onnx_paths: list[str | Path] = []
     for network in NETWORKS:
         steps.start(f"export {network} -> {out / 'artifacts' / network}")
         onnx_paths.append(export_network(network, out / "artifacts" / network, verify_scenes, fresh))
