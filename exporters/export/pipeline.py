@@ -87,7 +87,7 @@ def run_export(options: ExportOptions, progress: bool = False) -> ExportResult:
                 progress=progress,
             )
         )
-        _fail_if(reports, out, spec)
+        fail_if(reports, out, spec)
         os.replace(staging, final)
     finally:
         staging.unlink(missing_ok=True)
@@ -100,7 +100,7 @@ def run_export(options: ExportOptions, progress: bool = False) -> ExportResult:
             final, out, options.tensorrt, reference, spec, options.verify, progress
         )
         reports.append(trt_report)
-        _fail_if(reports, out, spec)
+        fail_if(reports, out, spec)
     document = {
         "network": spec.name,
         "spec": spec.to_dict(),
@@ -116,7 +116,7 @@ def run_export(options: ExportOptions, progress: bool = False) -> ExportResult:
     return ExportResult(final, report_path, reports, engine)
 
 
-def _fail_if(reports: list[VerifyReport], out: Path, spec) -> None:
+def fail_if(reports: list[VerifyReport], out: Path, spec) -> None:
     last = reports[-1]
     if last.passed:
         return
