@@ -1,5 +1,25 @@
-"""The networks: a registry of fused multi-task perception networks (CSP backbone, FPN+PAN neck,
-anchor-free detection, segmentation and metric-depth heads, optional LiDAR fusion).
+"""The networks: a registry of fused multi-task perception networks.
+
+Architecture (one code path for every registered network):
+
+* input: RGB ``[B, 3, H, W]`` uint8, H and W multiples of 32; ``(x - mean) / std`` from
+  ``spec.normalisation`` inside ``forward``;
+* backbone: stride-2 stem + four CSP stages at strides 4/8/16/32 (SPPF on the last), channel widths
+  and block repeats from the size's multipliers (``n``, ``s``, ``m``);
+* neck: FPN (top-down) + PAN (bottom-up) over strides 8/16/32;
+* heads, one per task of the network: anchor-free decoupled detection over strides 8/16/32
+  (``exporters.networks.detection``: raw ``[B, A, 5 + C]``, ``decode_detections``,
+  ``anchor_points``); segmentation logits at input resolution and metric depth (metres, bounded in
+  ``(0.1, max_depth_m)``) at ``1/depth_stride``, both decoded from the stride-8 neck output with a
+  stride-4 backbone skip (``exporters.networks.dense``);
+* fusion (``fusion-*``): a second input ``lidar_depth`` ``[B, 1, H, W]`` (metres, 0 = no return)
+  is max-pooled (nearest return per 4x4 cell) into validity / inverse depth / normalised depth and
+  encoded by strided convs into features at strides 8 and 16, fused into the neck's inputs by a
+  gated sum ``cam + sigmoid(conv1x1(concat(cam, lidar))) * lidar`` (``exporters.networks.lidar``).
+  Camera-only and fusion networks share all other code and parameter names.
+
+Only ONNX/TensorRT-friendly ops (conv, foldable BN, SiLU, max-pool, nearest/bilinear resize with
+static scales, concat, sigmoid, softplus); no data-dependent control flow, no loops over the batch.
 
 The registry (`NETWORKS`, `NetworkConfig`, `get_config`) is torch-free; everything that builds or
 runs a network imports torch on first use and raises MissingDependencyError without it.

@@ -72,3 +72,7 @@ def format_table(rows: list[Complexity]) -> str:
             f"{r.gflops:.2f} @ {r.input_hw[0]}x{r.input_hw[1]} |"
         )
     return "\n".join(lines)
+
+
+if __name__ == "__main__":  # `python -m exporters.networks.complexity`: the README table
+    print(format_table(complexity_table()))

@@ -255,3 +255,10 @@ def test_complexity_counts_parameters_and_scales_with_pixels():
     assert 1.0e6 < small.params < 2.5e6  # `n` stays small enough for CPU training
     assert double.flops == pytest.approx(2 * small.flops, rel=0.02)  # fully convolutional
     assert measure_complexity("cam-s", (64, 96)).flops > 3 * small.flops
+
+
+def test_fused_network_costs_less_than_its_three_single_task_networks():
+    fused = measure_complexity("cam-n", HW).flops
+    singles = [measure_complexity(f"cam-n-{t}", HW).flops for t in ("det", "seg", "depth")]
+    assert all(s < fused for s in singles)
+    assert sum(singles) > 2.5 * fused  # the shared backbone + neck dominate the cost
