@@ -9,12 +9,15 @@ Layout, as the KITTI odometry / raw logs use it::
 
 The LiDAR -> image projection is ``P2 @ R0_rect @ Tr_velo_to_cam`` (R0_rect and Tr extended to 4x4).
 Odometry-style calib files naming the LiDAR->camera transform ``Tr`` and lacking R0_rect read the
-same (R0_rect = identity). Frames come back RGB, with ``projection`` float32 [3,4], so that
+same (R0_rect = identity), and so do KITTI raw synced drives (image_02/data/, velodyne_points/data/,
+calib_cam_to_cam.txt + calib_velo_to_cam.txt beside the drive or in its date folder). Frames come
+back RGB, with ``projection`` float32 [3,4], so that
 ``serving.lidar.project_to_depth_image(points, projection, hw)`` gives a fusion network's input.
 """
 
 from __future__ import annotations
 
+import datetime
 import logging
 import os
 import shutil
@@ -33,6 +36,9 @@ IMAGE_DIR = "image_2"
 VELODYNE_DIR = "velodyne"
 CALIB_FILE = "calib.txt"
 TIMES_FILE = "times.txt"
+RAW_IMAGE_DIR = "image_02/data"
+RAW_VELODYNE_DIR = "velodyne_points/data"
+TIMESTAMPS_FILE = "timestamps.txt"
 DEFAULT_FPS = 10.0  # KITTI's camera/LiDAR rate; timestamps when times.txt is absent
 
 
@@ -122,42 +128,47 @@ class KittiFrame:
 
 
 class KittiSequence:
-    """An opened, validated KITTI-style folder; frames are decoded lazily, in order."""
+    """An opened, validated KITTI-style folder; frames are decoded lazily, in order.
+
+    Two layouts are recognised: the odometry/object one this project writes (``image_2/``,
+    ``velodyne/``, ``calib.txt``, ``times.txt``) and KITTI raw's synced drives (``image_02/data/``,
+    ``velodyne_points/data/``, ``image_02/timestamps.txt``, with ``calib_cam_to_cam.txt`` and
+    ``calib_velo_to_cam.txt`` in the drive folder or its parent, the date folder).
+    """
 
     def __init__(self, directory: str | os.PathLike) -> None:
         self.directory = Path(directory)
         if not self.directory.is_dir():
             raise KittiError(f"{self.directory}: not a directory")
-        image_dir = self.directory / IMAGE_DIR
-        if not image_dir.is_dir():
-            raise KittiError(f"{self.directory}: missing {IMAGE_DIR}/ (not a KITTI-style sequence)")
-        self.image_paths = sorted(image_dir.glob("*.png"))
-        if not self.image_paths:
-            raise KittiError(f"{image_dir}: no .png frames")
+        if (self.directory / IMAGE_DIR).is_dir():
+            self._open_odometry()
+        elif (self.directory / RAW_IMAGE_DIR).is_dir():
+            self._open_raw()
+        else:
+            raise KittiError(
+                f"{self.directory}: no {IMAGE_DIR}/ (or raw {RAW_IMAGE_DIR}/): not a KITTI-style sequence"
+            )
+        self.projection = self.calib.projection
+
+    def _open_odometry(self) -> None:
+        self.image_paths = _frames(self.directory / IMAGE_DIR)
         calib_path = self.directory / CALIB_FILE
         if not calib_path.is_file():
             raise KittiError(f"{self.directory}: missing {CALIB_FILE}")
         self.calib = KittiCalib.parse(calib_path.read_text(errors="replace"), str(calib_path))
-        self.projection = self.calib.projection
-        velo = self.directory / VELODYNE_DIR
-        self.has_lidar = velo.is_dir()
-        if self.has_lidar:
-            missing = [p.stem for p in self.image_paths if not (velo / f"{p.stem}.bin").is_file()]
-            if missing:
-                raise KittiError(f"{velo}: no .bin for frame(s) {', '.join(missing[:5])}")
-        self.timestamps = self._read_times()
+        self.velodyne_paths = _sweeps(self.directory / VELODYNE_DIR, self.image_paths)
+        self.timestamps = _read_times(self.directory / TIMES_FILE, len(self.image_paths))
 
-    def _read_times(self) -> list[float]:
-        path = self.directory / TIMES_FILE
-        if not path.is_file():
-            return [k / DEFAULT_FPS for k in range(len(self.image_paths))]
-        try:
-            times = [float(line) for line in path.read_text().split()]
-        except ValueError as exc:
-            raise KittiError(f"{path}: holds a non-number") from exc
-        if len(times) != len(self.image_paths):
-            raise KittiError(f"{path}: {len(times)} timestamps for {len(self.image_paths)} frames")
-        return times
+    def _open_raw(self) -> None:
+        self.image_paths = _frames(self.directory / RAW_IMAGE_DIR)
+        self.calib = _raw_calib(self.directory)
+        self.velodyne_paths = _sweeps(self.directory / RAW_VELODYNE_DIR, self.image_paths)
+        stamps = self.directory / RAW_IMAGE_DIR.split("/")[0] / TIMESTAMPS_FILE
+        self.timestamps = _read_raw_times(stamps, len(self.image_paths))
+
+    @property
+    def has_lidar(self) -> bool:
+        return self.velodyne_paths is not None
 
     def __len__(self) -> int:
         return len(self.image_paths)
@@ -167,16 +178,99 @@ class KittiSequence:
         bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if bgr is None:
             raise KittiError(f"{path}: unreadable or corrupt image")
-        points = None
-        if self.has_lidar:
-            points = read_velodyne(self.directory / VELODYNE_DIR / f"{path.stem}.bin")
-        return KittiFrame(
-            k, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), points, self.projection, self.timestamps[k], self.calib
-        )
+        points = read_velodyne(self.velodyne_paths[k]) if self.velodyne_paths is not None else None
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        return KittiFrame(k, rgb, points, self.projection, self.timestamps[k], self.calib)
 
     def frames(self) -> Iterator[KittiFrame]:
         for k in range(len(self)):
             yield self.read(k)
+
+
+def _frames(image_dir: Path) -> list[Path]:
+    paths = sorted(image_dir.glob("*.png"))
+    if not paths:
+        raise KittiError(f"{image_dir}: no .png frames")
+    return paths
+
+
+def _sweeps(velo: Path, images: list[Path]) -> list[Path] | None:
+    """The .bin sweep of every frame (None when the sequence has no LiDAR folder)."""
+    if not velo.is_dir():
+        return None
+    paths = [velo / f"{p.stem}.bin" for p in images]
+    missing = [p.stem for p in paths if not p.is_file()]
+    if missing:
+        raise KittiError(f"{velo}: no .bin for frame(s) {', '.join(missing[:5])}")
+    return paths
+
+
+def _read_times(path: Path, count: int) -> list[float]:
+    if not path.is_file():
+        return [k / DEFAULT_FPS for k in range(count)]
+    try:
+        times = [float(line) for line in path.read_text().split()]
+    except ValueError as exc:
+        raise KittiError(f"{path}: holds a non-number") from exc
+    if len(times) != count:
+        raise KittiError(f"{path}: {len(times)} timestamps for {count} frames")
+    return times
+
+
+def _read_raw_times(path: Path, count: int) -> list[float]:
+    """KITTI raw stamps ('2011-09-26 13:02:25.964389445'), as seconds since the first frame."""
+    if not path.is_file():
+        return [k / DEFAULT_FPS for k in range(count)]
+    seconds: list[tuple[int, float]] = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            day, clock = line.split()
+            hours, minutes, secs = clock.split(":")
+            whole, _, frac = secs.partition(".")
+            date = datetime.date.fromisoformat(day).toordinal()
+            # whole seconds as an int, the fraction apart: a float of seconds since year 1 has ~10 us
+            seconds.append(
+                (date * 86400 + int(hours) * 3600 + int(minutes) * 60 + int(whole), float("0." + frac))
+            )
+        except ValueError as exc:
+            raise KittiError(f"{path}:{n}: not a 'YYYY-MM-DD HH:MM:SS.fraction' stamp") from exc
+    if len(seconds) != count:
+        raise KittiError(f"{path}: {len(seconds)} timestamps for {count} frames")
+    return [(whole - seconds[0][0]) + (frac - seconds[0][1]) for whole, frac in seconds]
+
+
+def _raw_calib(drive: Path) -> KittiCalib:
+    for folder in (drive, drive.parent):
+        cam, velo = folder / "calib_cam_to_cam.txt", folder / "calib_velo_to_cam.txt"
+        if cam.is_file() and velo.is_file():
+            break
+    else:
+        raise KittiError(
+            f"{drive}: no calib_cam_to_cam.txt + calib_velo_to_cam.txt here or in {drive.parent}"
+        )
+    cam_values = _numeric_lines(cam)
+    velo_values = _numeric_lines(velo)
+    p2 = _matrix(cam_values, ("P_rect_02",), (3, 4), str(cam))
+    r0 = _matrix(cam_values, ("R_rect_00",), (3, 3), str(cam))
+    rot = _matrix(velo_values, ("R",), (3, 3), str(velo))
+    trans = _matrix(velo_values, ("T",), (3, 1), str(velo))
+    return KittiCalib(p2, r0, np.concatenate([rot, trans], axis=1))
+
+
+def _numeric_lines(path: Path) -> dict[str, np.ndarray]:
+    """'NAME: numbers' lines of a KITTI raw calib file; lines that are not numbers (calib_time) skipped."""
+    values = {}
+    for line in path.read_text(errors="replace").splitlines():
+        key, sep, rest = line.partition(":")
+        if not sep:
+            continue
+        try:
+            values[key.strip()] = np.array([float(v) for v in rest.split()], np.float64)
+        except ValueError:
+            continue
+    return values
 
 
 def read_velodyne(path: Path) -> np.ndarray:
@@ -190,8 +284,9 @@ def read_velodyne(path: Path) -> np.ndarray:
 
 
 def is_kitti_sequence(directory: str | os.PathLike) -> bool:
+    """Whether ``directory`` looks like a KITTI-style sequence (either layout); cheap, no validation."""
     d = Path(directory)
-    return (d / IMAGE_DIR).is_dir() and (d / CALIB_FILE).is_file()
+    return ((d / IMAGE_DIR).is_dir() and (d / CALIB_FILE).is_file()) or (d / RAW_IMAGE_DIR).is_dir()
 
 
 def read_kitti_sequence(directory: str | os.PathLike) -> Iterator[KittiFrame]:

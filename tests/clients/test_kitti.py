@@ -91,3 +91,40 @@ def test_writer_refuses_to_overwrite_and_leaves_no_partial_folder(tmp_path, fram
     with pytest.raises(KittiError, match="points present"):
         write_kitti_sequence(tmp_path / "other", bad)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["seq"]
+
+
+def _fmt(m) -> str:
+    return " ".join(f"{v:.12e}" for v in np.asarray(m).reshape(-1))
+
+
+def test_kitti_raw_drive_layout_reads_the_same(tmp_path, frames):
+    import cv2
+
+    date = tmp_path / "2011_09_26"
+    drive = date / "2011_09_26_drive_0001_sync"
+    (drive / "image_02" / "data").mkdir(parents=True)
+    (drive / "velodyne_points" / "data").mkdir(parents=True)
+    for k, f in enumerate(frames):
+        cv2.imwrite(
+            str(drive / "image_02" / "data" / f"{k:010d}.png"), cv2.cvtColor(f.image, cv2.COLOR_RGB2BGR)
+        )
+        f.points.tofile(drive / "velodyne_points" / "data" / f"{k:010d}.bin")
+    (drive / "image_02" / "timestamps.txt").write_text(
+        "2011-09-26 23:59:59.950000000\n2011-09-27 00:00:00.050000000\n2011-09-27 00:00:00.150000000\n"
+    )
+    calib = frames[0].calib
+    (date / "calib_cam_to_cam.txt").write_text(
+        f"calib_time: 09-Jan-2012 13:57:47\nR_rect_00: {_fmt(calib.r0_rect)}\nP_rect_02: {_fmt(calib.p2)}\n"
+    )
+    tr = calib.tr_velo_to_cam
+    (date / "calib_velo_to_cam.txt").write_text(f"calib_time: x\nR: {_fmt(tr[:, :3])}\nT: {_fmt(tr[:, 3])}\n")
+    seq = KittiSequence(drive)
+    assert len(seq) == 3 and seq.has_lidar
+    assert seq.timestamps == pytest.approx([0.0, 0.1, 0.2])
+    np.testing.assert_allclose(seq.projection, frames[0].projection, rtol=1e-6, atol=1e-5)
+    back = list(seq.frames())
+    assert back[2].image.tobytes() == frames[2].image.tobytes()
+    assert back[1].points.tobytes() == frames[1].points.tobytes()
+    (date / "calib_velo_to_cam.txt").unlink()
+    with pytest.raises(KittiError, match="calib_velo_to_cam"):
+        KittiSequence(drive)
