@@ -64,7 +64,7 @@ def annotate(
         seg = result.seg_at_source()
         if seg is not None:
             bgr = overlay_segmentation(bgr, seg)
-        thick = max(1, round(min(h, w) / 360))
+        thick = max(2, round(min(h, w) / 300))
         for det in result.detections:
             x1, y1, x2, y2 = (int(round(v)) for v in det.box)
             colour = BOX_COLOURS[det.class_id % len(BOX_COLOURS)]

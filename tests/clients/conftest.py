@@ -49,9 +49,9 @@ def tiny_repository(tmp_path_factory, tiny_onnx, tiny_fusion_onnx) -> Path:
     return repo
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def tiny_server(tiny_repository):
-    """A real tritonserver serving the tiny models (starts in ~10 s; stopped after the module)."""
+    """A real tritonserver serving the tiny models (starts in ~10 s; always stopped at the end)."""
     from serving.launcher import ServerOptions, TritonServer
 
     server = TritonServer(ServerOptions(tiny_repository))
