@@ -24,13 +24,13 @@ _SUBPIXEL_BITS = 4
 
 @dataclass
 class Buffers:
-    image: np.ndarray  # float32 HxWx3, linear 0..1
+    image: np.ndarray  # float32 HxWx3 RGB, display values 0..1
     seg: np.ndarray  # uint8
     zbuf: np.ndarray  # float32, inf where nothing
     depth: np.ndarray  # float32, ground truth (0 where undefined)
     instance: np.ndarray  # int16, 0 none, i+1 agent i
     # agent i -> (y0, y1, x0, x1) bounds and in-image pixel count of its unoccluded silhouette
-    silhouettes: dict[int, tuple[tuple[int, int, int, int], int]] = field(default_factory=dict)
+    silhouettes: dict[int, tuple[tuple[int, int, int, int], int] | None] = field(default_factory=dict)
 
 
 def render_camera(layout: Layout, frame: Frame, hw: tuple[int, int]) -> Buffers:

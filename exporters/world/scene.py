@@ -32,7 +32,7 @@ class Scene:
     boxes: np.ndarray  # float32 [N,4] xyxy pixels
     classes: np.ndarray  # int32 [N]: 0 car, 1 truck, 2 pedestrian
     seg: np.ndarray  # uint8 HxW: 0 background, 1 drivable, 2 lane marking
-    depth: np.ndarray  # float32 HxW z-depth metres, 0 where undefined (sky, haze)
+    depth: np.ndarray  # float32 HxW z-depth metres, 0 where undefined (sky, terrain past 200 m)
     points: np.ndarray | None  # float32 [M,4] x,y,z,intensity in the LiDAR frame
     projection: np.ndarray  # float32 [3,4] LiDAR -> image pixels
     timestamp: float
@@ -55,8 +55,8 @@ def _check_hw(hw: tuple[int, int]) -> tuple[int, int]:
 def render_scene(
     seed: int, hw: tuple[int, int] = (384, 640), lidar: bool = True, *, flat: bool = False
 ) -> Scene:
-    """Render the world of ``seed`` at t=0. ``flat`` = straight level road, level camera roll/yaw
-    (for geometry checks)."""
+    """Render the world of ``seed`` at t=0. ``flat``: a straight, level road and no camera yaw, for
+    checks against closed-form geometry."""
     hw = _check_hw(hw)
     layout = sample_layout(int(seed), 0.0, flat)
     return _render(layout, frame_at(layout, 0.0, hw), hw, lidar)
@@ -65,17 +65,15 @@ def render_scene(
 def render_sequence(
     seed: int, num_frames: int, fps: float = 10.0, hw: tuple[int, int] = (384, 640), lidar: bool = True
 ) -> Iterator[Scene]:
-    """Frames of a drive along the road at ``fps``: the ego vehicle and the traffic move, the world
-    is the same throughout."""
+    """Frames of a drive along the road at ``fps`` (timestamps k / fps): the ego vehicle and the
+    traffic move, the world is the same throughout. Arguments are checked before the first frame."""
     hw = _check_hw(hw)
     if num_frames < 1:
         raise SpecError(f"num_frames must be >= 1, got {num_frames}")
     if not fps > 0:
         raise SpecError(f"fps must be > 0, got {fps}")
     layout = sample_layout(int(seed), num_frames / fps, False)
-    for k in range(num_frames):
-        t = k / fps
-        yield _render(layout, frame_at(layout, t, hw), hw, lidar)
+    return (_render(layout, frame_at(layout, k / fps, hw), hw, lidar) for k in range(num_frames))
 
 
 def _render(layout: Layout, frame: Frame, hw: tuple[int, int], lidar: bool) -> Scene:

@@ -108,11 +108,26 @@ def test_sequence_moves_consistently_over_time():
     assert 0 < diff < 40
 
 
+def test_objects_keep_their_identity_and_move_smoothly_between_frames():
+    frames = list(render_sequence(4, 6, fps=10.0, hw=HW, lidar=False))
+    tracked = 0
+    for a, b in zip(frames, frames[1:], strict=False):
+        centres_a = {int(i): box for i, box in zip(a.instance_ids, a.boxes, strict=True)}
+        for i, box in zip(b.instance_ids, b.boxes, strict=True):
+            if int(i) in centres_a:
+                prev = centres_a[int(i)]
+                shift = np.abs((box[:2] + box[2:]) / 2 - (prev[:2] + prev[2:]) / 2)
+                size = max(prev[2] - prev[0], prev[3] - prev[1])
+                assert shift.max() < 0.5 * size + 20, (i, prev, box)
+                tracked += 1
+    assert tracked >= 10
+
+
 def test_bad_arguments_raise_spec_errors():
     with pytest.raises(SpecError, match="too small"):
         render_scene(0, (8, 8))
     with pytest.raises(SpecError, match="num_frames"):
-        next(render_sequence(0, 0))
+        render_sequence(0, 0)
 
 
 def test_drive_writes_a_video_with_every_frame_and_a_matching_kitti_folder(tmp_path):
