@@ -19,6 +19,7 @@ app = typer.Typer(
         "Examples:\n\n"
         "  percept world render --seconds 5 --out drive.mp4\n\n"
         "  percept world render --seconds 10 --out drive.mp4 --kitti drive_kitti --seed 3\n\n"
+        "  percept world preview --seed 3 --out scene.png\n\n"
         "  percept world stats --seeds 200"
     ),
     no_args_is_help=True,
@@ -61,6 +62,28 @@ def render(
     for path in (out, kitti):
         if path is not None:
             typer.echo(f"wrote {count} frames ({options.hw[0]}x{options.hw[1]}, {fps:g} fps) to {path}")
+
+
+@app.command()
+def preview(
+    out: Path = typer.Option(..., "--out", help="PNG to write."),
+    seed: int = typer.Option(0, "--seed", help="World seed."),
+    size: str = typer.Option("384x640", "--size", help="Frame HEIGHTxWIDTH."),
+) -> None:
+    """Picture one scene with its ground truth: boxes, segmentation, depth and projected LiDAR."""
+    import cv2
+
+    from exporters.world import render_scene
+    from exporters.world.preview import preview as draw
+
+    if out.suffix.lower() != ".png":
+        raise SpecError(f"{out}: the preview is written as a .png file")
+    scene = render_scene(seed, parse_size(size), lidar=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(out), draw(scene)):
+        raise SpecError(f"{out}: could not write the PNG")
+    points = 0 if scene.points is None else len(scene.points)
+    typer.echo(f"wrote {out}: {len(scene.boxes)} boxes, {points} LiDAR points")
 
 
 @app.command()

@@ -49,3 +49,11 @@ def test_world_stats_prints_the_measurements(tmp_path):
     assert (
         "small (<32x32)" in r.stdout and "scenes/s" in r.stdout and (tmp_path / "s.json").stat().st_size > 100
     )
+
+
+def test_world_preview_draws_the_four_panels(tmp_path):
+    r = percept("preview", "--seed", "3", "--size", "96x160", "--out", str(tmp_path / "p.png"))
+    assert r.returncode == 0, r.stderr
+    picture = cv2.imread(str(tmp_path / "p.png"))
+    assert picture.shape == (192, 320, 3)
+    assert picture[96:, 160:].any()  # the LiDAR panel holds projected points
