@@ -54,7 +54,7 @@ class PerceptionClient:
             self.options.url, ssl=tls is not None, **(tls.paths() if tls else {})
         )
         self._info: dict[str, _core.ModelInfo] = {}
-        self._shm = SharedMemoryInputs(self._client) if self.options.shared_memory else None
+        self._shm = SharedMemoryInputs(self._client, self._call) if self.options.shared_memory else None
 
     # --- plumbing -------------------------------------------------------------------------------
     def _call(self, fn, *args, **kwargs):
@@ -124,7 +124,7 @@ class PerceptionClient:
         requested = [g.InferRequestedOutput(n) for n in wanted]
         lock = None
         if self._shm is not None:
-            lock = self._shm.bind(inputs, arrays, self.options.timeout_s)
+            lock = self._shm.bind(inputs, arrays)
         else:
             for inp, arr in zip(inputs, arrays, strict=True):
                 inp.set_data_from_numpy(arr)
@@ -139,7 +139,7 @@ class PerceptionClient:
     def close(self) -> None:
         try:
             if self._shm is not None:
-                self._shm.close(self.options.timeout_s)
+                self._shm.close()
         finally:
             self._client.close()
 
