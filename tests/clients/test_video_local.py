@@ -147,3 +147,21 @@ def test_resume_after_sigkill_gives_the_uninterrupted_result(tmp_path, tiny_onnx
     again = _run_cli([*common, "--out", str(out), "--resume"])
     assert again.wait(timeout=120) == 0
     assert read_records(out / "long" / "results.jsonl") == b
+
+
+def test_undecodable_video_frames_are_recorded_and_skipped(tmp_path, tiny_onnx):
+    video = write_video(tmp_path / "garbled.mp4", 30)
+    data = bytearray(video.read_bytes())
+    rng = np.random.default_rng(0)
+    for i in rng.integers(len(data) // 4, 3 * len(data) // 4, 400):  # damage the media data only
+        data[i] = int(rng.integers(0, 256))
+    video.write_bytes(bytes(data))
+    report = run_video([str(video)], _options(tmp_path / "out", tiny_onnx))
+    records = read_records(tmp_path / "out" / "garbled" / "results.jsonl")
+    assert [r["frame"] for r in records] == list(range(30))
+    bad = [r["frame"] for r in records if "error" in r]
+    assert bad and all(records[i]["error"] == "undecodable frame" for i in bad)
+    assert len(bad) < 30 and report.results[0].errors == len(bad)
+    assert report.results[0].status == "complete" and report.exit_code == EXIT_FAILED
+    cap = cv2.VideoCapture(str(tmp_path / "out" / "garbled" / "annotated.mp4"))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 30 - len(bad)  # no picture for those frames
