@@ -102,16 +102,19 @@ def _sky(layout: Layout, dx, dy, dz) -> list[np.ndarray]:
     return out
 
 
-def _noise(gx: np.ndarray, gy: np.ndarray, phase: np.ndarray) -> np.ndarray:
+def _noise(gx: np.ndarray, gy: np.ndarray, dist: np.ndarray, phase: np.ndarray) -> np.ndarray:
     """Cheap procedural ground texture, about zero-mean, unit-ish amplitude: two octaves of crossed
-    sines plus a per-cell hash for grain (world-anchored, so it moves with the ground)."""
+    sines plus a per-cell hash for grain (world-anchored, so it moves with the ground). The fine
+    octaves fade with distance, where a pixel covers many of their periods (a poor man's mipmap:
+    without it they alias into moire streaks near the horizon)."""
     p = phase.astype(np.float32)
     n = np.sin(0.83 * gx + 0.37 * gy + p[0]) * np.sin(0.21 * gx - 0.94 * gy + p[1])
-    n += 0.6 * np.sin(3.1 * gx + 2.3 * gy + p[2]) * np.sin(2.7 * gx - 3.3 * gy + p[3])
+    fine = 0.6 * np.sin(3.1 * gx + 2.3 * gy + p[2]) * np.sin(2.7 * gx - 3.3 * gy + p[3])
     cell = np.sin(np.floor(gx * 4.0) * np.float32(12.9898) + np.floor(gy * 4.0) * np.float32(78.233))
     grain = cell * np.float32(437.585)
     grain -= np.floor(grain)
-    n += 0.8 * (grain - 0.5)
+    fine += 0.8 * (grain - 0.5)
+    n += fine / (1.0 + dist * np.float32(0.06))
     return n
 
 
@@ -143,7 +146,7 @@ def _ground(layout: Layout, frame: Frame, buf: Buffers, r0: int, t, dx, dy, hit)
     marking = line & (solid | dashes)
     yellow &= marking
     rng = np.random.default_rng(layout.noise_seed)
-    noise = _noise(gx, gy, rng.uniform(0.0, 6.3, 4))
+    noise = _noise(gx, gy, tt, rng.uniform(0.0, 6.3, 4))
     fog = np.exp(-tt / np.float32(light.fog_m))
     shade = (light.ambient + light.sun_colour * max(light.sun[2], 0.0)) * light.exposure
     rf, mf, yf = (m.astype(np.float32) for m in (on_road, marking, yellow))
