@@ -34,6 +34,8 @@ def _register() -> None:
     app.command("loadtest")(__import__("percept.loadtest", fromlist=["loadtest"]).loadtest)
     __import__("percept.export", fromlist=["register"]).register(app)
     app.add_typer(__import__("percept.world", fromlist=["app"]).app, name="world")
+    app.command("train")(__import__("percept.train", fromlist=["train"]).train)
+    app.command("eval")(__import__("percept.evaluate", fromlist=["eval_command"]).eval_command)
 
 
 def main() -> None:
