@@ -42,6 +42,12 @@ class Scene:
     calib: KittiCalib | None = None
 
 
+def _check_seed(seed: int) -> int:
+    if int(seed) != seed or seed < 0:
+        raise SpecError(f"seed must be a non-negative integer, got {seed!r}")
+    return int(seed)
+
+
 def _check_hw(hw: tuple[int, int]) -> tuple[int, int]:
     try:
         h, w = (int(v) for v in hw)
@@ -58,7 +64,7 @@ def render_scene(
     """Render the world of ``seed`` at t=0. ``flat``: a straight, level road and no camera yaw, for
     checks against closed-form geometry."""
     hw = _check_hw(hw)
-    layout = sample_layout(int(seed), 0.0, flat)
+    layout = sample_layout(_check_seed(seed), 0.0, flat)
     return _render(layout, frame_at(layout, 0.0, hw), hw, lidar)
 
 
@@ -72,7 +78,7 @@ def render_sequence(
         raise SpecError(f"num_frames must be >= 1, got {num_frames}")
     if not fps > 0:
         raise SpecError(f"fps must be > 0, got {fps}")
-    layout = sample_layout(int(seed), num_frames / fps, False)
+    layout = sample_layout(_check_seed(seed), num_frames / fps, False)
     return (_render(layout, frame_at(layout, k / fps, hw), hw, lidar) for k in range(num_frames))
 
 

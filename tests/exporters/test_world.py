@@ -128,6 +128,8 @@ def test_bad_arguments_raise_spec_errors():
         render_scene(0, (8, 8))
     with pytest.raises(SpecError, match="num_frames"):
         render_sequence(0, 0)
+    with pytest.raises(SpecError, match="seed"):
+        render_scene(-1)
 
 
 def test_drive_writes_a_video_with_every_frame_and_a_matching_kitti_folder(tmp_path):
