@@ -34,6 +34,9 @@ def loadtest(
     max_windows: int = typer.Option(6, help="Cap on windows per step when it does not settle."),
     stable_windows: int = typer.Option(3, help="Consecutive windows that must agree."),
     tolerance: float = typer.Option(0.10, help="Throughput and p95 within this fraction of their mean."),
+    min_window_requests: int = typer.Option(
+        10, help="A window is extended (up to 4x --window) until it holds this many answers."
+    ),
     frames: int = typer.Option(8, help="Distinct frames cycled through."),
     images: Path | None = typer.Option(None, help="Frames from an image folder instead of the world."),
     video: Path | None = typer.Option(None, help="Frames from a video instead of the world."),
@@ -78,6 +81,7 @@ def loadtest(
         max_windows=max_windows,
         stable_windows=stable_windows,
         tolerance=tolerance,
+        min_window_requests=min_window_requests,
         request_timeout_s=timeout,
         shared_memory=shared_memory,
         encoding=encoding,

@@ -58,6 +58,9 @@ class LoadTestOptions:
     max_windows: int = 5
     stable_windows: int = 3  # consecutive windows that must agree
     tolerance: float = 0.10  # throughput and p95 within this fraction of their mean
+    # a window is extended (up to 4x window_s) until it holds this many answers, so that slow
+    # steps still get percentiles from more than a handful of requests
+    min_window_requests: int = 10
     request_timeout_s: float = 30.0
     shared_memory: str = "none"  # "system": inputs travel in system shared memory
     encoding: str = "raw"  # ensembles: raw HxWx3 frames, or JPEG/PNG bytes
@@ -90,6 +93,8 @@ class LoadTestOptions:
             raise SpecError(
                 f"need 1 <= stable_windows ({self.stable_windows}) <= max_windows ({self.max_windows})"
             )
+        if self.min_window_requests < 0:
+            raise SpecError(f"min_window_requests must be >= 0, got {self.min_window_requests}")
         if not 0 < self.tolerance < 1:
             raise SpecError(f"tolerance must be a fraction in (0, 1), got {self.tolerance}")
         if self.request_timeout_s <= 0:

@@ -224,6 +224,13 @@ class LoadTest:
             merged = Records()
             for records in self._ask(conns, ("collect",), timeout):
                 merged.merge(records)
+            while (
+                merged.completed < opts.min_window_requests
+                and time.perf_counter() - t_prev < 4 * opts.window_s
+            ):
+                time.sleep(min(0.5, opts.window_s))
+                for records in self._ask(conns, ("collect",), timeout):
+                    merged.merge(records)
             now = time.perf_counter()
             counters.append(read_counters(self._client, models))
             windows.append(window_of(merged.latencies_s, sum(merged.errors.values()), now - t_prev))

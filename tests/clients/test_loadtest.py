@@ -163,3 +163,112 @@ def test_frames_from_a_folder_are_rgb(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(SpecError, match="holds no"):
         load_frames(2, images=tmp_path / "empty")
+
+
+# --- against the real server (the session's tritonserver from tests/conftest.py) ----------------
+NETWORK = "cam_n"
+
+
+@pytest.fixture(scope="module")
+def url(triton_server) -> str:
+    return triton_server.url
+
+
+@pytest.fixture(scope="module")
+def frames() -> list[Frame]:
+    return load_frames(3, seed=7)  # world frames with LiDAR
+
+
+def _run(options: LoadTestOptions, frames: list[Frame]):
+    from clients.loadtest import LoadTest
+
+    with LoadTest(options, frames, "world") as test:
+        return test.run()
+
+
+def _quick(url: str, models: tuple[str, ...], **kwargs) -> LoadTestOptions:
+    base = dict(warmup_s=0.5, window_s=2.0, max_windows=2, stable_windows=2, tolerance=0.5, workers=2)
+    return LoadTestOptions(url=url, models=models, **{**base, **kwargs})
+
+
+@pytest.mark.triton
+def test_sweep_counts_agree_with_the_server_and_littles_law(url, frames):
+    result = _run(_quick(url, (NETWORK,), concurrency=(1, 3)), frames)
+    assert [s.concurrency for s in result.steps] == [1, 3]
+    for step in result.steps:
+        assert step.client_errors_total == 0 and step.errors == {}
+        assert step.successes > 0
+        # every request the harness counted as answered is one Triton counted as a success, and no more
+        assert step.client_successes_total == step.server_successes_total[NETWORK]
+        # closed loop: `concurrency` requests always in flight, so throughput x mean latency must give
+        # it back (Little's law); 25 % covers the harness's own time between a response and the next
+        # send and the requests cut by the window edges
+        assert step.little_concurrency == pytest.approx(step.concurrency, rel=0.25)
+        split = step.server[NETWORK]
+        assert split.requests > 0 and split.executions > 0
+        assert split.compute_infer_ms > 0
+        assert 1.0 <= split.avg_batch <= step.concurrency  # a batch never holds more than is in flight
+        lat = step.latency
+        assert lat.p50 <= lat.p90 <= lat.p95 <= lat.p99 <= lat.max
+        assert step.harness_cpu_ms_per_request > 0
+
+
+@pytest.mark.triton
+def test_ensemble_in_shared_memory_counts_every_request_once(url, frames):
+    from serving.spec import ENSEMBLE_CAMERA
+
+    result = _run(_quick(url, (ENSEMBLE_CAMERA,), concurrency=(2,), shared_memory="system"), frames)
+    step = result.steps[0]
+    assert step.client_errors_total == 0 and step.successes > 0
+    # the ensemble and each model it runs saw exactly the requests the harness sent
+    assert set(step.server_successes_total) >= {ENSEMBLE_CAMERA, NETWORK}
+    for model, count in step.server_successes_total.items():
+        assert count == step.client_successes_total, model
+
+
+@pytest.mark.triton
+def test_poisson_rate_mode_sends_what_it_reports(url, frames):
+    result = _run(_quick(url, (NETWORK,), rate=6.0, arrivals="poisson", max_outstanding=16), frames)
+    step = result.steps[0]
+    assert step.mode == "rate" and step.target_rate == 6.0
+    assert step.client_errors_total == 0 and step.dropped == 0
+    assert step.client_successes_total == step.server_successes_total[NETWORK] > 0
+
+
+def _cli(*args: str):
+    import subprocess
+    import sys
+
+    entry = "from percept.cli import main; main()"
+    return subprocess.run([sys.executable, "-c", entry, "loadtest", *args], capture_output=True, text=True)
+
+
+@pytest.mark.triton
+def test_cli_slo_exit_code_both_ways_and_output_files(url, tmp_path):
+    import csv
+    import json
+
+    common = ["--url", url, "--model", NETWORK, "--frames", "2", "--workers", "1", "--warmup", "0.3"]
+    common += ["--window", "1", "--max-windows", "1", "--stable-windows", "1"]
+    generous = _cli(*common, "--concurrency", "1,2", "--slo-p99-ms", "600000", "--out", str(tmp_path / "ok"))
+    assert generous.returncode == 0, generous.stderr
+    impossible = _cli(*common, "--concurrency", "1", "--slo-p99-ms", "0.001", "--out", str(tmp_path / "miss"))
+    assert impossible.returncode == 3, impossible.stderr
+    assert "SLO missed" in impossible.stderr
+
+    out = tmp_path / "ok"
+    rows = list(csv.DictReader((out / "loadtest.csv").open()))
+    assert [int(r["concurrency"]) for r in rows] == [1, 2]
+    assert all(float(r["throughput"]) > 0 and float(r["lat_p99_ms"]) > 0 for r in rows)
+    doc = json.loads((out / "loadtest.json").read_text())
+    assert [s["concurrency"] for s in doc["steps"]] == [1, 2]
+    assert doc["steps"][0]["client_successes_total"] == doc["steps"][0]["server_successes_total"][NETWORK]
+    png = (out / "loadtest.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+
+
+@pytest.mark.triton
+def test_unknown_model_is_one_clear_error(url, tmp_path):
+    proc = _cli("--url", url, "--model", "no_such_model", "--out", str(tmp_path))
+    assert proc.returncode == 1
+    assert "no_such_model" in proc.stderr and "Traceback" not in proc.stderr

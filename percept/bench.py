@@ -1,0 +1,682 @@
+"""`make bench`: the benchmark suite. Every figure is a ratio of two numbers measured in this run.
+
+Runs ``python -m percept.bench``: exports cam-n and the three single-task networks (reused from
+``artifacts/bench`` when already there), builds two repositories (dynamic batching on / off),
+starts the real tritonserver, drives it with the load-test harness, measures ONNX Runtime and
+PyTorch in-process on the same ONNX / network and inputs, and rewrites BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import logging
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from clients.loadtest import LoadTest, LoadTestOptions, LoadTestResult
+from clients.loadtest.frames import Frame, world_frames
+from clients.loadtest.payload import ModelInfo, build_payload
+from clients.loadtest.runner import machine_info
+from serving.letterbox import letterbox_image
+from serving.spec import ENSEMBLE_CAMERA, ModelSpec
+
+log = logging.getLogger("percept.bench")
+
+FUSED = "cam-n"
+SINGLE_TASK = ("cam-n-det", "cam-n-seg", "cam-n-depth")
+SWEEP = (1, 2, 4, 8, 16)
+BATCHING_CONCURRENCY = 8
+ORT_BATCHES = (1, 2, 4, 8)
+COMMAND = "make bench  (python -m percept.bench)"
+
+
+@dataclass
+class Figure:
+    """One row of the table: numerator / denominator against a goal."""
+
+    key: str
+    title: str
+    numerator: tuple[str, float, str]  # label, value, unit
+    denominator: tuple[str, float, str]
+    goal: str = ""  # e.g. "<= 1.10"; empty: reported, no goal
+    note: str = ""
+
+    @property
+    def ratio(self) -> float:
+        return self.numerator[1] / self.denominator[1] if self.denominator[1] else float("nan")
+
+    @property
+    def met(self) -> bool | None:
+        if not self.goal:
+            return None
+        op, value = self.goal.split()
+        return self.ratio <= float(value) if op == "<=" else self.ratio >= float(value)
+
+
+@dataclass
+class Bench:
+    out: Path
+    seconds: dict[str, float] = field(default_factory=dict)
+    figures: list[Figure] = field(default_factory=list)
+    sweeps: dict[str, LoadTestResult] = field(default_factory=dict)
+    facts: dict = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+
+    def measure(self, key: str, fn, required: bool = False):
+        """Run one stage, record its seconds and its result (a sweep or a fact). A failed stage is
+        recorded and skipped (BENCHMARKS.md says what was not measured) unless ``required``."""
+        start = time.perf_counter()
+        try:
+            value = fn()
+        except Exception as exc:
+            self.errors[key] = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+            log.error("bench stage %s failed: %s", key, self.errors[key])
+            if required:
+                raise
+            return None
+        finally:
+            self.seconds[key] = time.perf_counter() - start
+        if isinstance(value, LoadTestResult):
+            self.sweeps[key.removeprefix("sweep_")] = value
+        else:
+            self.facts[key] = value
+        return value
+
+
+# --- model side: export, in-process ONNX Runtime and PyTorch -----------------------------------
+def export_networks(out: Path, names: tuple[str, ...], fresh: bool) -> dict[str, Path]:
+    """model.onnx per network (shipped weights where they exist, else seeded random init).
+
+    The verification stage is `percept export`'s job; timings do not depend on it, so the bench
+    calls the ONNX stage alone.
+    """
+    from exporters.export.onnx_export import export_onnx
+    from exporters.export.options import OnnxOptions
+    from exporters.export.pipeline import load_network
+
+    paths = {}
+    for name in names:
+        path = out / name / "model.onnx"
+        if fresh or not path.exists():
+            checkpoint = _shipped_checkpoint(name)
+            model = load_network(name, checkpoint, None, seed=0)
+            export_onnx(model, path, OnnxOptions(checkpoint=checkpoint))
+        paths[name] = path
+    return paths
+
+
+def _shipped_checkpoint(name: str) -> Path | None:
+    try:
+        from exporters.weights import default_checkpoint
+
+        path = Path(default_checkpoint(name))
+    except Exception:  # no shipped weights for this network: random init is fine for timing
+        return None
+    return path if path.exists() else None
+
+
+def letterboxed(frames: list[Frame], spec: ModelSpec) -> np.ndarray:
+    """[N,3,H,W] uint8 network inputs from the frames, as the served raw model receives them."""
+    rule = spec.letterbox
+    images = [letterbox_image(f.image, spec.input_hw, rule.pad_value, rule.allow_upscale)[0] for f in frames]
+    return np.ascontiguousarray(np.stack(images).transpose(0, 3, 1, 2))
+
+
+def _timed(fn, min_time_s: float, min_runs: int) -> list[float]:
+    fn()  # warm-up run: first-call allocations are not what is measured
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < min_runs or time.perf_counter() - start < min_time_s:
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def ort_in_process(onnx_path: Path, images: np.ndarray, threads: int, min_time_s: float) -> dict:
+    """Latency of batch 1 and throughput per batch size, ONNX Runtime configured like the server."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    session = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    out: dict = {"batch_fps": {}}
+    for batch in ORT_BATCHES:
+        x = np.ascontiguousarray(np.resize(images, (batch, *images.shape[1:])))
+        times = _timed(lambda x=x: session.run(None, {name: x}), min_time_s, 5)
+        out["batch_fps"][batch] = batch / float(np.median(times))
+        if batch == 1:
+            out["latency_ms_p50"] = float(np.median(times)) * 1e3
+            out["latency_ms_avg"] = float(np.mean(times)) * 1e3
+    out["best_batch"] = max(out["batch_fps"], key=out["batch_fps"].get)
+    out["best_fps"] = out["batch_fps"][out["best_batch"]]
+    return out
+
+
+def torch_eager(name: str, images: np.ndarray, threads: int, min_time_s: float) -> dict:
+    """The same network (the deploy wrapper that the ONNX was exported from) in PyTorch eager."""
+    import torch
+
+    from exporters.export.deploy import build_deploy_model
+    from exporters.export.pipeline import load_network
+
+    torch.set_num_threads(threads)
+    model = load_network(name, _shipped_checkpoint(name), None, seed=0)
+    deploy = build_deploy_model(model, model.spec).eval()
+    out: dict = {"batch_fps": {}}
+    with torch.inference_mode():
+        for batch in (1, 4):
+            x = torch.from_numpy(np.ascontiguousarray(np.resize(images, (batch, *images.shape[1:]))))
+            times = _timed(lambda x=x: deploy(x), min_time_s, 5)
+            out["batch_fps"][batch] = batch / float(np.median(times))
+            if batch == 1:
+                out["latency_ms_p50"] = float(np.median(times)) * 1e3
+    return out
+
+
+def matmul_peak() -> dict:
+    """This machine's float32 matmul GFLOP/s (best of numpy and torch, square 1024 and 2048)."""
+    import torch
+
+    best: dict = {}
+    for n in (1024, 2048):
+        a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
+        ta = torch.from_numpy(a)
+        for lib, fn in (("numpy", lambda a=a: a @ a), ("torch", lambda ta=ta: ta @ ta)):
+            times = _timed(fn, 1.0, 3)
+            gflops = 2 * n**3 / min(times) / 1e9
+            if gflops > best.get("gflops", 0):
+                best = {"gflops": gflops, "library": lib, "n": n}
+    return best
+
+
+# --- server side ---------------------------------------------------------------------------------
+def build_repository(onnx: dict[str, Path], out: Path, dynamic_batching: bool) -> Path:
+    """The repository as `percept repo build` writes it; without dynamic batching the network
+    configs lose their ``dynamic_batching`` block (Triton then runs each request on its own)."""
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+
+    from serving.repository import build_repository as build
+
+    if out.exists():
+        shutil.rmtree(out)
+    build([onnx[n] for n in (FUSED, *SINGLE_TASK)], out)
+    if not dynamic_batching:
+        for name in (FUSED, *SINGLE_TASK):
+            path = out / name.replace("-", "_") / "config.pbtxt"
+            config = text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
+            config.ClearField("dynamic_batching")
+            path.write_text(text_format.MessageToString(config))
+    return out
+
+
+def start_server(repository: Path):
+    from serving.launcher import ServerOptions, TritonServer
+
+    return TritonServer(ServerOptions(repository=repository, startup_timeout_s=300)).start()
+
+
+def sweep(url: str, models: tuple[str, ...], concurrency: tuple[int, ...], frames: list[Frame], quick: bool):
+    options = LoadTestOptions(
+        url=url,
+        models=models,
+        concurrency=concurrency,
+        workers=2,
+        warmup_s=1.0 if quick else 2.0,
+        window_s=1.5 if quick else 2.5,
+        max_windows=3 if quick else 5,
+        stable_windows=2 if quick else 3,
+        tolerance=0.15,
+        min_window_requests=12,
+    )
+    with LoadTest(options, frames, f"{len(frames)} world frames") as test:
+        return test.run()
+
+
+def response_bytes(url: str, model: str, frame: Frame) -> int:
+    """Size of one ModelInferResponse for ``frame`` (the output tensors on the wire, gRPC framing
+    aside), with the inputs the load test would send that model."""
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import np_to_triton_dtype
+
+    with grpcclient.InferenceServerClient(url) as client:
+        info = ModelInfo.from_config(client.get_model_config(model).config)
+        inputs = []
+        for name, array in build_payload(info, frame):
+            inp = grpcclient.InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype))
+            inputs.append(inp.set_data_from_numpy(array))
+        return client.infer(model, inputs).get_response().ByteSize()
+
+
+def raw_fp32_bytes(spec: ModelSpec) -> dict[str, int]:
+    """What shipping the heads' raw FP32 tensors would cost per frame: detection [A, 5+C], the
+    segmentation logits [S,H,W] and depth [1,H/s,W/s]."""
+    from exporters.networks.detection import num_anchors
+
+    h, w = spec.input_hw
+    dh, dw = spec.depth_hw
+    return {
+        "det_raw": num_anchors(spec.input_hw) * (5 + len(spec.det_classes)) * 4,
+        "seg_logits": len(spec.seg_classes) * h * w * 4,
+        "depth_fp32": dh * dw * 4,
+    }
+
+
+def video_fps(url: str, frames: list[Frame], work: Path) -> dict:
+    """`percept video` on a world video, as a user runs it (annotated MP4, JSONL, summary)."""
+    import cv2
+
+    video = work / "drive.mp4"
+    h, w = frames[0].image.shape[:2]
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter.fourcc(*"mp4v"), 10.0, (w, h))
+    for frame in frames:
+        writer.write(cv2.cvtColor(frame.image, cv2.COLOR_RGB2BGR))
+    writer.release()
+    out = work / "video_out"
+    entry = "from percept.cli import main; main()"
+    cmd = [sys.executable, "-c", entry, "video", str(video), "--out", str(out), "--url", url]
+    start = time.perf_counter()
+    proc = subprocess.run([*cmd, "--no-progress"], capture_output=True, text=True, timeout=600)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"percept video failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    summaries = list(out.rglob("summary.json"))
+    summary = json.loads(summaries[0].read_text()) if summaries else {}
+    return {
+        "frames": len(frames),
+        "fps": float(summary.get("fps") or len(frames) / wall),
+        "wall_fps": len(frames) / wall,
+        "summary": summary,
+    }
+
+
+# --- the run ---------------------------------------------------------------------------------------
+def run(out: Path, fresh: bool, quick: bool) -> Bench:
+    bench = Bench(out)
+    t_all = time.perf_counter()
+    min_time = 1.5 if quick else 3.0
+    threads = _server_threads()
+    bench.facts["machine_start"] = machine_info()
+
+    onnx = bench.measure("export", lambda: export_networks(out / "onnx", (FUSED, *SINGLE_TASK), fresh), True)
+    from serving.onnx_meta import read_spec
+
+    spec = read_spec(onnx[FUSED])
+    frames = world_frames(4 if quick else 8, seed=0, hw=spec.input_hw)
+    images = letterboxed(frames, spec)
+    bench.measure("torch", lambda: torch_eager(FUSED, images, threads, min_time))
+    bench.measure("matmul", matmul_peak)
+    bench.measure("gflops_per_frame", lambda: _gflops(spec))
+
+    raw_model = FUSED.replace("-", "_")
+    single_models = tuple(n.replace("-", "_") for n in SINGLE_TASK)
+    with tempfile.TemporaryDirectory(prefix="percept-bench-") as tmp:
+        work = Path(tmp)
+        repo = build_repository(onnx, work / "repo_batching", dynamic_batching=True)
+        server = bench.measure("server_start", lambda: start_server(repo), required=True)
+        try:
+            url = server.grpc_url
+            # in-process ORT right next to the served sweep (the server idles meanwhile), so that
+            # both sides of ratios 1 and 2 see the same machine load as far as possible
+            bench.measure("ort", lambda: ort_in_process(onnx[FUSED], images, threads, min_time))
+            bench.measure("sweep_raw", lambda: sweep(url, (raw_model,), SWEEP, frames, quick))
+            bench.measure(
+                "sweep_single_task", lambda: sweep(url, single_models, (BATCHING_CONCURRENCY,), frames, quick)
+            )
+            video_frames = world_frames(40 if quick else 80, seed=100, hw=spec.input_hw)
+            bench.measure("video", lambda: video_fps(url, video_frames, work))
+            bench.measure(
+                "wire",
+                lambda: {
+                    "ensemble": response_bytes(url, ENSEMBLE_CAMERA, frames[0]),
+                    "raw_network": response_bytes(url, raw_model, frames[0]),
+                    "raw_fp32": raw_fp32_bytes(spec),
+                },
+            )
+        finally:
+            server.stop()
+        repo = build_repository(onnx, work / "repo_no_batching", dynamic_batching=False)
+        server = bench.measure("server_start_no_batching", lambda: start_server(repo), required=True)
+        try:
+            url = server.grpc_url
+            bench.measure(
+                "sweep_no_batching", lambda: sweep(url, (raw_model,), (BATCHING_CONCURRENCY,), frames, quick)
+            )
+        finally:
+            server.stop()
+
+    bench.figures = figures(bench)
+    bench.facts["machine_end"] = machine_info()
+    bench.seconds["total"] = time.perf_counter() - t_all
+    return bench
+
+
+def _gflops(spec: ModelSpec) -> float:
+    from exporters.networks.complexity import measure_complexity
+
+    return measure_complexity(FUSED, spec.input_hw).gflops
+
+
+def _server_threads() -> int:
+    from serving.model_config import RepositoryOptions
+
+    return RepositoryOptions().intra_op_threads
+
+
+def _step(result: LoadTestResult, concurrency: int):
+    return next(s for s in result.steps if s.concurrency == concurrency)
+
+
+C = BATCHING_CONCURRENCY
+
+
+def _peak(bench: Bench):
+    return max(bench.sweeps["raw"].steps, key=lambda s: s.throughput)
+
+
+def _served_peak(bench: Bench) -> tuple[str, float, str]:
+    peak = _peak(bench)
+    return (f"served cam_n peak (c={peak.concurrency})", peak.throughput, "frames/s")
+
+
+def _fig_overhead(bench: Bench) -> Figure:
+    c1 = _step(bench.sweeps["raw"], 1)
+    return Figure(
+        "1",
+        "serving overhead at concurrency 1 (raw network, p50 latency)",
+        ("served cam_n p50", c1.latency.p50, "ms"),
+        ("in-process ORT p50", bench.facts["ort"]["latency_ms_p50"], "ms"),
+        "<= 1.10",
+    )
+
+
+def _fig_peak(bench: Bench) -> Figure:
+    ort = bench.facts["ort"]
+    ort_best = (f"ORT batch {ort['best_batch']}", ort["best_fps"], "frames/s")
+    return Figure(
+        "2", "served peak throughput / in-process best batch", _served_peak(bench), ort_best, ">= 0.90"
+    )
+
+
+def _fig_batching(bench: Bench) -> Figure:
+    on, off = _step(bench.sweeps["raw"], C), _step(bench.sweeps["no_batching"], C)
+    return Figure(
+        "3",
+        f"dynamic batching on / off at concurrency {C}",
+        (f"on (avg batch {_batch(on):.2f})", on.throughput, "frames/s"),
+        (f"off (avg batch {_batch(off):.2f})", off.throughput, "frames/s"),
+        note="no goal in the issue; > 1 means batching pays on this machine",
+    )
+
+
+def _fig_fused(bench: Bench) -> Figure:
+    on, trio = _step(bench.sweeps["raw"], C), _step(bench.sweeps["single_task"], C)
+    return Figure(
+        "4",
+        f"fused network vs three single-task networks, same frames, concurrency {C}",
+        ("cam_n (all heads)", on.throughput, "frames/s"),
+        ("det + seg + depth nets", trio.throughput, "frames/s"),
+        ">= 2.0",
+    )
+
+
+def _fig_video(bench: Bench) -> Figure:
+    video = ("percept video", bench.facts["video"]["fps"], "frames/s")
+    return Figure(
+        "5", "`percept video` end to end / model-only throughput", video, _served_peak(bench), ">= 0.85"
+    )
+
+
+def _fig_wire(bench: Bench) -> Figure:
+    wire = bench.facts["wire"]
+    return Figure(
+        "6",
+        "bytes on the wire per frame: served outputs / raw FP32 heads",
+        ("perception ensemble response", wire["ensemble"] / 1e3, "kB"),
+        ("FP32 det raw + seg logits + depth", sum(wire["raw_fp32"].values()) / 1e3, "kB"),
+        "<= 0.15",
+    )
+
+
+def _fig_flops(bench: Bench) -> Figure:
+    ort, matmul, gflops = bench.facts["ort"], bench.facts["matmul"], bench.facts["gflops_per_frame"]
+    note = ""
+    if "raw" in bench.sweeps:
+        note = f"the served peak achieves {gflops * _peak(bench).throughput:.1f} GFLOP/s"
+    return Figure(
+        "7",
+        "achieved model GFLOP/s / measured matmul peak",
+        (f"ORT batch {ort['best_batch']} x {gflops:.1f} GFLOP/frame", gflops * ort["best_fps"], "GFLOP/s"),
+        (f"{matmul['library']} fp32 matmul n={matmul['n']}", matmul["gflops"], "GFLOP/s"),
+        note=note,
+    )
+
+
+def _fig_ort_torch(bench: Bench) -> Figure:
+    ort, torch_res = bench.facts["ort"], bench.facts["torch"]
+    return Figure(
+        "8",
+        "ONNX Runtime vs PyTorch eager, batch 1 latency (same network, in-process)",
+        ("PyTorch eager p50", torch_res["latency_ms_p50"], "ms"),
+        ("ONNX Runtime p50", ort["latency_ms_p50"], "ms"),
+        note=(
+            f"batch 4: ORT {ort['batch_fps'][4]:.1f} vs torch {torch_res['batch_fps'][4]:.1f} frames/s; "
+            "> 1 means ORT is faster"
+        ),
+    )
+
+
+FIGURES = (
+    ("1", "serving overhead at concurrency 1", _fig_overhead),
+    ("2", "served peak / in-process best batch", _fig_peak),
+    ("3", f"dynamic batching on / off at concurrency {C}", _fig_batching),
+    ("4", "fused network vs three single-task networks", _fig_fused),
+    ("5", "`percept video` end to end / model-only throughput", _fig_video),
+    ("6", "bytes on the wire per frame", _fig_wire),
+    ("7", "achieved model GFLOP/s / measured matmul peak", _fig_flops),
+    ("8", "ONNX Runtime vs PyTorch eager", _fig_ort_torch),
+)
+
+
+def figures(bench: Bench) -> list[Figure]:
+    """Every figure whose inputs were measured; the others say which stage failed."""
+    out = []
+    for key, title, build in FIGURES:
+        try:
+            out.append(build(bench))
+        except (KeyError, StopIteration) as exc:
+            why = "; ".join(f"{k}: {v}" for k, v in bench.errors.items()) or f"missing {exc}"
+            nan = float("nan")
+            out.append(Figure(key, title, ("-", nan, ""), ("-", nan, ""), note=f"not measured ({why})"))
+    return out
+
+
+def _batch(step) -> float:
+    split = step.network_split()
+    return split.avg_batch if split else float("nan")
+
+
+# --- BENCHMARKS.md ------------------------------------------------------------------------------
+def versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version()}
+    for pkg in ("onnxruntime", "torch", "numpy", "tritonclient", "nvidia-pytriton", "onnx"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            out[pkg] = "not installed"
+    out["tritonserver"] = "2.51 (inside nvidia-pytriton 0.7.0, python backend running ONNX Runtime)"
+    return out
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
+
+
+def markdown(bench: Bench) -> str:
+    f = bench.facts
+    m0, m1 = f["machine_start"], f["machine_end"]
+    now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Written by `{COMMAND}` on {now}; the whole run took {bench.seconds['total']:.0f} s.",
+        "Every figure is a ratio of two numbers measured in this one run on this one machine; absolute",
+        "numbers on a shared 2-core machine move from run to run, ratios much less.",
+        "",
+        f"Machine: {m0['cpu']}, {m0['cores']} cores, no GPU; load average {m0['load_avg_1m']:.2f} at the",
+        f"start and {m1['load_avg_1m']:.2f} at the end (other jobs were running on this machine).",
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in versions().items()) + ".",
+        "",
+        "| # | figure | numerator | denominator | ratio | goal | met |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for fig in bench.figures:
+        lines.append("| " + " | ".join(_cells(fig)) + " |")
+    lines += ["", "Notes:", ""]
+    lines += [f"- ({fig.key}) {fig.note}" for fig in bench.figures if fig.note]
+    lines += [
+        "- GPU rows (torch CUDA FP16 for 4 and 7) were not run: this session had no GPU.",
+        "- (1), (2): the in-process side uses ONNX Runtime configured like the served network model",
+        f"  ({_server_threads()} intra-op threads, 1 inter-op thread, CPU provider) on the same model.onnx",
+        "  and the same letterboxed frames, measured while the server idled just before the sweep; the",
+        "  served side is the raw network model `cam_n` over gRPC from the load-test harness (2 worker",
+        "  processes) on the same 2 cores. Latencies are medians (p50).",
+        "- (4): one unit = a frame sent to cam_n_det, cam_n_seg and cam_n_depth in turn (one slot of",
+        f"  the {C} in flight), against cam_n carrying all three heads.",
+        "- (5): `percept video` through the `perception` ensemble (decode, letterbox, network,",
+        "  postprocess, annotated MP4, JSONL) with its default window of requests in flight.",
+        "- Weights: shipped checkpoints where present, else seeded random init (timing does not depend",
+        "  on the weights except through the number of boxes NMS keeps).",
+    ]
+    if "wire" in f:
+        raw = ", ".join(f"{k} {v / 1e3:.0f} kB" for k, v in f["wire"]["raw_fp32"].items())
+        lines += [
+            "- (6): the response protobuf of one 384x640 world frame (boxes, uint8 class map, FP16 depth)",
+            f"  against the FP32 raw heads the spec's shapes imply ({raw}); the raw network's own",
+            f"  response is {f['wire']['raw_network'] / 1e3:.0f} kB.",
+        ]
+    if bench.errors:
+        lines += ["", "Stages that failed in this run:", ""]
+        lines += [f"- {k}: {v}" for k, v in bench.errors.items()]
+    lines += ["", "## Concurrency sweeps (load-test harness)", ""]
+    results = [bench.sweeps[k] for k in ("raw", "single_task", "no_batching") if k in bench.sweeps]
+    if results:
+        lines += [
+            "`cam_n` with dynamic batching over the sweep, the single-task trio and `cam_n` with",
+            f"batching off at concurrency {C}:",
+            "",
+            _sweep_table(*results),
+        ]
+    lines += ["", "## In-process", ""]
+    if "ort" in f:
+        lines.append("ONNX Runtime frames/s by batch: " + _by_batch(f["ort"]) + ".")
+    if "torch" in f:
+        lines.append("PyTorch eager frames/s by batch: " + _by_batch(f["torch"]) + ".")
+    if "gflops_per_frame" in f:
+        lines.append(f"Model: {f['gflops_per_frame']:.2f} GFLOP per {FUSED} 384x640 frame.")
+    if "matmul" in f:
+        mm = f["matmul"]
+        lines.append(f"Matmul peak: {mm['gflops']:.1f} GFLOP/s ({mm['library']}, n={mm['n']}, fp32).")
+    lines += ["", "Stage times (s): " + ", ".join(f"{k} {v:.0f}" for k, v in bench.seconds.items()) + ".", ""]
+    return "\n".join(lines)
+
+
+def _by_batch(res: dict) -> str:
+    return ", ".join(f"batch {b}: {v:.1f}" for b, v in res["batch_fps"].items())
+
+
+def _cells(fig: Figure) -> list[str]:
+    num, den = fig.numerator, fig.denominator
+    if fig.ratio != fig.ratio:  # NaN: not measured
+        return [fig.key, fig.title, "-", "-", "-", fig.goal or "-", "not measured"]
+    met = {True: "yes", False: "**no**", None: "-"}[fig.met]
+    return [
+        fig.key,
+        fig.title,
+        f"{num[0]}: {_fmt(num[1])} {num[2]}",
+        f"{den[0]}: {_fmt(den[1])} {den[2]}",
+        f"{fig.ratio:.2f}",
+        fig.goal or "-",
+        met,
+    ]
+
+
+def _sweep_table(*results: LoadTestResult) -> str:
+    head: tuple[str, ...] = (
+        "models",
+        "concurrency",
+        "frames/s",
+        "p50 ms",
+        "p99 ms",
+        "avg batch",
+        "queue ms",
+        "infer ms",
+    )
+    head += ("errors", "stable")
+    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for result in results:
+        for s in result.steps:
+            split = s.network_split()
+            cells = [
+                "+".join(result.models),
+                str(s.concurrency),
+                f"{s.throughput:.1f}",
+                f"{s.latency.p50:.1f}",
+            ]
+            cells += [f"{s.latency.p99:.1f}", f"{_batch(s):.2f}", f"{split.queue_ms if split else 0:.1f}"]
+            cells += [
+                f"{split.compute_infer_ms if split else 0:.1f}",
+                str(s.error_count),
+                "yes" if s.stable else "no",
+            ]
+            rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m percept.bench", description=__doc__)
+    parser.add_argument(
+        "--out", type=Path, default=Path("artifacts/bench"), help="work folder (exports, JSON)"
+    )
+    parser.add_argument("--markdown", type=Path, default=Path("BENCHMARKS.md"), help="file to rewrite")
+    parser.add_argument("--fresh", action="store_true", help="re-export the networks even if present")
+    parser.add_argument("--quick", action="store_true", help="shorter windows (a smoke run, noisier)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    bench = run(args.out, args.fresh, args.quick)
+    args.out.mkdir(parents=True, exist_ok=True)
+    record = {
+        "figures": [{**fig.__dict__, "ratio": fig.ratio, "met": fig.met} for fig in bench.figures],
+        "facts": {k: v for k, v in bench.facts.items() if not k.startswith("server_start")},
+        "seconds": bench.seconds,
+        "sweeps": {k: v.to_dict() for k, v in bench.sweeps.items()},
+    }
+    (args.out / "bench.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
+    args.markdown.write_text(markdown(bench))
+    for fig in bench.figures:
+        status = {True: "met", False: "MISSED", None: "no goal"}[fig.met]
+        print(f"({fig.key}) {fig.title}: {fig.ratio:.2f} {fig.goal} {status}")
+    print(f"wrote {args.markdown} and {args.out / 'bench.json'}")
+    if bench.errors:
+        print("failed stages: " + ", ".join(bench.errors), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
