@@ -6,6 +6,14 @@ LiDAR->image projection); ``render_sequence(seed, n)`` a drive with ego-motion. 
 
 from exporters.world.layout import CLASS_NAMES
 from exporters.world.raster import MIN_BOX_PX, MIN_VISIBLE_FRACTION
-from exporters.world.scene import Scene, render_scene, render_sequence
+from exporters.world.scene import Scene, render_scene, render_sequence, world_fingerprint
 
-__all__ = ["CLASS_NAMES", "MIN_BOX_PX", "MIN_VISIBLE_FRACTION", "Scene", "render_scene", "render_sequence"]
+__all__ = [
+    "CLASS_NAMES",
+    "MIN_BOX_PX",
+    "MIN_VISIBLE_FRACTION",
+    "Scene",
+    "render_scene",
+    "render_sequence",
+    "world_fingerprint",
+]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -80,6 +82,25 @@ def render_sequence(
         raise SpecError(f"fps must be > 0, got {fps}")
     layout = sample_layout(_check_seed(seed), num_frames / fps, False)
     return (_render(layout, frame_at(layout, k / fps, hw), hw, lidar) for k in range(num_frames))
+
+
+@functools.lru_cache(maxsize=1)
+def world_fingerprint() -> str:
+    """A short hash of what the world renders (a small scene with LiDAR and all its ground truth):
+    it changes whenever rendering changes, so caches of rendered scenes can be keyed by it."""
+    scene = render_scene(0, (96, 160), lidar=True)
+    digest = hashlib.sha256()
+    for array in (
+        scene.image,
+        scene.boxes,
+        scene.classes,
+        scene.seg,
+        scene.depth,
+        scene.points,
+        scene.projection,
+    ):
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()[:16]
 
 
 def _render(layout: Layout, frame: Frame, hw: tuple[int, int], lidar: bool) -> Scene:
