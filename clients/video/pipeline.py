@@ -41,6 +41,7 @@ from clients.video.mp4 import SegmentedVideoWriter
 from clients.video.render import annotate
 from clients.video.sources import FrameItem, InputError, InputSource, discover, open_reader
 from serving.errors import PerceptionError, SpecError
+from serving.lidar import project_to_depth_image
 from serving.spec import ENSEMBLE_CAMERA, ENSEMBLE_FUSION
 
 log = logging.getLogger(__name__)
@@ -255,7 +256,11 @@ class _InputRun:
                 header = f"{self.source.name} #{item.index} t={item.timestamp:.2f}s"
                 if result is not None:
                     header += f" {len(result.detections)} objects"
-                self.video.write(item.index, annotate(item.image, result, header, record.get("error")))
+                lidar = None
+                if item.points is not None and item.projection is not None and result is not None:
+                    lidar = project_to_depth_image(item.points, item.projection, result.source_hw)[0]
+                frame = annotate(item.image, result, header, record.get("error"), lidar)
+                self.video.write(item.index, frame)
         self.journal.append(record)
         self.result.frames = len(self.journal)
         if "error" in record:

@@ -31,21 +31,34 @@ def overlay_segmentation(bgr: np.ndarray, seg: np.ndarray) -> np.ndarray:
     return out.clip(0, 255).astype(np.uint8)
 
 
-def depth_panel(depth: np.ndarray | None, hw: tuple[int, int]) -> np.ndarray:
-    """Depth in metres -> TURBO colour map (near = red, far = blue, log scale), with a legend."""
+def _colour_depth(depth: np.ndarray) -> np.ndarray:
+    lo, hi = DEPTH_RANGE_M
+    d = np.clip(depth.astype(np.float32), lo, hi)
+    t = 1.0 - (np.log(d) - np.log(lo)) / (np.log(hi) - np.log(lo))
+    return cv2.applyColorMap((t * 255).astype(np.uint8), cv2.COLORMAP_TURBO)
+
+
+def depth_panel(
+    depth: np.ndarray | None, hw: tuple[int, int], lidar_depth: np.ndarray | None = None
+) -> np.ndarray:
+    """Depth in metres -> TURBO colour map (near = red, far = blue, log scale), with a legend.
+    ``lidar_depth`` (HxW metres, 0 = no return) is drawn on top as dots in the same colours."""
     h, w = hw
     if depth is None:
         panel = np.zeros((h, w, 3), np.uint8)
         cv2.putText(panel, "no depth head", (10, 30), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (200, 200, 200), 1)
-        return panel
-    lo, hi = DEPTH_RANGE_M
-    d = np.clip(depth.astype(np.float32), lo, hi)
-    t = 1.0 - (np.log(d) - np.log(lo)) / (np.log(hi) - np.log(lo))
-    panel = cv2.applyColorMap((t * 255).astype(np.uint8), cv2.COLORMAP_TURBO)
-    if panel.shape[:2] != (h, w):
-        panel = cv2.resize(panel, (w, h), interpolation=cv2.INTER_LINEAR)
-    scale = max(0.4, h / 720)
-    _label(panel, f"depth (m): red {lo:.0f} .. blue {hi:.0f}, log scale", 4, h - 4, (255, 255, 255), scale)
+    else:
+        panel = _colour_depth(depth)
+        if panel.shape[:2] != (h, w):
+            panel = cv2.resize(panel, (w, h), interpolation=cv2.INTER_LINEAR)
+    legend = "depth (m): red {:.0f} .. blue {:.0f}, log scale".format(*DEPTH_RANGE_M)
+    if lidar_depth is not None and lidar_depth.shape == (h, w):
+        hit = lidar_depth > 0
+        dots = cv2.dilate(hit.astype(np.uint8), np.ones((2, 2), np.uint8)) > 0
+        grown = cv2.dilate(lidar_depth, np.ones((2, 2), np.uint8))  # carry each return's depth to its dot
+        panel[dots] = _colour_depth(np.where(dots, grown, 1.0))[dots]
+        legend += "; dots: LiDAR"
+    _label(panel, legend, 4, h - 4, (255, 255, 255), max(0.4, h / 720))
     return panel
 
 
@@ -54,6 +67,7 @@ def annotate(
     result: PerceptionResult | None,
     header: str = "",
     error: str | None = None,
+    lidar_depth: np.ndarray | None = None,
 ) -> np.ndarray:
     """An RGB source frame and its result -> a BGR image: annotated frame | depth panel."""
     bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
@@ -75,4 +89,4 @@ def annotate(
         _label(bgr, header, 2, int(22 * scale / 0.5), (255, 255, 255), scale)
     if error:
         _label(bgr, f"ERROR: {error}"[:80], 2, h // 2, (0, 0, 255), scale)
-    return np.concatenate([bgr, depth_panel(depth, (h, w))], axis=1)
+    return np.concatenate([bgr, depth_panel(depth, (h, w), lidar_depth)], axis=1)
