@@ -38,11 +38,18 @@ def count_parameters(model: torch.nn.Module) -> int:
 
 
 def measure_complexity(network: str | PerceptionNet, input_hw: Sequence[int] = (384, 640)) -> Complexity:
-    """Parameters and FLOPs of one forward pass on one image at ``input_hw``."""
-    model = build_network(network, input_hw) if isinstance(network, str) else network
+    """Parameters and FLOPs of one forward pass on one image at ``input_hw`` (a registered name is
+    built on the meta device, so even ``m`` at full size takes well under a second)."""
+    if isinstance(network, str):
+        # on the meta device nothing is computed or allocated: shapes alone give the counts
+        with torch.device("meta"):
+            model = build_network(network, input_hw)
+    else:
+        model = network
+    device = next(model.parameters()).device
     h, w = int(input_hw[0]), int(input_hw[1])
-    images = torch.zeros(1, 3, h, w, dtype=torch.uint8)
-    lidar = torch.zeros(1, 1, h, w) if model.spec.fusion else None
+    images = torch.zeros(1, 3, h, w, dtype=torch.uint8, device=device)
+    lidar = torch.zeros(1, 1, h, w, device=device) if model.spec.fusion else None
     was_training = model.training
     model.eval()
     counter = FlopCounterMode(display=False)
