@@ -21,14 +21,23 @@ def _label(img: np.ndarray, text: str, x: int, y: int, colour: tuple[int, int, i
     cv2.putText(img, text, (x + 1, y - base), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1, cv2.LINE_AA)
 
 
+def _seg_luts(n: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    colour = np.zeros((n, 3), np.uint16)
+    alpha = np.zeros((n, 1), np.uint16)  # out of 256
+    for cls, c in SEG_COLOURS.items():
+        colour[cls] = c
+        alpha[cls] = round(SEG_ALPHA[cls] * 256)
+    return colour, alpha
+
+
+_SEG_COLOUR, _SEG_ALPHA = _seg_luts()
+
+
 def overlay_segmentation(bgr: np.ndarray, seg: np.ndarray) -> np.ndarray:
-    out = bgr.astype(np.float32)
-    for cls, colour in SEG_COLOURS.items():
-        mask = seg == cls
-        if mask.any():
-            a = SEG_ALPHA[cls]
-            out[mask] = out[mask] * (1 - a) + np.array(colour, np.float32) * a
-    return out.clip(0, 255).astype(np.uint8)
+    """Blend a class colour over each pixel, in integer arithmetic (this runs for every frame)."""
+    a = _SEG_ALPHA[seg]  # HxWx1
+    blended = (bgr.astype(np.uint16) * (256 - a) + _SEG_COLOUR[seg] * a) >> 8
+    return blended.astype(np.uint8)
 
 
 def _colour_depth(depth: np.ndarray) -> np.ndarray:
