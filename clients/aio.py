@@ -1,7 +1,8 @@
 """asyncio gRPC client (tritonclient.grpc.aio): the same requests, results and errors as
 clients.client.PerceptionClient, for many requests in flight from one thread (`percept video`).
 
-System shared memory is offered by the sync client only: one region serves one request at a time.
+With ``shared_memory=True`` each request in flight uses its own registered region (a pool of at
+most ``shm_slots``), reused across requests.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from clients.client import _to_client_error
 from clients.errors import ClientError, ServerUnavailableError
 from clients.options import ClientOptions
 from clients.results import PerceptionResult
+from clients.shm import AsyncSharedMemoryPool
 from serving.errors import SpecError
 from serving.spec import ModelSpec
 
@@ -24,19 +26,24 @@ log = logging.getLogger(__name__)
 
 
 class AsyncPerceptionClient:
-    def __init__(self, url: str | None = None, options: ClientOptions | None = None, **overrides) -> None:
+    def __init__(
+        self, url: str | None = None, options: ClientOptions | None = None, shm_slots: int = 16, **overrides
+    ) -> None:
         options = options or ClientOptions()
         if url is not None:
             overrides["url"] = url
         self.options = replace(options, **overrides) if overrides else options
-        if self.options.shared_memory:
-            raise SpecError("shared memory is offered by the sync PerceptionClient only")
+        if shm_slots < 1:
+            raise SpecError(f"shm_slots must be >= 1, got {shm_slots}")
         self._aio = _core.import_grpc_aio()
         tls = self.options.tls
         self._client = self._aio.InferenceServerClient(
             self.options.url, ssl=tls is not None, **(tls.paths() if tls else {})
         )
         self._info: dict[str, _core.ModelInfo] = {}
+        self._shm = (
+            AsyncSharedMemoryPool(self._client, self._call, shm_slots) if self.options.shared_memory else None
+        )
 
     async def _call(self, fn, *args, **kwargs):
         policy = self.options.retry
@@ -89,18 +96,33 @@ class AsyncPerceptionClient:
 
         info = await self.model_info()
         prepared = _core.prepare(info, self.options, image, frame, points, projection)
-        inputs = []
-        for name, arr in prepared.arrays.items():
-            inp = self._aio.InferInput(name, list(arr.shape), np_to_triton_dtype(arr.dtype))
-            inp.set_data_from_numpy(arr)
-            inputs.append(inp)
+        arrays = list(prepared.arrays.values())
+        inputs = [
+            self._aio.InferInput(name, list(arr.shape), np_to_triton_dtype(arr.dtype))
+            for name, arr in prepared.arrays.items()
+        ]
         wanted = _core.wanted_outputs(info)
         requested = [self._aio.InferRequestedOutput(n) for n in wanted]
-        reply = await self._call(self._client.infer, info.name, inputs, outputs=requested)
+        region = None
+        if self._shm is not None:
+            region = await self._shm.acquire(sum(a.nbytes for a in arrays))
+            region.bind(inputs, arrays)
+        else:
+            for inp, arr in zip(inputs, arrays, strict=True):
+                inp.set_data_from_numpy(arr)
+        try:
+            reply = await self._call(self._client.infer, info.name, inputs, outputs=requested)
+        finally:
+            if region is not None:
+                self._shm.release(region)  # type: ignore[union-attr]
         return _core.parse(info, self.options, prepared, {n: reply.as_numpy(n) for n in wanted})
 
     async def close(self) -> None:
-        await self._client.close()
+        try:
+            if self._shm is not None:
+                await self._shm.close()
+        finally:
+            await self._client.close()
 
     async def __aenter__(self) -> AsyncPerceptionClient:
         return self

@@ -35,6 +35,9 @@ def video(
     private_key: Path | None = typer.Option(None, help="Mutual TLS: client private key (PEM)."),
     cert_chain: Path | None = typer.Option(None, help="Mutual TLS: client certificate chain (PEM)."),
     tls: bool = typer.Option(False, "--tls", help="Use TLS (implied by the certificate options)."),
+    shared_memory: bool = typer.Option(
+        False, "--shared-memory", help="Send frames through system shared memory (server on this host)."
+    ),
     progress: bool = typer.Option(True, help="Progress bars."),
 ) -> None:
     """Run every frame of every input through the perception model; write an annotated MP4, a JSONL
@@ -54,6 +57,7 @@ def video(
         timeout_s=timeout,
         retry=RetryPolicy(retries, VIDEO_RETRY.base_delay_s, VIDEO_RETRY.max_delay_s),
         tls=tls_options,
+        shared_memory=shared_memory,
     )
     options = VideoOptions(
         out_dir=out,

@@ -137,3 +137,25 @@ def test_shared_memory_gives_the_same_results_and_cleans_up(tiny_server):
         client.close()
     with PerceptionClient(tiny_server.grpc_url) as check:
         assert not check._client.get_system_shared_memory_status(as_json=True).get("regions")
+
+
+def test_async_shared_memory_pool_gives_the_same_results_and_cleans_up(tiny_server):
+    frames = [_frame(i, hw=(360, 640)) for i in range(6)]
+    with PerceptionClient(tiny_server.grpc_url) as plain:
+        expected = [plain.infer(frame=f) for f in frames]
+
+    async def run():
+        client = AsyncPerceptionClient(tiny_server.grpc_url, shared_memory=True, shm_slots=3)
+        try:
+            results = await asyncio.gather(*(client.infer(frame=f) for f in frames))
+            status = await client._client.get_system_shared_memory_status(as_json=True)
+            return results, len(status.get("regions", {}))
+        finally:
+            await client.close()
+
+    results, regions = asyncio.run(run())
+    assert 1 <= regions <= 3  # one region per request in flight, at most shm_slots
+    for got, want in zip(results, expected, strict=True):
+        _same(got, want)
+    with PerceptionClient(tiny_server.grpc_url) as check:
+        assert not check._client.get_system_shared_memory_status(as_json=True).get("regions")

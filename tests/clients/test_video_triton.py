@@ -163,14 +163,15 @@ def test_corrupt_video_among_valid_ones(tiny_server, tmp_path):
     assert np.isfinite(json.loads((tmp_path / "out" / "a" / "summary.json").read_text())["fps"])
 
 
-def test_raw_mode_video_equals_the_ensemble(tiny_server, tmp_path):
+def test_raw_mode_and_shared_memory_video_equal_the_ensemble(tiny_server, tmp_path):
     video = write_video(tmp_path / "v.mp4", 10, hw=(120, 200))
     outs = {}
     for mode, client in (
         ("ensemble", ClientOptions(url=tiny_server.grpc_url)),
         ("raw", ClientOptions(url=tiny_server.grpc_url, model="tiny", raw=True)),
+        ("shm", ClientOptions(url=tiny_server.grpc_url, shared_memory=True)),
     ):
         options = VideoOptions(out_dir=tmp_path / mode, client=client, write_video=False, progress=False)
         assert run_video([str(video)], options).exit_code == EXIT_OK
         outs[mode] = read_records(tmp_path / mode / "v" / "results.jsonl")
-    assert len(outs["raw"]) == 10 and outs["raw"] == outs["ensemble"]
+    assert len(outs["raw"]) == 10 and outs["raw"] == outs["ensemble"] == outs["shm"]
