@@ -53,6 +53,7 @@ def depth_panel(
     """Depth in metres -> TURBO colour map (near = red, far = blue, log scale), with a legend.
     ``lidar_depth`` (HxW metres, 0 = no return) is drawn on top as dots in the same colours."""
     h, w = hw
+    panel: np.ndarray
     if depth is None:
         panel = np.zeros((h, w, 3), np.uint8)
         cv2.putText(panel, "no depth head", (10, 30), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (200, 200, 200), 1)
