@@ -46,15 +46,10 @@ from serving.spec import ENSEMBLE_CAMERA, ENSEMBLE_FUSION
 
 log = logging.getLogger(__name__)
 
-# errors that say "the server is not there / not able now": stop the input, resumably
-STOP_ERRORS = (
-    ServerUnavailableError,
-    DeadlineExceededError,
-    ResourceExhaustedError,
-    CancelledError,
-    ModelNotFoundError,
-    PermissionDeniedError,
-)
+# errors that stop an input (every later frame would fail the same way), unlike a bad frame:
+# "the server is not there / not able now" stops it resumably, the others fail it
+RESUMABLE_ERRORS = (ServerUnavailableError, DeadlineExceededError, ResourceExhaustedError, CancelledError)
+STOP_ERRORS = (*RESUMABLE_ERRORS, ModelNotFoundError, PermissionDeniedError)
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 3
 RESULTS, SUMMARY, VIDEO, DENSE = "results.jsonl", "summary.json", "annotated.mp4", "dense"
 VIDEO_RETRY = RetryPolicy(max_attempts=8, base_delay_s=0.5, max_delay_s=8.0)
@@ -304,8 +299,12 @@ class _InputRun:
             self.bars.open(self.slot, self.source.name, total, start)
             await self._pump(reader, start)
         except STOP_ERRORS as exc:
-            self.result.status = "interrupted"
-            self.result.message = f"{exc}; stopped cleanly: run again with --resume"
+            if isinstance(exc, RESUMABLE_ERRORS):
+                self.result.status = "interrupted"
+                self.result.message = f"{exc}; stopped cleanly: run again with --resume"
+            else:
+                self.result.status = "failed"
+                self.result.message = str(exc)
             log.error("%s: %s", self.source.name, self.result.message)
         except PerceptionError as exc:
             self.result.status = "failed"

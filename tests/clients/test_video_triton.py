@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clients.options import ClientOptions
+from clients.options import ClientOptions, RetryPolicy
 from clients.video import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, VideoOptions, run_video
 from clients.video.journal import read_records
 from serving.launcher import ServerOptions, TritonServer, free_port
@@ -175,3 +175,23 @@ def test_raw_mode_and_shared_memory_video_equal_the_ensemble(tiny_server, tmp_pa
         assert run_video([str(video)], options).exit_code == EXIT_OK
         outs[mode] = read_records(tmp_path / mode / "v" / "results.jsonl")
     assert len(outs["raw"]) == 10 and outs["raw"] == outs["ensemble"] == outs["shm"]
+
+
+def test_unknown_model_fails_the_input_and_a_dead_server_interrupts_it(tiny_server, tmp_path):
+    video = write_video(tmp_path / "v.mp4", 5)
+    unknown = VideoOptions(
+        out_dir=tmp_path / "unknown",
+        client=ClientOptions(url=tiny_server.grpc_url, model="nope"),
+        progress=False,
+    )
+    report = run_video([str(video)], unknown)
+    assert report.results[0].status == "failed" and "NOT_FOUND" in report.results[0].message
+    assert report.exit_code == EXIT_FAILED
+    dead = VideoOptions(
+        out_dir=tmp_path / "dead",
+        client=ClientOptions(url=f"127.0.0.1:{free_port()}", retry=RetryPolicy(2, 0.05, 0.1)),
+        progress=False,
+    )
+    report = run_video([str(video)], dead)
+    assert report.results[0].status == "interrupted" and "--resume" in report.results[0].message
+    assert report.exit_code == EXIT_INTERRUPTED
