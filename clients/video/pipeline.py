@@ -306,7 +306,7 @@ class _InputRun:
                 self.result.status = "failed"
                 self.result.message = str(exc)
             log.error("%s: %s", self.source.name, self.result.message)
-        except PerceptionError as exc:
+        except (PerceptionError, OSError) as exc:  # OSError: an output that cannot be written
             self.result.status = "failed"
             self.result.message = str(exc)
             log.error("%s: %s", self.source.name, exc)
