@@ -128,7 +128,10 @@ def triton_repository(exported_onnx, tmp_path_factory) -> Path:
     from serving.repository import build_repository
 
     repo = tmp_path_factory.mktemp("model_repository")
-    options = RepositoryOptions(limits=FrameLimits(max_pixels=TEST_MAX_PIXELS), intra_op_threads=1)
+    # one single-threaded network instance: little CPU on a shared 2-core machine, and batches form
+    options = RepositoryOptions(
+        limits=FrameLimits(max_pixels=TEST_MAX_PIXELS), network_instances=1, intra_op_threads=1
+    )
     build_repository(list(exported_onnx.values()), repo, options)
     return repo
 

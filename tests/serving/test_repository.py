@@ -184,3 +184,26 @@ def test_onnx_without_spec_metadata_is_a_clear_error(onnx_files, tmp_path):
         build_repository([bare], tmp_path / "repo")
     with pytest.raises(ServingError, match="does not exist"):
         read_spec(tmp_path / "missing.onnx")
+
+
+def test_percept_repo_build_writes_the_same_repository_as_the_library(onnx_files, tmp_path):
+    import subprocess
+    import sys
+
+    percept = str(Path(sys.executable).parent / "percept")
+    args = [percept, "repo", "build", "--onnx", str(onnx_files[0]), "--onnx", str(onnx_files[1])]
+    proc = subprocess.run(
+        [*args, "--out", str(tmp_path / "cli")], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "wrote 8 models" in proc.stdout
+    build_repository(onnx_files, tmp_path / "lib")
+    assert _tree(tmp_path / "cli") == _tree(tmp_path / "lib")
+    bad = subprocess.run(
+        [*args, "--engine", "tflite", "--out", str(tmp_path / "x")], capture_output=True, text=True
+    )
+    assert bad.returncode == 1
+    assert bad.stderr.strip().splitlines() == [
+        "error: unknown engine 'tflite'; choose one of python, onnxruntime, tensorrt_plan"
+    ]
+    assert not (tmp_path / "x").exists()

@@ -29,6 +29,8 @@ class TritonPythonModel:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = int(params.get("intra_op_threads", "1"))
         opts.inter_op_num_threads = 1
+        # spinning worker threads steal the CPU from other instances and processes on a busy host
+        opts.add_session_config_entry("session.intra_op.allow_spinning", params.get("allow_spinning", "1"))
         self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         self.input_names = [t.name for t in self.spec.network_inputs]
         self.output_names = [t.name for t in self.spec.network_outputs]
