@@ -353,7 +353,7 @@ def run(out: Path, fresh: bool, quick: bool) -> Bench:
     frames = world_frames(4 if quick else 8, seed=0, hw=spec.input_hw)
     images = letterboxed(frames, spec)
     bench.measure("torch", lambda: torch_eager(FUSED, images, threads, min_time))
-    bench.measure("matmul", matmul_peak)
+    bench.measure("matmul_before", matmul_peak)
     bench.measure("gflops_per_frame", lambda: _gflops(spec))
 
     raw_model = FUSED.replace("-", "_")
@@ -371,12 +371,20 @@ def run(out: Path, fresh: bool, quick: bool) -> Bench:
             bench.measure("ort_before", lambda: ort.batches(min_time))
             bench.measure("sweep_raw", lambda: sweep(url, (raw_model,), SWEEP, frames, quick))
             bench.measure("ort_after", lambda: ort.batches(min_time))
+            bench.measure("matmul_after", matmul_peak)
+            peaks = [bench.facts[k] for k in ("matmul_before", "matmul_after") if k in bench.facts]
+            if peaks:  # the best seen: a crowded moment must not pass for the machine's peak
+                bench.facts["matmul"] = max(peaks, key=lambda p: p["gflops"])
             if "ort_before" in bench.facts and "ort_after" in bench.facts:
                 bench.facts["ort"] = combine_batches(bench.facts["ort_before"], bench.facts["ort_after"])
             bench.measure(
                 "sweep_single_task", lambda: sweep(url, single_models, (BATCHING_CONCURRENCY,), frames, quick)
             )
             video_frames = world_frames(40 if quick else 80, seed=100, hw=spec.input_hw)
+            bench.measure(
+                "sweep_ensemble",
+                lambda: sweep(url, (ENSEMBLE_CAMERA,), (BATCHING_CONCURRENCY,), frames, quick),
+            )
             video = write_video(video_frames, work / "drive.mp4")
             bench.measure("video", lambda: video_fps(url, video, work / "video_out"))
             bench.measure("video_no_mp4", lambda: video_fps(url, video, work / "video_out_no_mp4", False))
@@ -488,9 +496,18 @@ def _fig_fused(bench: Bench) -> Figure:
 
 def _fig_video(bench: Bench) -> Figure:
     video = ("percept video", bench.facts["video"]["fps"], "frames/s")
-    return Figure(
-        "5", "`percept video` end to end / model-only throughput", video, _served_peak(bench), ">= 0.85"
-    )
+    notes = []
+    if "video_no_mp4" in bench.facts:
+        notes.append(
+            f"without the annotated MP4 (--no-video): {bench.facts['video_no_mp4']['fps']:.1f} frames/s"
+        )
+    if "ensemble" in bench.sweeps:
+        step = bench.sweeps["ensemble"].steps[0]
+        notes.append(
+            f"the `perception` ensemble alone at c={step.concurrency}: {step.throughput:.1f} frames/s"
+        )
+    title = "`percept video` end to end / model-only throughput"
+    return Figure("5", title, video, _served_peak(bench), ">= 0.85", note="; ".join(notes))
 
 
 def _fig_wire(bench: Bench) -> Figure:
@@ -608,9 +625,13 @@ def markdown(bench: Bench) -> str:
         "- GPU rows (torch CUDA FP16 for 4 and 7) were not run: this session had no GPU.",
         "- (1), (2): the in-process side uses ONNX Runtime configured like the served network model",
         f"  ({_describe(_server_ort_settings())}, CPU provider) on the same model.onnx",
-        "  and the same letterboxed frames, measured while the server idled just before the sweep; the",
-        "  served side is the raw network model `cam_n` over gRPC from the load-test harness (2 worker",
-        "  processes) on the same 2 cores. Latencies are medians (p50).",
+        "  and the same letterboxed frames, run while the server idles: batch-1 latency alternated with",
+        "  the served concurrency-1 steps, throughput per batch before and after the served sweep",
+        "  (averaged). The served side is the raw network model `cam_n` over gRPC from the load-test",
+        "  harness (2 worker processes) on the same 2 cores. Latencies are medians (p50).",
+        "- (7): FLOPs counted by PyTorch's FlopCounterMode (2 per multiply-add) on one frame; the",
+        "  matmul peak is the best of numpy and PyTorch fp32 matmuls (n = 1024, 2048) measured at the",
+        "  start and after the sweep.",
         "- (4): one unit = a frame sent to cam_n_det, cam_n_seg and cam_n_depth in turn (one slot of",
         f"  the {C} in flight), against cam_n carrying all three heads.",
         "- (5): `percept video` through the `perception` ensemble (decode, letterbox, network,",
@@ -629,11 +650,13 @@ def markdown(bench: Bench) -> str:
         lines += ["", "Stages that failed in this run:", ""]
         lines += [f"- {k}: {v}" for k, v in bench.errors.items()]
     lines += ["", "## Concurrency sweeps (load-test harness)", ""]
-    results = [bench.sweeps[k] for k in ("raw", "single_task", "no_batching") if k in bench.sweeps]
+    results = [
+        bench.sweeps[k] for k in ("raw", "single_task", "no_batching", "ensemble") if k in bench.sweeps
+    ]
     if results:
         lines += [
-            "`cam_n` with dynamic batching over the sweep, the single-task trio and `cam_n` with",
-            f"batching off at concurrency {C}:",
+            "`cam_n` with dynamic batching over the sweep, then at concurrency "
+            f"{C}: the single-task trio, `cam_n` with batching off, and the `perception` ensemble:",
             "",
             _sweep_table(*results),
         ]

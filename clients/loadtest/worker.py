@@ -22,6 +22,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 Payload = list[tuple[str, np.ndarray]]
+_ERROR_PAUSE_S = 0.005
 
 
 @dataclass(frozen=True)
@@ -204,6 +205,8 @@ class _Load:
                 self.recorder.ok(time.perf_counter() - start)
             else:
                 self.recorder.error(status)
+                # a refused request returns at once: pause so that a down server is not hammered
+                self.stop_event.wait(_ERROR_PAUSE_S)
             frame = (frame + 1) % n_frames
 
     def _open_loop(self) -> None:
