@@ -66,18 +66,18 @@ def export(
         parse_size,
     )
     from exporters.networks import get_config
+    from serving.errors import SpecError
 
     get_config(network)  # unknown network: one line, before anything heavy
     input_hw = parse_size(size) if size else None
     profile = BatchProfile(min_batch, opt_batch, max_batch)
+    if random_init and checkpoint is not None:
+        raise SpecError("--checkpoint and --random-init exclude each other")
+    notice = None
     if checkpoint is None and not random_init:
         checkpoint = _default_checkpoint(network)
         if checkpoint is None:
-            typer.echo(
-                f"no shipped checkpoint for {network}: exporting a random init (seed {seed})", err=True
-            )
-    if random_init:
-        checkpoint = None
+            notice = f"no shipped checkpoint for {network}: exporting a random init (seed {seed})"
     trt = None
     if engine == "tensorrt":
         calib = None
@@ -109,6 +109,8 @@ def export(
         tensorrt=trt,
         seed=seed,
     )
+    if notice:  # only once every option is known to be good
+        typer.echo(notice, err=True)
     _quiet_exporter_logs()
     from exporters.export.pipeline import run_export
 
@@ -132,7 +134,6 @@ def import_onnx(
 ) -> None:
     """Bring your own ONNX: validate it against a head spec, add the in-graph steps, verify."""
     from exporters.export.import_onnx import ImportOptions, run_import
-
     from exporters.export.options import BatchProfile, VerifyOptions
 
     options = ImportOptions(

@@ -46,7 +46,10 @@ def load_network(network: str, checkpoint: Path | None, input_hw: tuple[int, int
     from exporters.networks import build_network, load_checkpoint
 
     if checkpoint is not None:
-        model, _ = load_checkpoint(checkpoint, network=network, input_hw=input_hw)
+        try:
+            model, _ = load_checkpoint(checkpoint, network=network, input_hw=input_hw)
+        except (ExportError, SpecError) as exc:  # torch's unpickling errors run over many lines
+            raise type(exc)(str(exc).strip().splitlines()[0]) from exc
         return model.eval()
     log.warning("no checkpoint for %s: exporting a random init (seed %d)", network, seed)
     torch.manual_seed(seed)

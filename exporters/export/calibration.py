@@ -1,0 +1,152 @@
+"""INT8 calibration data for the TensorRT stage: frames letterboxed per spec, in fixed-size batches.
+
+Sources: ``"world"`` (seeded scenes from the *training* range of seeds, so calibration never sees
+the validation split that verification scores), a folder of images (camera-only networks), or a
+KITTI-style sequence folder (images + velodyne + calib; required for fusion networks, whose LiDAR
+branch must be calibrated on real returns). The feed is torch- and TensorRT-free; only
+:func:`make_calibrator` needs TensorRT (and torch CUDA for the device buffers).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from exporters.export.options import CalibrationOptions
+from serving.errors import SpecError
+from serving.letterbox import letterbox_image
+from serving.spec import IMAGES, LIDAR_DEPTH, ModelSpec
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+
+
+def calibration_frames(spec: ModelSpec, options: CalibrationOptions) -> Iterator[dict[str, np.ndarray]]:
+    """Per-frame network inputs (no batch axis), at most ``options.images`` of them."""
+    if options.source == "world":
+        yield from _world_frames(spec, options)
+        return
+    folder = Path(options.source)
+    from clients.kitti import is_kitti_sequence
+
+    if is_kitti_sequence(folder):
+        yield from _kitti_frames(spec, folder, options.images)
+        return
+    if spec.fusion:
+        raise SpecError(
+            f"{spec.name} is a fusion network: calibrate on 'world' or a KITTI-style sequence folder "
+            f"(image_2/, velodyne/, calib.txt), not the plain image folder {folder}"
+        )
+    yield from _image_frames(spec, folder, options.images)
+
+
+def calibration_batches(spec: ModelSpec, options: CalibrationOptions) -> Iterator[dict[str, np.ndarray]]:
+    """Batches of exactly ``options.batch`` frames (TensorRT calibrates at one batch size); a last
+    partial batch is dropped. SpecError when not even one full batch can be formed."""
+    pending: list[dict[str, np.ndarray]] = []
+    produced = 0
+    for frame in calibration_frames(spec, options):
+        pending.append(frame)
+        if len(pending) == options.batch:
+            yield {t.name: np.stack([f[t.name] for f in pending]) for t in spec.network_inputs}
+            produced += 1
+            pending = []
+    if produced == 0:
+        raise SpecError(
+            f"calibration source {options.source} gave fewer than one batch of {options.batch} frames"
+        )
+
+
+def _world_frames(spec: ModelSpec, options: CalibrationOptions) -> Iterator[dict[str, np.ndarray]]:
+    from exporters.evaluation import training_seed
+    from exporters.export.verify import scene_inputs
+    from exporters.world import render_scene
+
+    for i in range(options.images):
+        scene = render_scene(training_seed(i, base=options.seed), hw=spec.input_hw, lidar=spec.fusion)
+        yield scene_inputs(spec, scene)
+
+
+def _image_frames(spec: ModelSpec, folder: Path, limit: int) -> Iterator[dict[str, np.ndarray]]:
+    import cv2
+
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise SpecError(f"calibration folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+    count = 0
+    for path in files:
+        if count >= limit:
+            break
+        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if bgr is None:
+            log.warning("calibration: skipping unreadable image %s", path)
+            continue
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        boxed, _ = letterbox_image(rgb, spec.input_hw, spec.letterbox.pad_value, spec.letterbox.allow_upscale)
+        count += 1
+        yield {IMAGES: np.ascontiguousarray(boxed.transpose(2, 0, 1))}
+
+
+def _kitti_frames(spec: ModelSpec, folder: Path, limit: int) -> Iterator[dict[str, np.ndarray]]:
+    from clients.kitti import read_kitti_sequence
+    from serving.lidar import project_to_depth_image
+
+    for count, frame in enumerate(read_kitti_sequence(folder)):
+        if count >= limit:
+            break
+        boxed, lb = letterbox_image(
+            frame.image, spec.input_hw, spec.letterbox.pad_value, spec.letterbox.allow_upscale
+        )
+        inputs = {IMAGES: np.ascontiguousarray(boxed.transpose(2, 0, 1))}
+        if spec.fusion:
+            if frame.points is None:
+                raise SpecError(f"{folder}: frame {frame.index} has no velodyne points for a fusion network")
+            inputs[LIDAR_DEPTH] = project_to_depth_image(frame.points, frame.projection, spec.input_hw, lb)
+        yield inputs
+
+
+def make_calibrator(spec: ModelSpec, options: CalibrationOptions):
+    """An ``IInt8EntropyCalibrator2`` over :func:`calibration_batches`; reads/writes ``options.cache``."""
+    import torch
+
+    from exporters.export.tensorrt import import_tensorrt
+
+    trt: Any = import_tensorrt()
+
+    class EntropyCalibrator(trt.IInt8EntropyCalibrator2):  # type: ignore[name-defined,misc]
+        def __init__(self) -> None:
+            super().__init__()
+            self.batches = calibration_batches(spec, options)
+            self.device: dict[str, torch.Tensor] = {}
+            self.count = 0
+
+        def get_batch_size(self) -> int:
+            return options.batch
+
+        def get_batch(self, names):
+            batch = next(self.batches, None)
+            if batch is None:
+                log.info("calibration: %d batches of %d", self.count, options.batch)
+                return None
+            self.count += 1
+            for name in names:
+                self.device[name] = torch.from_numpy(batch[name]).cuda()
+            return [int(self.device[name].data_ptr()) for name in names]
+
+        def read_calibration_cache(self):
+            if options.cache is not None and Path(options.cache).is_file():
+                log.info("calibration: using the cache %s", options.cache)
+                return Path(options.cache).read_bytes()
+            return None
+
+        def write_calibration_cache(self, cache) -> None:
+            if options.cache is not None:
+                Path(options.cache).parent.mkdir(parents=True, exist_ok=True)
+                Path(options.cache).write_bytes(bytes(cache))
+
+    return EntropyCalibrator()

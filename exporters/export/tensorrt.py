@@ -1,0 +1,306 @@
+"""Stage 3: ONNX -> TensorRT engine, as a user runs it inside the NGC Triton image on an NVIDIA GPU.
+
+Explicit batch, one optimisation profile from the min/opt/max batch, FP32 (TF32 off) / FP16 /
+INT8 (entropy calibration, FP16 fallback for layers without INT8 kernels, calibration cache kept),
+a timing cache reused across builds, a workspace limit. The engine is written raw (what
+``trtexec --saveEngine`` writes and Triton's ``tensorrt_plan`` backend loads) under a per-compute-
+capability name (``model.plan`` -> ``model_sm90.plan``, for ``cc_model_filenames``) with a sidecar
+``model_sm90.plan.json``, then verified against PyTorch with the precision's bounds below.
+
+TensorRT cannot be installed on the project's CI machines; everything here that does not need the
+library (profiles, names, sidecar, tolerances) is plain Python and tested there.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from exporters.export.options import BatchProfile, TensorRTOptions, Tolerances, VerifyOptions
+from serving.errors import ExportError, MissingDependencyError
+from serving.spec import ModelSpec
+
+log = logging.getLogger(__name__)
+
+# Verification bounds per precision. FP32 engines differ from PyTorch by kernel choice only, so the
+# ONNX bounds hold (borderline NMS decisions excepted, as for ONNX Runtime). FP16 carries ~3 decimal
+# digits through ~40 layers: class maps may flip on boundaries, depth is bounded at the 99th
+# percentile, a few low-margin detections may differ. INT8 (entropy calibration) is looser again;
+# the metric deltas are what a deployment should watch.
+TOLERANCES: dict[str, Tolerances] = {
+    "fp32": Tolerances(),
+    "fp16": Tolerances(
+        seg_agreement=0.99,
+        depth_rel_error=0.02,
+        depth_quantile=0.99,
+        det_iou=0.9,
+        det_score_diff=0.02,
+        max_unmatched_fraction=0.05,
+        d_map50=0.02,
+        d_miou=0.01,
+        d_abs_rel=0.005,
+    ),
+    "int8": Tolerances(
+        seg_agreement=0.97,
+        depth_rel_error=0.1,
+        depth_quantile=0.99,
+        det_iou=0.8,
+        det_score_diff=0.1,
+        max_unmatched_fraction=0.15,
+        d_map50=0.05,
+        d_miou=0.03,
+        d_abs_rel=0.02,
+    ),
+}
+
+_NP_DTYPES = {"uint8": np.uint8, "int32": np.int32, "float16": np.float16, "float32": np.float32}
+
+
+def import_tensorrt():
+    try:
+        import tensorrt as trt
+    except ImportError as exc:
+        err = MissingDependencyError("tensorrt", "export")
+        # no extra brings TensorRT: say where it comes from (ImportError's str() reads .msg)
+        err.msg = (
+            "tensorrt is not installed: build engines inside the NGC Triton image "
+            "(nvcr.io/nvidia/tritonserver:<yy.mm>-py3, which ships TensorRT) or `pip install tensorrt` "
+            "on a machine with an NVIDIA GPU"
+        )
+        err.args = (err.msg,)
+        raise err from exc
+    return trt
+
+
+# --- pure parts -----------------------------------------------------------------------------------
+def profile_shapes(spec: ModelSpec, profile: BatchProfile) -> dict[str, tuple[tuple[int, ...], ...]]:
+    """Input name -> (min, opt, max) shapes of the one optimisation profile."""
+    shapes = {}
+    for t in spec.network_inputs:
+        rest = tuple(int(d) for d in t.dims[1:])
+        shapes[t.name] = tuple((b, *rest) for b in (profile.min, profile.opt, profile.max))
+    return shapes
+
+
+def plan_filename(plan_name: str, compute_capability: tuple[int, int]) -> str:
+    """``model.plan`` + (9, 0) -> ``model_sm90.plan`` (Triton's ``cc_model_filenames`` values)."""
+    major, minor = compute_capability
+    stem = plan_name[: -len(".plan")] if plan_name.endswith(".plan") else plan_name
+    return f"{stem}_sm{major}{minor}.plan"
+
+
+def cc_model_filenames(plan_name: str, capabilities: list[tuple[int, int]]) -> dict[str, str]:
+    """The config.pbtxt ``cc_model_filenames`` map: {"9.0": "model_sm90.plan", ...}."""
+    return {f"{ma}.{mi}": plan_filename(plan_name, (ma, mi)) for ma, mi in capabilities}
+
+
+def sidecar(
+    spec: ModelSpec,
+    options: TensorRTOptions,
+    trt_version: str,
+    gpu_name: str,
+    compute_capability: tuple[int, int],
+    onnx_sha256: str,
+) -> dict:
+    return {
+        "tensorrt_version": trt_version,
+        "gpu_name": gpu_name,
+        "compute_capability": f"{compute_capability[0]}.{compute_capability[1]}",
+        "precision": options.precision,
+        "fallback_precision": "fp16" if options.precision == "int8" else None,
+        "tf32": False if options.precision == "fp32" else None,
+        "profile": options.profile.as_dict(),
+        "profile_shapes": {k: [list(s) for s in v] for k, v in profile_shapes(spec, options.profile).items()},
+        "workspace_mib": options.workspace_mib,
+        "calibration": (
+            {"source": str(options.calibration.source), "images": options.calibration.images}
+            if options.calibration
+            else None
+        ),
+        "spec_hash": spec.spec_hash(),
+        "network": spec.name,
+        "onnx_sha256": onnx_sha256,
+        "built_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def write_sidecar(plan: Path, document: dict) -> Path:
+    path = plan.with_name(plan.name + ".json")
+    path.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+# --- building (needs TensorRT) --------------------------------------------------------------------
+def _device() -> tuple[str, tuple[int, int]]:
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ExportError("building a TensorRT engine needs an NVIDIA GPU (torch.cuda sees none)")
+    return torch.cuda.get_device_name(0), tuple(torch.cuda.get_device_capability(0))  # type: ignore[return-value]
+
+
+def build_engine(onnx_path: Path, out_dir: Path, spec: ModelSpec, options: TensorRTOptions) -> Path:
+    """Build, write raw under a temporary name, return it (the caller verifies and renames)."""
+    from exporters.export.onnx_export import file_sha256
+
+    trt = import_tensorrt()
+    gpu_name, cc = _device()
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    flags = 0
+    if hasattr(trt.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH"):  # TensorRT < 10; implicit in 10
+        flags = 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise ExportError(f"TensorRT cannot parse {onnx_path}: {errors}")
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_mib << 20)
+    profile = builder.create_optimization_profile()
+    for name, (lo, opt, hi) in profile_shapes(spec, options.profile).items():
+        profile.set_shape(name, lo, opt, hi)
+    config.add_optimization_profile(profile)
+    _set_precision(trt, builder, config, profile, spec, options)
+    cache = _load_timing_cache(config, options.timing_cache)
+    log.info("building %s TensorRT engine for %s (sm%d%d)", options.precision, gpu_name, *cc)
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise ExportError(
+            f"TensorRT failed to build a {options.precision} engine from {onnx_path} (see its log)"
+        )
+    if options.timing_cache is not None:
+        _save(Path(options.timing_cache), bytes(cache.serialize()))
+    final = out_dir / plan_filename(options.plan_name, cc)
+    staging = final.with_name(final.name + ".unverified")
+    _save(staging, bytes(serialized))  # raw: no header, exactly what Triton loads
+    doc = sidecar(spec, options, trt.__version__, gpu_name, cc, file_sha256(onnx_path))
+    write_sidecar(staging, doc)
+    return staging
+
+
+def _set_precision(trt, builder, config, profile, spec: ModelSpec, options: TensorRTOptions) -> None:
+    if options.precision == "fp32":
+        config.clear_flag(trt.BuilderFlag.TF32)  # asked FP32, get FP32: TF32 matmuls are on by default
+        return
+    if not getattr(builder, "platform_has_fast_fp16", True):
+        raise ExportError("this GPU has no fast FP16; build fp32 instead")
+    config.set_flag(trt.BuilderFlag.FP16)
+    if options.precision == "int8":
+        if not getattr(builder, "platform_has_fast_int8", True):
+            raise ExportError("this GPU has no fast INT8; build fp16 instead")
+        from exporters.export.calibration import make_calibrator
+
+        assert options.calibration is not None  # checked by TensorRTOptions
+        config.set_flag(trt.BuilderFlag.INT8)
+        config.int8_calibrator = make_calibrator(spec, options.calibration)
+        config.set_calibration_profile(profile)
+
+
+def _load_timing_cache(config, path: Path | None):
+    data = Path(path).read_bytes() if path is not None and Path(path).is_file() else b""
+    cache = config.create_timing_cache(data)
+    config.set_timing_cache(cache, ignore_mismatch=False)
+    return cache
+
+
+def _save(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+# --- running (needs TensorRT + a GPU) -------------------------------------------------------------
+def trt_runner(plan: Path, spec: ModelSpec, profile: BatchProfile):
+    """A verification runner over a raw engine file; inputs go in chunks within the profile."""
+    import torch
+
+    trt = import_tensorrt()
+    logger = trt.Logger(trt.Logger.WARNING)
+    engine = trt.Runtime(logger).deserialize_cuda_engine(Path(plan).read_bytes())
+    if engine is None:
+        raise ExportError(f"TensorRT cannot load the engine {plan}")
+    context = engine.create_execution_context()
+    min_batch, max_batch = profile.min, profile.max
+    torch_dtypes = {
+        "uint8": torch.uint8,
+        "int32": torch.int32,
+        "float16": torch.float16,
+        "float32": torch.float32,
+    }
+
+    def run_chunk(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        keep = []
+        for t in spec.network_inputs:
+            x = torch.from_numpy(np.ascontiguousarray(inputs[t.name])).cuda()
+            keep.append(x)
+            context.set_input_shape(t.name, tuple(x.shape))
+            context.set_tensor_address(t.name, int(x.data_ptr()))
+        outs = {}
+        for t in spec.network_outputs:
+            shape = tuple(context.get_tensor_shape(t.name))
+            outs[t.name] = torch.empty(shape, dtype=torch_dtypes[t.dtype], device="cuda")
+            context.set_tensor_address(t.name, int(outs[t.name].data_ptr()))
+        stream = torch.cuda.current_stream()
+        if not context.execute_async_v3(stream.cuda_stream):
+            raise ExportError(f"TensorRT execution of {plan} failed")
+        stream.synchronize()
+        return {k: v.cpu().numpy() for k, v in outs.items()}
+
+    def run_padded(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        n = len(next(iter(inputs.values())))
+        if n >= min_batch:
+            return run_chunk(inputs)
+        # below the profile's min batch: repeat the last image, drop the extra rows afterwards
+        pad = {k: np.concatenate([v, np.repeat(v[-1:], min_batch - n, axis=0)]) for k, v in inputs.items()}
+        return {k: v[:n] for k, v in run_chunk(pad).items()}
+
+    def run(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        n = len(next(iter(inputs.values())))
+        chunks = [{k: v[i : i + max_batch] for k, v in inputs.items()} for i in range(0, n, max_batch)]
+        parts = [run_padded(chunk) for chunk in chunks]
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+    return run
+
+
+def build_and_verify(
+    onnx_path: Path,
+    out_dir: Path,
+    options: TensorRTOptions,
+    reference,
+    spec: ModelSpec,
+    verify_options: VerifyOptions,
+    progress: bool = False,
+):
+    """Build, verify against ``reference`` with the precision's bounds, rename into place.
+
+    Returns (engine path, VerifyReport); a failed verification removes the engine and its sidecar
+    and leaves the report for the caller to fail on.
+    """
+    from exporters.export.verify import verify
+
+    staging = build_engine(onnx_path, out_dir, spec, options)
+    staging_sidecar = staging.with_name(staging.name + ".json")
+    final = staging.with_name(staging.name[: -len(".unverified")])
+    vopts = VerifyOptions(
+        verify_options.scenes, verify_options.batch, TOLERANCES[options.precision], verify_options.metrics
+    )
+    try:
+        runner = trt_runner(staging, spec, options.profile)
+        report = verify(
+            runner, reference, spec, vopts, f"tensorrt {options.precision} vs pytorch", progress=progress
+        )
+        if report.passed:
+            os.replace(staging, final)
+            os.replace(staging_sidecar, final.with_name(final.name + ".json"))
+    finally:
+        staging.unlink(missing_ok=True)
+        staging_sidecar.unlink(missing_ok=True)
+    return final, report
