@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 import typer
@@ -14,6 +15,10 @@ _QUIET = ("onnx_ir", "onnxscript", "torch.onnx", "torch._export", "torch.export"
 def _quiet_exporter_logs() -> None:
     for name in _QUIET:
         logging.getLogger(name).setLevel(logging.WARNING)
+    # "torchvision is not installed. Skipping torchvision::nms": our NMS is our own op
+    logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message=r".*axis name: batch will not be used", category=UserWarning)
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)", category=FutureWarning)
 
 
 def _default_checkpoint(network: str) -> Path | None:
@@ -109,6 +114,10 @@ def export(
         tensorrt=trt,
         seed=seed,
     )
+    if engine == "tensorrt":
+        from exporters.export.tensorrt import import_tensorrt
+
+        import_tensorrt()
     if notice:  # only once every option is known to be good
         typer.echo(notice, err=True)
     _quiet_exporter_logs()

@@ -9,6 +9,7 @@ branch must be calibrated on real returns). The feed is torch- and TensorRT-free
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -110,8 +111,28 @@ def _kitti_frames(spec: ModelSpec, folder: Path, limit: int) -> Iterator[dict[st
         yield inputs
 
 
-def make_calibrator(spec: ModelSpec, options: CalibrationOptions):
-    """An ``IInt8EntropyCalibrator2`` over :func:`calibration_batches`; reads/writes ``options.cache``."""
+def cache_matches(cache: Path, onnx_sha256: str) -> bool:
+    """A calibration cache is reused only for the ONNX it was computed on (``<cache>.json`` says)."""
+    meta = Path(str(cache) + ".json")
+    if not Path(cache).is_file() or not meta.is_file():
+        return False
+    try:
+        return json.loads(meta.read_text()).get("onnx_sha256") == onnx_sha256
+    except (OSError, ValueError):
+        return False
+
+
+def write_cache(cache: Path, data: bytes, onnx_sha256: str, options: CalibrationOptions) -> None:
+    cache = Path(cache)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_bytes(data)
+    meta = {"onnx_sha256": onnx_sha256, "source": str(options.source), "images": options.images}
+    Path(str(cache) + ".json").write_text(json.dumps(meta, sort_keys=True) + "\n")
+
+
+def make_calibrator(spec: ModelSpec, options: CalibrationOptions, onnx_sha256: str):
+    """An ``IInt8EntropyCalibrator2`` over :func:`calibration_batches`; reads ``options.cache`` when
+    it was computed for this ONNX file, writes it after calibrating."""
     import torch
 
     from exporters.export.tensorrt import import_tensorrt
@@ -139,14 +160,13 @@ def make_calibrator(spec: ModelSpec, options: CalibrationOptions):
             return [int(self.device[name].data_ptr()) for name in names]
 
         def read_calibration_cache(self):
-            if options.cache is not None and Path(options.cache).is_file():
+            if options.cache is not None and cache_matches(options.cache, onnx_sha256):
                 log.info("calibration: using the cache %s", options.cache)
                 return Path(options.cache).read_bytes()
             return None
 
         def write_calibration_cache(self, cache) -> None:
             if options.cache is not None:
-                Path(options.cache).parent.mkdir(parents=True, exist_ok=True)
-                Path(options.cache).write_bytes(bytes(cache))
+                write_cache(options.cache, bytes(cache), onnx_sha256, options)
 
     return EntropyCalibrator()

@@ -165,5 +165,9 @@ class ExportOptions:
             )
         if self.engine == "tensorrt" and self.tensorrt is None:
             raise SpecError("engine tensorrt needs TensorRT options")
+        if self.tensorrt is not None and self.tensorrt.precision != self.precision:
+            raise SpecError(f"precision {self.precision} but TensorRT options say {self.tensorrt.precision}")
+        if self.tensorrt is not None and self.tensorrt.profile != self.profile:
+            raise SpecError("the TensorRT profile must be the export's batch profile")
         if self.checkpoint is not None and not Path(self.checkpoint).is_file():
             raise SpecError(f"checkpoint {str(self.checkpoint)!r} does not exist")

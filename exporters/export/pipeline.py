@@ -62,6 +62,10 @@ def run_export(options: ExportOptions, progress: bool = False) -> ExportResult:
     from exporters.export.onnx_export import export_onnx, read_provenance
     from exporters.export.verify import ort_runner, verify
 
+    if options.engine == "tensorrt":
+        from exporters.export.tensorrt import import_tensorrt
+
+        import_tensorrt()  # fail before minutes of ONNX work, not after
     model = load_network(options.network, options.checkpoint, options.input_hw, options.seed)
     spec = model.spec
     out = Path(options.out_dir)

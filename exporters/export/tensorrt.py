@@ -166,7 +166,8 @@ def build_engine(onnx_path: Path, out_dir: Path, spec: ModelSpec, options: Tenso
     for name, (lo, opt, hi) in profile_shapes(spec, options.profile).items():
         profile.set_shape(name, lo, opt, hi)
     config.add_optimization_profile(profile)
-    _set_precision(trt, builder, config, profile, spec, options)
+    onnx_sha256 = file_sha256(onnx_path)
+    _set_precision(trt, builder, config, profile, spec, options, onnx_sha256)
     cache = _load_timing_cache(config, options.timing_cache)
     log.info("building %s TensorRT engine for %s (sm%d%d)", options.precision, gpu_name, *cc)
     serialized = builder.build_serialized_network(network, config)
@@ -179,12 +180,14 @@ def build_engine(onnx_path: Path, out_dir: Path, spec: ModelSpec, options: Tenso
     final = out_dir / plan_filename(options.plan_name, cc)
     staging = final.with_name(final.name + ".unverified")
     _save(staging, bytes(serialized))  # raw: no header, exactly what Triton loads
-    doc = sidecar(spec, options, trt.__version__, gpu_name, cc, file_sha256(onnx_path))
+    doc = sidecar(spec, options, trt.__version__, gpu_name, cc, onnx_sha256)
     write_sidecar(staging, doc)
     return staging
 
 
-def _set_precision(trt, builder, config, profile, spec: ModelSpec, options: TensorRTOptions) -> None:
+def _set_precision(
+    trt, builder, config, profile, spec: ModelSpec, options: TensorRTOptions, onnx_sha256: str
+) -> None:
     if options.precision == "fp32":
         config.clear_flag(trt.BuilderFlag.TF32)  # asked FP32, get FP32: TF32 matmuls are on by default
         return
@@ -198,7 +201,7 @@ def _set_precision(trt, builder, config, profile, spec: ModelSpec, options: Tens
 
         assert options.calibration is not None  # checked by TensorRTOptions
         config.set_flag(trt.BuilderFlag.INT8)
-        config.int8_calibrator = make_calibrator(spec, options.calibration)
+        config.int8_calibrator = make_calibrator(spec, options.calibration, onnx_sha256)
         config.set_calibration_profile(profile)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -155,6 +156,13 @@ def test_failed_verification_leaves_no_complete_looking_artifact(checkpoint, tmp
         (["cam-n", "--checkpoint", "missing.pt"], "error: checkpoint 'missing.pt' does not exist"),
         (["cam-n", "--opset", "13"], "error: opset must be >= 17, got 13"),
         (["cam-n", "--random-init", "--checkpoint", "x.pt"], "error: --checkpoint and --random-init exclude"),
+        pytest.param(
+            ["cam-n", "--engine", "tensorrt", "--precision", "fp16"],
+            "error: tensorrt is not installed: build engines inside the NGC Triton image",
+            marks=pytest.mark.skipif(
+                importlib.util.find_spec("tensorrt") is not None, reason="TensorRT is here"
+            ),
+        ),
     ],
 )
 def test_bad_options_are_one_line_errors(tmp_path, args, message):

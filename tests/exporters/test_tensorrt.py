@@ -216,3 +216,30 @@ def test_engine_builds_verifies_and_is_named_per_compute_capability(tmp_path, pr
 
     engine = trt.Runtime(trt.Logger()).deserialize_cuda_engine(result.engine.read_bytes())  # raw, no header
     assert engine is not None
+
+
+def test_calibration_cache_is_reused_only_for_the_same_onnx(tmp_path):
+    from exporters.export.calibration import cache_matches, write_cache
+
+    cache = tmp_path / "calibration.cache"
+    assert not cache_matches(cache, "a" * 64)
+    write_cache(cache, b"TRT-1000-EntropyCalibration2\n", "a" * 64, CalibrationOptions(images=64))
+    assert cache.read_bytes().startswith(b"TRT-")
+    assert cache_matches(cache, "a" * 64)
+    assert not cache_matches(cache, "b" * 64)  # other weights: calibrate again
+
+
+def test_tensorrt_options_must_agree_with_the_export():
+    from exporters.export.options import ExportOptions
+
+    with pytest.raises(SpecError, match="precision fp32 but TensorRT options say fp16"):
+        ExportOptions(network="cam-n", out_dir=Path("x"), engine="tensorrt", tensorrt=TensorRTOptions())
+    with pytest.raises(SpecError, match="TensorRT profile must be the export's batch profile"):
+        ExportOptions(
+            network="cam-n",
+            out_dir=Path("x"),
+            engine="tensorrt",
+            precision="fp16",
+            profile=BatchProfile(1, 1, 1),
+            tensorrt=TensorRTOptions(),
+        )
