@@ -44,7 +44,7 @@ def loadtest(
     shared_memory: str = typer.Option("none", help="none, or system: inputs in system shared memory."),
     timeout: float = typer.Option(30.0, help="Per-request deadline in seconds."),
     seed: int = typer.Option(0, help="World frame seed and Poisson arrival seed."),
-    out: Path = typer.Option(Path("loadtest_out"), help="Folder for loadtest.csv/.json/.png."),
+    out: Path = typer.Option(Path("artifacts/loadtest"), help="Folder for loadtest.csv/.json/.png."),
     slo_p99_ms: float | None = typer.Option(
         None, help=f"p99 latency SLO in ms: exit code {SLO_EXIT_CODE} when a step misses it."
     ),
