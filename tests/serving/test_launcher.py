@@ -120,3 +120,23 @@ def test_percept_serve_stops_gracefully_on_sigterm(triton_repository, tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+@pytest.mark.triton
+def test_another_tritonserver_binary_with_its_own_backend_directory(triton_repository, tmp_path, monkeypatch):
+    """--tritonserver PATH: the binary is started as given; here the wheel's binary again, with the
+    library path and backend directory a Triton installation would bring."""
+    from serving.launcher import make_backend_directory, pytriton_root
+
+    root = pytriton_root()
+    monkeypatch.setenv("LD_LIBRARY_PATH", str(root.parent.parent / "nvidia_pytriton.libs"))
+    options = ServerOptions(
+        repository=triton_repository,
+        tritonserver=root / "bin" / "tritonserver",
+        backend_directory=make_backend_directory(tmp_path / "backends"),
+        startup_timeout_s=180,
+    )
+    with TritonServer(options) as server:
+        assert server.is_ready()
+        assert f"--backend-directory={tmp_path / 'backends'}" in server.command(options.backend_directory)
+    assert not server.running

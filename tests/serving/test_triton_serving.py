@@ -7,6 +7,7 @@ the same ONNX file run in-process with ONNX Runtime and the same letterbox geome
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 
 import cv2
@@ -278,16 +279,26 @@ def test_fusion_requests_with_different_point_counts_batch_together(triton_serve
     assert len(counts) == len(world) and 0 in counts
     alone = [first(infer(triton_server.url, S.ENSEMBLE_FUSION, pipeline_inputs(s, True))) for s in world]
     pre, net = preprocess_model_name(spec), network_model_name(spec)
+    # a slow request (2M points to project) holds preprocess busy while the six queue up behind it,
+    # so they must be batched together although their point tensors differ in length
+    blocker = pipeline_inputs(world[-1], True)
+    blocker[S.POINTS] = np.tile(world[-1].points, (2_000_000 // len(world[-1].points) + 1, 1))[None]
     before_pre, before_net = stats(triton_server.url, pre), stats(triton_server.url, net)
+    slow = threading.Thread(target=infer, args=(triton_server.url, S.ENSEMBLE_FUSION, blocker))
+    slow.start()
+    time.sleep(0.8)  # the blocker takes > 2 s in preprocess; whether it has started or still queues,
+    # the six land in the queue together with or behind it
     together = concurrently(
         [
             lambda s=s: first(infer(triton_server.url, S.ENSEMBLE_FUSION, pipeline_inputs(s, True)))
             for s in world
         ]
     )
+    slow.join(120)
     after_pre, after_net = stats(triton_server.url, pre), stats(triton_server.url, net)
     # ragged points batch in preprocess, and the network batches the projected depth images
-    assert after_pre[0] - before_pre[0] > after_pre[1] - before_pre[1]
+    assert after_pre[0] - before_pre[0] == len(world) + 1
+    assert after_pre[1] - before_pre[1] <= 3, after_pre[1] - before_pre[1]  # blocker + at most 2 batches
     assert after_net[0] - before_net[0] > after_net[1] - before_net[1]
     for one, got in zip(alone, together, strict=True):
         assert not isinstance(got, Exception), got
