@@ -64,6 +64,28 @@ def find_plans(folder: Path) -> tuple[tuple[str, Path], ...]:
     return tuple(found)
 
 
+def check_plan_sidecar(plan: Path, spec: ModelSpec, max_batch_size: int) -> None:
+    """A TensorRT engine must come from this spec and its profile must cover every batch Triton forms."""
+    import json
+
+    sidecar = plan.with_name(plan.name + ".json")
+    if not sidecar.exists():
+        log.warning("%s has no sidecar %s: its profile and spec cannot be checked", plan, sidecar.name)
+        return
+    doc = json.loads(sidecar.read_text())
+    if doc.get("spec_hash") not in (None, spec.spec_hash()):
+        raise ServingError(
+            f"{plan.name} was built for another spec (hash {doc['spec_hash']}, the ONNX has "
+            f"{spec.spec_hash()}): rebuild the engine from this ONNX"
+        )
+    profile = doc.get("profile") or {}
+    if profile and (profile.get("min", 1) > 1 or profile.get("max", max_batch_size) < max_batch_size):
+        raise ServingError(
+            f"{plan.name}: engine profile batch {profile.get('min')}..{profile.get('max')} does not cover "
+            f"the dynamic batcher's 1..{max_batch_size}; rebuild the engine or lower --max-batch-size"
+        )
+
+
 def _put(src: Path, dst: Path, link: bool) -> None:
     dst.parent.mkdir(parents=True, exist_ok=True)
     if dst.exists() or dst.is_symlink():
@@ -135,12 +157,19 @@ def build_repository(
                 f"engine tensorrt_plan: no model_sm<cc>.plan next to {a.onnx}; build the engines with "
                 "`percept export --engine tensorrt` on the target GPU first"
             )
+    if options.engine == "tensorrt_plan":
+        for a in artifacts:
+            for _, plan in a.plans:
+                check_plan_sidecar(plan, a.spec, options.batching.max_batch_size)
     names = write_configs(artifacts, out, options)
     for a in artifacts:
         version_dir = out / network_model_name(a.spec) / "1"
         if options.engine == "tensorrt_plan":
             for _, plan in a.plans:
                 _put(plan, version_dir / plan.name, options.link)
+                sidecar = plan.with_name(plan.name + ".json")
+                if sidecar.exists():
+                    _put(sidecar, version_dir / sidecar.name, options.link)
         else:
             assert a.onnx is not None
             _put(a.onnx, version_dir / "model.onnx", options.link)

@@ -144,6 +144,30 @@ def test_tensorrt_engine_maps_compute_capabilities_to_plan_files(onnx_files, tmp
     assert (tmp_path / "repo" / "cam_n" / "1" / "model_sm90.plan").read_bytes() == b"engine 90"
 
 
+def test_tensorrt_engine_profile_must_cover_the_batcher_and_match_the_spec(onnx_files, tmp_path):
+    folder = onnx_files[0].parent
+    plan = folder / "model_sm86.plan"
+    plan.write_bytes(b"engine")
+    sidecar = folder / "model_sm86.plan.json"
+    try:
+        sidecar.write_text(
+            json.dumps({"spec_hash": CAM.spec_hash(), "profile": {"min": 1, "opt": 2, "max": 4}})
+        )
+        with pytest.raises(
+            ServingError, match=r"profile batch 1..4 does not cover the dynamic batcher's 1..8"
+        ):
+            build_repository(onnx_files[:1], tmp_path / "a", RepositoryOptions(engine="tensorrt_plan"))
+        small = RepositoryOptions(engine="tensorrt_plan", batching=BatchingOptions(max_batch_size=4))
+        build_repository(onnx_files[:1], tmp_path / "b", small)
+        assert (tmp_path / "b" / "cam_n" / "1" / "model_sm86.plan.json").exists()
+        sidecar.write_text(json.dumps({"spec_hash": "0123456789abcdef", "profile": {"min": 1, "max": 8}}))
+        with pytest.raises(ServingError, match="built for another spec"):
+            build_repository(onnx_files[:1], tmp_path / "c", RepositoryOptions(engine="tensorrt_plan"))
+    finally:
+        plan.unlink()
+        sidecar.unlink()
+
+
 def test_tensorrt_engine_without_plans_is_an_error(onnx_files, tmp_path):
     with pytest.raises(ServingError, match="model_sm<cc>.plan"):
         build_repository(onnx_files[:1], tmp_path, RepositoryOptions(engine="tensorrt_plan"))
