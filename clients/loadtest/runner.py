@@ -17,7 +17,7 @@ from clients.loadtest.frames import Frame
 from clients.loadtest.options import LoadTestOptions
 from clients.loadtest.payload import ModelInfo, build_payload
 from clients.loadtest.result import LoadTestResult, StepResult
-from clients.loadtest.server_stats import read_counters, splits
+from clients.loadtest.server_stats import read_counters, settled_counters, splits
 from clients.loadtest.stats import Latency, Window, is_stable, window_of
 from clients.loadtest.worker import Records, StepPlan, WorkerJob, worker_main
 from serving.errors import ClientError, MissingDependencyError, PerceptionError
@@ -203,7 +203,7 @@ class LoadTest:
         conns = [conn for conn, _ in plans]
         timeout = opts.request_timeout_s + 10
         models = self.stats_models
-        before_step = read_counters(self._client, models)
+        before_step = settled_counters(self._client, models)
         wall_start = time.perf_counter()
         for conn, plan in plans:
             conn.send(("start", plan))
@@ -244,7 +244,7 @@ class LoadTest:
         for records in self._ask(conns, ("stop",), timeout):
             total.merge(records)
         wall = time.perf_counter() - wall_start
-        after_step = read_counters(self._client, models)
+        after_step = settled_counters(self._client, models)
 
         k = min(opts.stable_windows, len(windows))
         measured = Records()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass
 
 PHASES = ("queue", "compute_input", "compute_infer", "compute_output")
@@ -72,6 +73,22 @@ def read_counters(client, models: tuple[str, ...]) -> dict[str, ModelCounters]:
                 totals[f"{phase}_ns"] += getattr(inf, phase).ns
         out[model] = ModelCounters(**totals)
     return out
+
+
+def settled_counters(
+    client, models: tuple[str, ...], timeout_s: float = 3.0, poll_s: float = 0.1
+) -> dict[str, ModelCounters]:
+    """Counters once they stop moving. Triton counts a request when the backend releases it, which
+    can come just after the client already holds the response; read until two reads agree."""
+    current = read_counters(client, models)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        time.sleep(poll_s)
+        again = read_counters(client, models)
+        if again == current:
+            break
+        current = again
+    return current
 
 
 def splits(after: dict[str, ModelCounters], before: dict[str, ModelCounters]) -> dict[str, ServerSplit]:
