@@ -64,7 +64,7 @@ def serve(
         typer.echo(
             f"Triton ready: gRPC {server.grpc_url}  HTTP {server.http_url}  metrics {server.metrics_url}"
         )
-        typer.echo(f"log: {server.log_path}  (Ctrl-C stops)")
+        typer.echo(f"log: {server.log_path}  (Ctrl-C stops; kept after a failure, or use --log-file)")
         code = server.wait()
         if not stopping["signal"]:
             typer.secho(

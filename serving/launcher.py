@@ -208,7 +208,7 @@ class TritonServer:
                 port_clash = any(s in self.log_tail().lower() for s in _BIND_FAILURES)
                 self._cleanup_process()
                 if not port_clash or attempt == attempts:
-                    self._cleanup_tmp()
+                    self._cleanup_tmp(keep_log=True)
                     raise
                 log.warning("tritonserver could not bind its ports (attempt %d): %s", attempt, exc)
         raise AssertionError("unreachable")
@@ -269,7 +269,7 @@ class TritonServer:
     def stop(self) -> int | None:
         """SIGTERM, then SIGKILL after the grace period; returns the exit code (None if never started)."""
         code = self._cleanup_process()
-        self._cleanup_tmp()
+        self._cleanup_tmp(keep_log=code not in (0, None))
         return code
 
     def _cleanup_process(self) -> int | None:
@@ -292,13 +292,15 @@ class TritonServer:
             self._log_handle = None
         return code
 
-    def _cleanup_tmp(self) -> None:
-        # keep a log that lives in the temporary directory: copy it next to the system temp dir
+    def _cleanup_tmp(self, keep_log: bool) -> None:
+        # a server that failed keeps its log (copied out of the temporary directory); a clean stop
+        # does not litter the temp dir (pass log_file to keep every log)
         if self._tmp is not None:
-            if self.log_path and self.options.log_file is None and self.log_path.exists():
+            if keep_log and self.log_path and self.options.log_file is None and self.log_path.exists():
                 kept = Path(tempfile.gettempdir()) / f"percept-tritonserver-{os.getpid()}-{id(self)}.log"
                 shutil.copy2(self.log_path, kept)
                 self.log_path = kept
+                log.info("tritonserver log kept at %s", kept)
             self._tmp.cleanup()
             self._tmp = None
 
