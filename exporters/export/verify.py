@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -207,6 +208,7 @@ class VerifyReport:
     scenes: int
     heads: list[HeadResult]
     metrics: dict = field(default_factory=dict)
+    seconds: dict = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -222,6 +224,7 @@ class VerifyReport:
             "scenes": self.scenes,
             "heads": {h.head: {"passed": h.passed, **h.numbers} for h in self.heads},
             "metrics": self.metrics,
+            "inference_seconds": self.seconds,
         }
 
     def write(self, path: str | Path) -> Path:
@@ -250,13 +253,19 @@ def verify(
     seg_worst, seg_sum, images = 1.0, 0.0, 0
     depth_errors: list[np.ndarray] = []
     evaluators = _evaluators(spec) if options.metrics else None
+    seconds = {"reference": 0.0, "candidate": 0.0}  # inference only, for the report (not a check)
     batches = render_batches(spec, seeds, options.batch)
     if progress:
         from tqdm import tqdm
 
         batches = tqdm(batches, total=-(-len(seeds) // options.batch), desc=f"verify {label}", unit="batch")
     for inputs, scenes in batches:
-        ref, cand = reference(inputs), candidate(inputs)
+        t0 = time.perf_counter()
+        ref = reference(inputs)
+        t1 = time.perf_counter()
+        cand = candidate(inputs)
+        seconds["reference"] += t1 - t0
+        seconds["candidate"] += time.perf_counter() - t1
         _check_outputs(cand, spec, len(scenes))
         for i, scene in enumerate(scenes):
             images += 1
@@ -279,7 +288,7 @@ def verify(
         heads.append(_segmentation_result(seg_worst, seg_sum / max(images, 1), tol, delta))
     if "depth" in spec.tasks:
         heads.append(_depth_result(np.concatenate(depth_errors), tol, delta))
-    report = VerifyReport(label, images, heads, metrics)
+    report = VerifyReport(label, images, heads, metrics, seconds)
     for line in report.lines():
         log.info("%s: %s", label, line)
     return report
