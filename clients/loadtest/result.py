@@ -29,6 +29,7 @@ class StepResult:
     server_successes_total: dict[str, int]  # per model, idle-to-idle delta over the whole step
     harness_cpu_ms_per_request: float  # CPU of the load workers per completed request
     harness_cpu_share: float  # worker CPU seconds / (wall seconds x cores): the harness's footprint
+    networks: tuple[str, ...] = ()  # the network models among `server` (an ensemble's own included)
 
     @property
     def little_concurrency(self) -> float:
@@ -40,10 +41,10 @@ class StepResult:
         return sum(self.errors.values())
 
     def network_split(self) -> ServerSplit | None:
-        """The server split to show: the model with executions (the batched network), else the first."""
-        batched = [s for s in self.server.values() if s.executions]
-        if batched:
-            return max(batched, key=lambda s: s.compute_infer_ms)
+        """The split to show: the costliest network model (the one taking ``images``), else the first."""
+        networks = [self.server[m] for m in self.networks if m in self.server]
+        if networks:
+            return max(networks, key=lambda s: s.compute_infer_ms)
         return next(iter(self.server.values()), None)
 
     def to_dict(self) -> dict:

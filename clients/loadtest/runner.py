@@ -21,6 +21,7 @@ from clients.loadtest.server_stats import read_counters, settled_counters, split
 from clients.loadtest.stats import Latency, Window, is_stable, window_of
 from clients.loadtest.worker import Records, StepPlan, WorkerJob, worker_main
 from serving.errors import ClientError, MissingDependencyError, PerceptionError
+from serving.spec import IMAGES
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,7 @@ class LoadTest:
         self._conns: list = []
         self._client: Any = None
         self.infos: dict[str, ModelInfo] = {}
+        self._networks: list[str] = []
 
     # --- setup / teardown ------------------------------------------------------------------
     def __enter__(self) -> LoadTest:
@@ -99,6 +101,10 @@ class LoadTest:
                     raise ClientError(f"model {model!r} is not ready on {opts.url}")
                 config = self._client.get_model_config(model, client_timeout=10).config
                 self.infos[model] = ModelInfo.from_config(config)
+                for name in (model, *self.infos[model].ensemble_steps):
+                    cfg = config if name == model else self._client.get_model_config(name).config
+                    if IMAGES in {inp.name for inp in cfg.input}:
+                        self._networks.append(name)
         except InferenceServerException as exc:
             self._client.close()
             raise ClientError(f"cannot reach Triton at {opts.url}: {exc}") from exc
@@ -160,6 +166,11 @@ class LoadTest:
         return [self._recv(conn, timeout_s) for conn in conns]
 
     # --- the sweep ---------------------------------------------------------------------------
+    @property
+    def network_models(self) -> tuple[str, ...]:
+        """Models that take the network input ``images``: the targets themselves or ensemble steps."""
+        return tuple(self._networks)
+
     @property
     def stats_models(self) -> tuple[str, ...]:
         names: list[str] = []
@@ -270,6 +281,7 @@ class LoadTest:
             server_successes_total={m: d.requests for m, d in splits(after_step, before_step).items()},
             harness_cpu_ms_per_request=total.cpu_s * 1e3 / max(total.completed, 1),
             harness_cpu_share=total.cpu_s / (wall * (os.cpu_count() or 1)),
+            networks=self.network_models,
         )
         log.info(
             "step c=%d: %.1f req/s, p99 %.1f ms, %d errors, %s",

@@ -225,6 +225,8 @@ def test_ensemble_in_shared_memory_counts_every_request_once(url, frames):
     assert set(step.server_successes_total) >= {ENSEMBLE_CAMERA, NETWORK}
     expected = dict.fromkeys(step.server_successes_total, step.client_successes_total)
     assert step.server_successes_total == expected
+    assert step.networks == (NETWORK,)  # the table's server split is the network's, not the ensemble's
+    assert step.network_split() is step.server[NETWORK]
 
 
 @pytest.mark.triton
