@@ -113,6 +113,7 @@ def write_plot(result: LoadTestResult, path: Path, slo_p99_ms: float | None = No
             ax.plot([], [], color="tab:red", linestyle="--", label=label + " (off the chart)")
         ax.legend(loc="upper left")
     ax.set_ylim(0, top)
+    ax.set_xlim(0, max(xs, default=1.0) * 1.15)
     ax.set_xlabel("throughput (requests/s)")
     ax.set_ylabel("p99 latency (ms)")
     ax.set_title(f"{'+'.join(result.models)} @ {result.url}")

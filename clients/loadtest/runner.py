@@ -283,6 +283,12 @@ class LoadTest:
             harness_cpu_share=total.cpu_s / (wall * (os.cpu_count() or 1)),
             networks=self.network_models,
         )
+        busy = total.cpu_s / wall  # CPU-seconds per second the load workers used
+        if busy > 0.8 * len(conns):
+            log.warning(
+                "load workers were %.0f%% busy: the harness may be the bottleneck; add --workers",
+                100 * busy / len(conns),
+            )
         log.info(
             "step c=%d: %.1f req/s, p99 %.1f ms, %d errors, %s",
             concurrency,
