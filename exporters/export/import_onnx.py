@@ -248,12 +248,32 @@ def _shape(vi) -> list[int | str]:
     ]
 
 
-def validate(proto, heads: HeadSpec) -> Layout:
-    """Check the file's tensors against the head spec; SpecError naming the first mismatch."""
+def probe_output_shapes(model: Path, heads: HeadSpec, hw: tuple[int, int]) -> dict[str, list[int]]:
+    """Concrete output shapes from one ONNX Runtime run at batch 1 (for files whose exporter left
+    the output dims symbolic, e.g. torch's legacy exporter with dynamic_axes)."""
+    from exporters.export.verify import ort_runner
+
+    h, w = hw
+    shape = (1, 3, h, w) if heads.input.layout == "NCHW" else (1, h, w, 3)
+    dtype = np.float32 if heads.input.dtype == "float32" else np.uint8
+    try:
+        outs = ort_runner(model)({heads.input.name: np.zeros(shape, dtype)})
+    except ExportError:
+        raise
+    except Exception as exc:
+        raise ExportError(f"{model}: a batch-1 probe run failed: {type(exc).__name__}: {exc}") from exc
+    return {k: list(v.shape) for k, v in outs.items()}
+
+
+def _symbolic(vi) -> bool:
+    return any(not d.HasField("dim_value") for d in vi.type.tensor_type.shape.dim[1:])
+
+
+def validate_input(proto, heads: HeadSpec) -> tuple[tuple[int, int], int | None]:
+    """The input checks: (model input size, the file's fixed batch or None)."""
     inputs = {i.name: i for i in proto.graph.input}
     init_names = {i.name for i in proto.graph.initializer}
     real_inputs = [n for n in inputs if n not in init_names]
-    outputs = {o.name: o for o in proto.graph.output}
     hs = heads.input
     if hs.name not in inputs:
         raise SpecError(f"input {hs.name!r} is not in the file (inputs: {real_inputs})")
@@ -286,6 +306,14 @@ def validate(proto, heads: HeadSpec) -> Layout:
     if hw[0] % 32 or hw[1] % 32:
         raise SpecError(f"input size {hw[0]}x{hw[1]} must be multiples of 32")
     batch_fixed = shape[0] if isinstance(shape[0], int) and shape[0] > 0 else None
+    return hw, batch_fixed
+
+
+def validate(proto, heads: HeadSpec, probed: dict[str, list[int]] | None = None) -> Layout:
+    """Check the file's tensors against the head spec; SpecError naming the first mismatch.
+    ``probed``: concrete output shapes (batch axis excepted) where the file's are symbolic."""
+    hw, batch_fixed = validate_input(proto, heads)
+    outputs = {o.name: o for o in proto.graph.output}
     anchors, depth_stride = 0, 2
 
     def out(name: str, what: str) -> list[int | str]:
@@ -296,7 +324,10 @@ def validate(proto, heads: HeadSpec) -> Layout:
                 f"{what} output {name!r} must be float, "
                 f"got elem_type {outputs[name].type.tensor_type.elem_type}"
             )
-        return _shape(outputs[name])
+        shape = _shape(outputs[name])
+        if probed and name in probed and _symbolic(outputs[name]):
+            shape = [shape[0], *probed[name][1:]] if shape else probed[name]
+        return shape
 
     if heads.detection:
         d = heads.detection
@@ -631,7 +662,10 @@ def import_onnx(
         onnx.checker.check_model(proto)
     except Exception as exc:
         raise ExportError(f"{model}: not a valid ONNX file ({type(exc).__name__}: {exc})") from exc
-    layout = validate(proto, heads)
+    probed = None
+    if any(_symbolic(o) for o in proto.graph.output):
+        probed = probe_output_shapes(model, heads, validate_input(proto, heads)[0])
+    layout = validate(proto, heads, probed)
     if layout.batch_fixed is not None and profile.max > layout.batch_fixed:
         raise SpecError(
             f"{model} has a fixed batch of {layout.batch_fixed}; use --max-batch {layout.batch_fixed} "

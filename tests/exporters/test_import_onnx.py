@@ -237,3 +237,30 @@ def test_cli_import_onnx(yolop, tmp_path):
         "(outputs: ['det_out', 'drive_area_seg', 'lane_line_seg'])"
     )
     assert not (tmp_path / "b" / "model.onnx").exists()
+
+
+def test_an_opset_12_file_with_symbolic_output_dims_is_converted_and_imported(tmp_path):
+    """Like many YOLOP exports in the wild: TorchScript exporter, opset 12, dims left symbolic."""
+    import onnx
+
+    from exporters.export.import_onnx import run_import
+
+    torch.manual_seed(0)
+    axes = {name: {0: "batch"} for name in ("images", "det_out", "drive_area_seg", "lane_line_seg")}
+    legacy = tmp_path / "yolop12.onnx"
+    torch.onnx.export(
+        TinyYolop().eval(),
+        (torch.randn(1, 3, *HW),),
+        str(legacy),
+        dynamo=False,
+        opset_version=12,
+        input_names=["images"],
+        output_names=["det_out", "drive_area_seg", "lane_line_seg"],
+        dynamic_axes=axes,
+    )
+    det_dims = onnx.load(str(legacy)).graph.output[0].type.tensor_type.shape.dim
+    assert not det_dims[2].HasField("dim_value")  # the exporter left the column count symbolic
+    result = run_import(_options(legacy, _heads_file(tmp_path), tmp_path / "out"))
+    assert result.verification[0].passed
+    proto = onnx.load(str(result.onnx))
+    assert max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")) == 17
