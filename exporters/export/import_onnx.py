@@ -324,9 +324,9 @@ def validate(proto, heads: HeadSpec, probed: dict[str, list[int]] | None = None)
                 f"{what} output {name!r} must be float, "
                 f"got elem_type {outputs[name].type.tensor_type.elem_type}"
             )
-        shape = _shape(outputs[name])
+        shape: list[int | str] = _shape(outputs[name])
         if probed and name in probed and _symbolic(outputs[name]):
-            shape = [shape[0], *probed[name][1:]] if shape else probed[name]
+            shape = [shape[0], *probed[name][1:]] if shape else list(probed[name])
         return shape
 
     if heads.detection:
