@@ -551,11 +551,11 @@ def _compose_detection(g: _Graph, det: str, d: DetectionSpec, spec: ModelSpec, l
             g.const(np.array([spec.score_threshold], np.float32)),
         ],
     )
-    false = _tensor_attr(np.array([False]))
-    mask = g.op("ConstantOfShape", [g.op("Shape", [scores])], value=false)
+    zero = _tensor_attr(np.array([0.0], np.float32))  # float, not bool: see nms.nms_mask_onnx
+    mask = g.op("ConstantOfShape", [g.op("Shape", [scores])], value=zero)
     count = g.op("Shape", [selected], start=0, end=1)
-    ones = g.op("Expand", [g.const(np.array([True])), count])
-    keep = g.op("ScatterND", [mask, selected, ones])
+    ones = g.op("Expand", [g.const(np.array([1.0], np.float32)), count])
+    keep = g.op("Greater", [g.op("ScatterND", [mask, selected, ones]), g.const(np.array(0.0, np.float32))])
     masked = g.op("Where", [keep, scores, g.const(np.array(-1.0, np.float32))])
     flat = g.op("Reshape", [masked, g.const(np.array([0, c * n], np.int64))])
     top = g.fresh("topk_values")

@@ -150,7 +150,10 @@ def nms_mask_onnx(boxes, scores, max_per_class: int, iou_threshold: float, score
         op.Constant(value_floats=[iou_threshold]),
         op.Constant(value_floats=[score_threshold]),
     )
-    zeros = op.ConstantOfShape(op.Shape(scores), value=ir.tensor(np.array([False])))
+    # float scatter, then a compare: TensorRT's ConstantOfShape / ScatterND take float, not bool
+    zeros = op.ConstantOfShape(op.Shape(scores), value=ir.tensor(np.array([0.0], np.float32)))
     count = op.Shape(selected, start=0, end=1)
-    ones = op.Expand(op.Constant(value=ir.tensor(np.array([True]))), count)
-    return op.ScatterND(zeros, selected, ones)
+    ones = op.Expand(op.Constant(value=ir.tensor(np.array([1.0], np.float32))), count)
+    return op.Greater(
+        op.ScatterND(zeros, selected, ones), op.Constant(value=ir.tensor(np.array(0.0, np.float32)))
+    )

@@ -168,15 +168,15 @@ def build_engine(onnx_path: Path, out_dir: Path, spec: ModelSpec, options: Tenso
     config.add_optimization_profile(profile)
     onnx_sha256 = file_sha256(onnx_path)
     _set_precision(trt, builder, config, profile, spec, options, onnx_sha256)
-    cache = _load_timing_cache(config, options.timing_cache)
+    _load_timing_cache(config, options.timing_cache)
     log.info("building %s TensorRT engine for %s (sm%d%d)", options.precision, gpu_name, *cc)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise ExportError(
             f"TensorRT failed to build a {options.precision} engine from {onnx_path} (see its log)"
         )
-    if options.timing_cache is not None:
-        _save(Path(options.timing_cache), bytes(cache.serialize()))
+    if options.timing_cache is not None:  # the build added its timings to the config's cache
+        _save(Path(options.timing_cache), bytes(config.get_timing_cache().serialize()))
     final = out_dir / plan_filename(options.plan_name, cc)
     staging = final.with_name(final.name + ".unverified")
     _save(staging, bytes(serialized))  # raw: no header, exactly what Triton loads

@@ -171,3 +171,31 @@ def test_export_failure_leaves_no_file(tmp_path):
     with pytest.raises(ExportError, match="top_k 10000 exceeds"):
         export_onnx(net, tmp_path / "model.onnx", OnnxOptions())
     assert list(tmp_path.iterdir()) == []
+
+
+def test_verification_matches_degenerate_boxes_by_their_corners():
+    from exporters.export.options import Tolerances
+    from exporters.export.verify import DetectionStats, compare_detections
+
+    spec = ModelSpec("cam-n", input_hw=(64, 96), top_k=3)
+
+    def out(boxes, scores):
+        n = len(scores)
+        b = np.zeros((1, 3, 4), np.float32)
+        s = np.zeros((1, 3), np.float32)
+        b[0, :n], s[0, :n] = boxes, scores
+        return {
+            NUM_DETS: np.array([n], np.int32),
+            DET_BOXES: b,
+            DET_SCORES: s,
+            DET_CLASSES: np.zeros((1, 3), np.int32),
+        }
+
+    flat = [[10, 20, 50, 20], [0, 0, 8, 8]]  # a zero-height box and a normal one
+    stats = DetectionStats()
+    compare_detections(out(flat, [0.9, 0.8]), out(flat, [0.9, 0.8]), 0, spec, Tolerances(), stats)
+    assert (stats.matched, stats.unmatched) == (2, 0)
+    moved = [[10, 25, 50, 25], [0, 0, 8, 8]]
+    stats = DetectionStats()
+    compare_detections(out(flat, [0.9, 0.8]), out(moved, [0.9, 0.8]), 0, spec, Tolerances(), stats)
+    assert (stats.matched, stats.unmatched) == (1, 2)
