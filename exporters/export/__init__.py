@@ -4,7 +4,8 @@
    seg argmax, FP16 depth; spec + provenance in the metadata)      :func:`export_onnx`
 2. ``verify``       run an artifact and compare it with PyTorch per head on world scenes
 3. ``tensorrt``     ONNX -> TensorRT engine (``calibration`` feeds INT8), verified the same way
-4. ``import_onnx``  bring your own ONNX: head spec YAML -> graph surgery -> the same contract
+4. ``import_onnx``  bring your own ONNX: ``head_spec`` YAML + validation -> graph surgery -> the
+   same contract, verified against the original file
 5. ``pipeline``     the orchestrator behind `percept export` (options in ``options``)
 
 Nothing here imports torch, onnx or tensorrt at import time.
