@@ -214,19 +214,24 @@ def test_sweep_counts_agree_with_the_server_and_littles_law(url, frames):
 
 
 @pytest.mark.triton
-def test_ensemble_in_shared_memory_counts_every_request_once(url, frames):
-    from serving.spec import ENSEMBLE_CAMERA
+@pytest.mark.parametrize(
+    ("ensemble", "network", "shared_memory"),
+    [("perception", "cam_n", "system"), ("perception_fusion", "fusion_n", "none")],
+)
+def test_ensembles_count_every_request_once(url, frames, ensemble, network, shared_memory):
+    from serving.spec import ENSEMBLE_CAMERA, ENSEMBLE_FUSION
 
-    result = _run(_quick(url, (ENSEMBLE_CAMERA,), concurrency=(2,), shared_memory="system"), frames)
+    assert ensemble in (ENSEMBLE_CAMERA, ENSEMBLE_FUSION)
+    result = _run(_quick(url, (ensemble,), concurrency=(2,), shared_memory=shared_memory), frames)
     step = result.steps[0]
     assert step.client_errors_total == 0, step.errors
     assert step.successes > 0
     # the ensemble and each model it runs saw exactly the requests the harness sent
-    assert set(step.server_successes_total) >= {ENSEMBLE_CAMERA, NETWORK}
+    assert set(step.server_successes_total) >= {ensemble, network}
     expected = dict.fromkeys(step.server_successes_total, step.client_successes_total)
     assert step.server_successes_total == expected
-    assert step.networks == (NETWORK,)  # the table's server split is the network's, not the ensemble's
-    assert step.network_split() is step.server[NETWORK]
+    assert step.networks == (network,)  # the table's server split is the network's, not the ensemble's
+    assert step.network_split() is step.server[network]
 
 
 @pytest.mark.triton
