@@ -209,53 +209,32 @@ class LoadTest:
         ]
 
     def run_step(self, concurrency: int) -> StepResult:
+        """Start the load, warm up, measure windows until stable (or the cap), stop and drain.
+
+        The server's counters are read idle before and settled after, so the step's totals compare
+        exactly with what the harness counted; the windows' own deltas give the server split.
+        """
         opts = self.options
         plans = self._plans(concurrency)
         conns = [conn for conn, _ in plans]
         timeout = opts.request_timeout_s + 10
-        models = self.stats_models
-        before_step = settled_counters(self._client, models)
+        before_step = settled_counters(self._client, self.stats_models)
         wall_start = time.perf_counter()
         for conn, plan in plans:
             conn.send(("start", plan))
         for conn in conns:
             self._recv(conn, timeout)
         total = Records()
-
         time.sleep(opts.warmup_s)
-        for records in self._ask(conns, ("collect",), timeout):
+        total.merge(self._collect(conns, timeout))
+
+        windows, window_records, counters = self._measure(conns, timeout)
+        for records in window_records:
             total.merge(records)
-
-        windows: list[Window] = []
-        window_records: list[Records] = []
-        counters = [read_counters(self._client, models)]
-        t_prev = time.perf_counter()
-        while len(windows) < opts.max_windows:
-            time.sleep(opts.window_s)
-            merged = Records()
-            for records in self._ask(conns, ("collect",), timeout):
-                merged.merge(records)
-            while (
-                merged.completed < opts.min_window_requests
-                and time.perf_counter() - t_prev < 4 * opts.window_s
-            ):
-                time.sleep(min(0.5, opts.window_s))
-                for records in self._ask(conns, ("collect",), timeout):
-                    merged.merge(records)
-            now = time.perf_counter()
-            counters.append(read_counters(self._client, models))
-            windows.append(window_of(merged.latencies_s, sum(merged.errors.values()), now - t_prev))
-            window_records.append(merged)
-            total.merge(merged)
-            t_prev = now
-            if is_stable(windows, opts.stable_windows, opts.tolerance):
-                break
-        stable = is_stable(windows, opts.stable_windows, opts.tolerance)
-
         for records in self._ask(conns, ("stop",), timeout):
             total.merge(records)
         wall = time.perf_counter() - wall_start
-        after_step = settled_counters(self._client, models)
+        after_step = settled_counters(self._client, self.stats_models)
 
         k = min(opts.stable_windows, len(windows))
         measured = Records()
@@ -267,7 +246,7 @@ class LoadTest:
             concurrency=concurrency,
             target_rate=opts.rate,
             windows=len(windows),
-            stable=stable,
+            stable=is_stable(windows, opts.stable_windows, opts.tolerance),
             duration_s=duration,
             successes=len(measured.latencies_s),
             throughput=len(measured.latencies_s) / duration,
@@ -283,18 +262,49 @@ class LoadTest:
             harness_cpu_share=total.cpu_s / (wall * (os.cpu_count() or 1)),
             networks=self.network_models,
         )
-        busy = total.cpu_s / wall  # CPU-seconds per second the load workers used
-        if busy > 0.8 * len(conns):
+        self._log_step(step, busy=total.cpu_s / wall / len(conns))
+        return step
+
+    def _collect(self, conns, timeout: float) -> Records:
+        merged = Records()
+        for records in self._ask(conns, ("collect",), timeout):
+            merged.merge(records)
+        return merged
+
+    def _measure(self, conns, timeout: float):
+        """Windows until the last ``stable_windows`` agree or ``max_windows`` ran; a window is
+        extended (up to 4x) until it holds ``min_window_requests`` answers."""
+        opts = self.options
+        windows: list[Window] = []
+        window_records: list[Records] = []
+        counters = [read_counters(self._client, self.stats_models)]
+        t_prev = time.perf_counter()
+        while len(windows) < opts.max_windows and not is_stable(windows, opts.stable_windows, opts.tolerance):
+            time.sleep(opts.window_s)
+            merged = self._collect(conns, timeout)
+            while (
+                merged.completed < opts.min_window_requests
+                and time.perf_counter() - t_prev < 4 * opts.window_s
+            ):
+                time.sleep(min(0.5, opts.window_s))
+                merged.merge(self._collect(conns, timeout))
+            now = time.perf_counter()
+            counters.append(read_counters(self._client, self.stats_models))
+            windows.append(window_of(merged.latencies_s, sum(merged.errors.values()), now - t_prev))
+            window_records.append(merged)
+            t_prev = now
+        return windows, window_records, counters
+
+    def _log_step(self, step: StepResult, busy: float) -> None:
+        if busy > 0.8:  # CPU-seconds per second per load worker
             log.warning(
-                "load workers were %.0f%% busy: the harness may be the bottleneck; add --workers",
-                100 * busy / len(conns),
+                "load workers were %.0f%% busy: the harness may be the bottleneck; add --workers", 100 * busy
             )
         log.info(
             "step c=%d: %.1f req/s, p99 %.1f ms, %d errors, %s",
-            concurrency,
+            step.concurrency,
             step.throughput,
             step.latency.p99,
             step.error_count,
-            "stable" if stable else "not stable",
+            "stable" if step.stable else "not stable",
         )
-        return step
