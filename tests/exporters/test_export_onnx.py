@@ -61,6 +61,9 @@ def test_onnx_checker_opset_and_metadata_round_trip(exported):
     proto = onnx.load(str(path))
     assert max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")) >= 17
     assert read_onnx_spec(path) == net.spec
+    from serving.onnx_meta import read_spec  # the serving side's own reader (no exporters import)
+
+    assert read_spec(path) == net.spec
     prov = read_provenance(path)
     assert prov["network"] == net.spec.name
     assert prov["input_hw"] == list(net.spec.input_hw)
