@@ -131,7 +131,7 @@ def test_failed_verification_leaves_no_complete_looking_artifact(checkpoint, tmp
         network="cam-n",
         out_dir=out,
         checkpoint=checkpoint,
-        input_hw=SMALL_HW,
+        input_hw=(64, 96),
         profile=BatchProfile(1, 2, 4),
         verify=VerifyOptions(scenes=2, batch=2),
     )
