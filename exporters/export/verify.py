@@ -296,7 +296,7 @@ def verify(
         heads.append(_depth_result(np.concatenate(depth_errors), tol, delta))
     report = VerifyReport(label, images, heads, metrics, seconds)
     for line in report.lines():
-        log.info("%s: %s", label, line)
+        log.debug("%s: %s", label, line)
     return report
 
 
