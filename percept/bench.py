@@ -9,6 +9,7 @@ PyTorch in-process on the same ONNX / network and inputs, and rewrites BENCHMARK
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as _dt
 import json
 import logging
@@ -36,7 +37,7 @@ log = logging.getLogger("percept.bench")
 FUSED = "cam-n"
 SINGLE_TASK = ("cam-n-det", "cam-n-seg", "cam-n-depth")
 SWEEP = (1, 2, 4, 8, 16)
-SINGLE_TASK_SWEEP = (2, 4, 8, 16)  # c=1 cannot be a trio's peak: three requests in turn, one core idle
+SINGLE_TASK_SWEEP = (2, 4, 8)  # c=1 cannot be a trio's peak: three requests in turn, one core idle
 BATCHING_CONCURRENCY = 8
 ORT_BATCHES = (1, 2, 4, 8)
 OVERHEAD_ROUNDS = 4  # served c=1 steps, each between two in-process batch-1 runs
@@ -74,6 +75,7 @@ class Bench:
     sweeps: dict[str, LoadTestResult] = field(default_factory=dict)
     facts: dict = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
+    history: list[dict] = field(default_factory=list)  # earlier runs' ratios on this machine
 
     def measure(self, key: str, fn, required: bool = False):
         """Run one stage, record its seconds and its result (a sweep or a fact). A failed stage is
@@ -309,6 +311,26 @@ def _sweep_options(url: str, models: tuple[str, ...], concurrency: tuple[int, ..
     )
 
 
+def alternate(
+    plans: dict[str, tuple[str, tuple[str, ...]]],
+    schedule: list[tuple[str, int]],
+    frames: list[Frame],
+    quick: bool,
+) -> dict[str, LoadTestResult]:
+    """Several load tests open side by side (``plans``: key -> url, models), their steps run in
+    ``schedule`` order (key, concurrency), so that a drift of the machine's load spreads over all."""
+    with contextlib.ExitStack() as stack:
+        tests, results = {}, {}
+        for key, (url, models) in plans.items():
+            levels = tuple(c for k, c in schedule if k == key)
+            options = _sweep_options(url, models, levels, quick)
+            tests[key] = stack.enter_context(LoadTest(options, frames, f"{len(frames)} world frames"))
+            results[key] = tests[key].new_result()
+        for key, concurrency in schedule:
+            results[key].steps.append(tests[key].run_step(concurrency))
+    return results
+
+
 def sweep(url: str, models: tuple[str, ...], concurrency: tuple[int, ...], frames: list[Frame], quick: bool):
     options = _sweep_options(url, models, concurrency, quick)
     with LoadTest(options, frames, f"{len(frames)} world frames") as test:
@@ -392,58 +414,61 @@ def run(out: Path, fresh: bool, quick: bool) -> Bench:
 
     raw_model = FUSED.replace("-", "_")
     single_models = tuple(n.replace("-", "_") for n in SINGLE_TASK)
-    with tempfile.TemporaryDirectory(prefix="percept-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="percept-bench-") as tmp, contextlib.ExitStack() as servers:
         work = Path(tmp)
-        repo = build_repository(onnx, work / "repo_batching", dynamic_batching=True)
-        server = bench.measure("server_start", lambda: start_server(repo), required=True)
-        try:
-            url = server.grpc_url
-            # in-process ORT alternates with the served side (the server idles meanwhile), so
-            # that both sides of ratios 1 and 2 see the same machine load as far as possible
-            ort = OrtInProcess(onnx[FUSED], images, settings)
-            bench.measure(
-                "overhead", lambda: overhead_rounds(url, raw_model, frames, ort, OVERHEAD_ROUNDS, quick)
-            )
-            bench.measure("ort_before", lambda: ort.batches(min_time))
-            bench.measure("sweep_raw", lambda: sweep(url, (raw_model,), SWEEP, frames, quick))
-            bench.measure("ort_after", lambda: ort.batches(min_time))
-            bench.measure("matmul_after", matmul_peak)
-            peaks = [bench.facts[k] for k in ("matmul_before", "matmul_after") if k in bench.facts]
-            if peaks:  # the best seen: a crowded moment must not pass for the machine's peak
-                bench.facts["matmul"] = max(peaks, key=lambda p: p["gflops"])
-            if "ort_before" in bench.facts and "ort_after" in bench.facts:
-                bench.facts["ort"] = combine_batches(bench.facts["ort_before"], bench.facts["ort_after"])
-            bench.measure(
-                "sweep_single_task", lambda: sweep(url, single_models, SINGLE_TASK_SWEEP, frames, quick)
-            )
-            video_frames = world_frames(40 if quick else 80, seed=100, hw=spec.input_hw)
-            bench.measure(
-                "sweep_ensemble",
-                lambda: sweep(url, (ENSEMBLE_CAMERA,), (BATCHING_CONCURRENCY,), frames, quick),
-            )
-            video = write_video(video_frames, work / "drive.mp4")
-            bench.measure("video", lambda: video_fps(url, video, work / "video_out"))
-            bench.measure("video_no_mp4", lambda: video_fps(url, video, work / "video_out_no_mp4", False))
-            bench.measure(
-                "wire",
-                lambda: {
-                    "ensemble": response_bytes(url, ENSEMBLE_CAMERA, frames[0]),
-                    "raw_network": response_bytes(url, raw_model, frames[0]),
-                    "raw_fp32": raw_fp32_bytes(spec),
-                },
-            )
-        finally:
-            server.stop()
-        repo = build_repository(onnx, work / "repo_no_batching", dynamic_batching=False)
-        server = bench.measure("server_start_no_batching", lambda: start_server(repo), required=True)
-        try:
-            url = server.grpc_url
-            bench.measure(
-                "sweep_no_batching", lambda: sweep(url, (raw_model,), (BATCHING_CONCURRENCY,), frames, quick)
-            )
-        finally:
-            server.stop()
+        # both servers up from the start (an idle one costs no CPU), so the batching on/off steps can
+        # alternate like every other pair of numbers here
+        repo_on = build_repository(onnx, work / "repo_batching", dynamic_batching=True)
+        repo_off = build_repository(onnx, work / "repo_no_batching", dynamic_batching=False)
+        on = servers.enter_context(bench.measure("server_start", lambda: start_server(repo_on), True))
+        off = servers.enter_context(
+            bench.measure("server_start_no_batching", lambda: start_server(repo_off), True)
+        )
+        url = on.grpc_url
+        # in-process ORT alternates with the served side (the servers idle meanwhile), so that both
+        # sides of ratios 1 and 2 see the same machine load as far as possible
+        ort = OrtInProcess(onnx[FUSED], images, settings)
+        bench.measure(
+            "overhead", lambda: overhead_rounds(url, raw_model, frames, ort, OVERHEAD_ROUNDS, quick)
+        )
+        bench.measure("ort_before", lambda: ort.batches(min_time))
+        schedule = [
+            (key, c)
+            for c in SWEEP
+            for key in ("raw", "single_task")
+            if key == "raw" or c in SINGLE_TASK_SWEEP
+        ]
+        plans = {"raw": (url, (raw_model,)), "single_task": (url, single_models)}
+        bench.measure("sweeps_main", lambda: alternate(plans, schedule, frames, quick))
+        bench.measure("ort_after", lambda: ort.batches(min_time))
+        bench.measure("matmul_after", matmul_peak)
+        plans_b: dict[str, tuple[str, tuple[str, ...]]] = {
+            "batching_on": (url, (raw_model,)),
+            "no_batching": (off.grpc_url, (raw_model,)),
+        }
+        schedule_b = [("batching_on", BATCHING_CONCURRENCY), ("no_batching", BATCHING_CONCURRENCY)] * 2
+        bench.measure("sweeps_batching", lambda: alternate(plans_b, schedule_b, frames, quick))
+        bench.measure(
+            "sweep_ensemble", lambda: sweep(url, (ENSEMBLE_CAMERA,), (BATCHING_CONCURRENCY,), frames, quick)
+        )
+        video = write_video(world_frames(40 if quick else 80, seed=100, hw=spec.input_hw), work / "drive.mp4")
+        bench.measure("video", lambda: video_fps(url, video, work / "video_out"))
+        bench.measure("video_no_mp4", lambda: video_fps(url, video, work / "video_out_no_mp4", False))
+        wire = {"ensemble": (ENSEMBLE_CAMERA, frames[0]), "raw_network": (raw_model, frames[0])}
+        bench.measure(
+            "wire",
+            lambda: (
+                {k: response_bytes(url, *v) for k, v in wire.items()} | {"raw_fp32": raw_fp32_bytes(spec)}
+            ),
+        )
 
+    for key in ("sweeps_main", "sweeps_batching"):
+        bench.sweeps.update(bench.facts.pop(key, {}))
+    peaks = [bench.facts[k] for k in ("matmul_before", "matmul_after") if k in bench.facts]
+    if peaks:  # the best seen: a crowded moment must not pass for the machine's peak
+        bench.facts["matmul"] = max(peaks, key=lambda p: p["gflops"])
+    if "ort_before" in bench.facts and "ort_after" in bench.facts:
+        bench.facts["ort"] = combine_batches(bench.facts["ort_before"], bench.facts["ort_after"])
     bench.figures = figures(bench)
     bench.facts["machine_end"] = machine_info()
     bench.seconds["total"] = time.perf_counter() - t_all
@@ -469,15 +494,16 @@ def _server_ort_settings() -> dict:
     }
 
 
-def _step(result: LoadTestResult, concurrency: int):
-    return next(s for s in result.steps if s.concurrency == concurrency)
-
-
 C = BATCHING_CONCURRENCY
 
 
 def _peak(bench: Bench):
-    return max(bench.sweeps["raw"].steps, key=lambda s: s.throughput)
+    """The best served cam_n step with the default repository: the sweep and the batching-on steps."""
+    steps = [
+        *bench.sweeps["raw"].steps,
+        *(bench.sweeps["batching_on"].steps if "batching_on" in bench.sweeps else []),
+    ]
+    return max(steps, key=lambda s: s.throughput)
 
 
 def _served_peak(bench: Bench) -> tuple[str, float, str]:
@@ -519,13 +545,14 @@ def _fig_peak(bench: Bench) -> Figure:
 
 
 def _fig_batching(bench: Bench) -> Figure:
-    on, off = _step(bench.sweeps["raw"], C), _step(bench.sweeps["no_batching"], C)
+    on = max(bench.sweeps["batching_on"].steps, key=lambda s: s.throughput)
+    off = max(bench.sweeps["no_batching"].steps, key=lambda s: s.throughput)
     return Figure(
         "3",
         f"dynamic batching on / off at concurrency {C}",
         (f"on (avg batch {_batch(on):.2f})", on.throughput, "frames/s"),
         (f"off (avg batch {_batch(off):.2f})", off.throughput, "frames/s"),
-        note="no goal in the issue; > 1 means batching pays on this machine",
+        note="no goal in the issue; > 1 means batching pays on this machine; best of 2 alternated steps each",
     )
 
 
@@ -662,12 +689,20 @@ def markdown(bench: Bench) -> str:
         f"start and {m1['load_avg_1m']:.2f} at the end (other jobs were running on this machine).",
         "Versions: " + ", ".join(f"{k} {v}" for k, v in versions().items()) + ".",
         "",
-        "| # | figure | numerator | denominator | ratio | goal | met |",
-        "|---|---|---|---|---|---|---|",
+        "| # | figure | numerator | denominator | ratio | goal | met | earlier runs here |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for fig in bench.figures:
-        lines.append("| " + " | ".join(_cells(fig)) + " |")
-    lines += ["", "Notes:", ""]
+        lines.append("| " + " | ".join([*_cells(fig), _spread(bench.history, fig.key)]) + " |")
+    lines += [
+        "",
+        f"Earlier runs here: min-max of each ratio over the {len(bench.history)} earlier `make bench` runs"
+        " recorded in `artifacts/bench/history.jsonl` on this machine (any code version), to show how",
+        "much a ratio moves from run to run on a shared host.",
+        "",
+        "Notes:",
+        "",
+    ]
     lines += [f"- ({fig.key}) {fig.note}" for fig in bench.figures if fig.note]
     lines += [
         "- GPU rows (torch CUDA FP16 for 4 and 7) were not run: this session had no GPU.",
@@ -702,13 +737,12 @@ def markdown(bench: Bench) -> str:
         lines += ["", "Stages that failed in this run:", ""]
         lines += [f"- {k}: {v}" for k, v in bench.errors.items()]
     lines += ["", "## Concurrency sweeps (load-test harness)", ""]
-    results = [
-        bench.sweeps[k] for k in ("raw", "single_task", "no_batching", "ensemble") if k in bench.sweeps
-    ]
+    keys = ("raw", "single_task", "batching_on", "no_batching", "ensemble")
+    results = [bench.sweeps[k] for k in keys if k in bench.sweeps]
     if results:
         lines += [
-            "`cam_n` with dynamic batching over the sweep, the single-task trio over its sweep, then at",
-            f"concurrency {C} `cam_n` with batching off and the `perception` ensemble:",
+            "`cam_n` (dynamic batching) and the single-task trio, their steps alternated; then `cam_n`",
+            f"with batching on and off alternated at concurrency {C}; then the `perception` ensemble:",
             "",
             _sweep_table(*results),
         ]
@@ -729,6 +763,35 @@ def markdown(bench: Bench) -> str:
 def _describe(settings: dict) -> str:
     spin = "spinning on" if settings["allow_spinning"] else "spinning off"
     return f"{settings['intra_op_threads']} intra-op threads, 1 inter-op thread, {spin}"
+
+
+def _spread(history: list[dict], key: str) -> str:
+    values = [r["ratios"][key] for r in history if r.get("ratios", {}).get(key) is not None]
+    if not values:
+        return "-"
+    return f"{min(values):.2f}-{max(values):.2f} ({len(values)})"
+
+
+def append_history(path: Path, bench: Bench) -> None:
+    """One line per run: the date, the load and every ratio, for the spread column of later runs."""
+    ratios = {f.key: (f.ratio if f.ratio == f.ratio else None) for f in bench.figures}
+    entry = {
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "load_avg_1m": bench.facts["machine_start"]["load_avg_1m"],
+        "ratios": ratios,
+    }
+    with path.open("a") as f:
+        f.write(json.dumps(entry) + "\n")
+
+
+def read_history(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        with contextlib.suppress(json.JSONDecodeError):
+            out.append(json.loads(line))
+    return out
 
 
 def _by_batch(res: dict) -> str:
@@ -805,7 +868,10 @@ def main(argv: list[str] | None = None) -> int:
         "sweeps": {k: v.to_dict() for k, v in bench.sweeps.items()},
     }
     (args.out / "bench.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
+    history = args.out / "history.jsonl"
+    bench.history = read_history(history)
     args.markdown.write_text(markdown(bench))
+    append_history(history, bench)
     for fig in bench.figures:
         status = {True: "met", False: "MISSED", None: "no goal"}[fig.met]
         print(f"({fig.key}) {fig.title}: {fig.ratio:.2f} {fig.goal} {status}")

@@ -179,9 +179,10 @@ class LoadTest:
         names += list(self.options.extra_stats_models)
         return tuple(dict.fromkeys(names))
 
-    def run(self) -> LoadTestResult:
+    def new_result(self) -> LoadTestResult:
+        """An empty result for this test's steps (``run`` fills one; callers may run steps themselves)."""
         opts = self.options
-        result = LoadTestResult(
+        return LoadTestResult(
             url=opts.url,
             models=opts.models,
             mode=opts.mode,
@@ -189,7 +190,10 @@ class LoadTest:
             options=asdict(opts),
             machine=machine_info(),
         )
-        for concurrency in opts.steps:
+
+    def run(self) -> LoadTestResult:
+        result = self.new_result()
+        for concurrency in self.options.steps:
             step = self.run_step(concurrency)
             result.steps.append(step)
             if self.on_step is not None:

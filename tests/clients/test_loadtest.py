@@ -323,3 +323,22 @@ def test_bench_report_names_what_was_not_measured(tmp_path):
     text = markdown(bench)
     assert text.count("not measured") >= 7  # every figure but the wire one lacks its inputs
     assert "percept video failed" in text and "GPU rows" in text
+
+
+def test_bench_history_gives_each_ratio_its_spread(tmp_path):
+    from percept.bench import Bench, Figure, _spread, append_history, read_history
+
+    path = tmp_path / "history.jsonl"
+    for served in (11.0, 13.0):
+        bench = Bench(tmp_path)
+        bench.facts["machine_start"] = {"load_avg_1m": 2.0}
+        bench.figures = [
+            Figure("1", "overhead", ("served", served, "ms"), ("in-process", 10.0, "ms"), "<= 1.10")
+        ]
+        append_history(path, bench)
+    with path.open("a") as f:
+        f.write('{"torn line\n')  # an interrupted write must not break later runs
+    history = read_history(path)
+    assert len(history) == 2
+    assert _spread(history, "1") == "1.10-1.30 (2)"
+    assert _spread(history, "2") == "-"
