@@ -202,3 +202,22 @@ def test_verification_matches_degenerate_boxes_by_their_corners():
     stats = DetectionStats()
     compare_detections(out(flat, [0.9, 0.8]), out(moved, [0.9, 0.8]), 0, spec, Tolerances(), stats)
     assert (stats.matched, stats.unmatched) == (1, 2)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "name", ["cam-s", "cam-m", "fusion-s", "fusion-m", "cam-n-det", "cam-n-seg", "cam-n-depth"]
+)
+def test_every_registered_network_exports_to_its_spec(name, tmp_path):
+    """The rest of the registry (cam-n and fusion-n are covered above) at a small size."""
+    from exporters.export import export_onnx
+
+    net = lively_network(name, (64, 96))
+    path = export_onnx(net, tmp_path / "model.onnx", OnnxOptions(profile=BatchProfile(1, 1, 2)))
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert [(o.name, list(o.shape)) for o in sess.get_outputs()] == [
+        (t.name, list(t.dims)) for t in net.spec.network_outputs
+    ]
+    outputs = _run(path, random_inputs(net.spec, 2))
+    for t in net.spec.network_outputs:
+        assert outputs[t.name].dtype == np.dtype(t.dtype) and outputs[t.name].shape[0] == 2
