@@ -682,8 +682,9 @@ def markdown(bench: Bench) -> str:
         "# Benchmarks",
         "",
         f"Written by `{COMMAND}` on {now}; the whole run took {bench.seconds['total']:.0f} s.",
-        "Every figure is a ratio of two numbers measured in this one run on this one machine; absolute",
-        "numbers on a shared 2-core machine move from run to run, ratios much less.",
+        "Every figure is a ratio of two numbers measured in this one run on this one machine. Absolute",
+        "numbers on a shared 2-core machine move a lot from run to run; ratios move less, but they still",
+        "move (last column), so read a goal as met or missed for this run, not for all time.",
         "",
         f"Machine: {m0['cpu']}, {m0['cores']} cores, no GPU; load average {m0['load_avg_1m']:.2f} at the",
         f"start and {m1['load_avg_1m']:.2f} at the end (other jobs were running on this machine).",
@@ -696,9 +697,9 @@ def markdown(bench: Bench) -> str:
         lines.append("| " + " | ".join([*_cells(fig), _spread(bench.history, fig.key)]) + " |")
     lines += [
         "",
-        f"Earlier runs here: min-max of each ratio over the {len(bench.history)} earlier `make bench` runs"
-        " recorded in `artifacts/bench/history.jsonl` on this machine (any code version), to show how",
-        "much a ratio moves from run to run on a shared host.",
+        f"Earlier runs here: min-max of each ratio over the {len(bench.history)} earlier `make bench` runs",
+        "recorded in `artifacts/bench/history.jsonl` on this machine (any code version), to show how much",
+        "a ratio moves from run to run on a shared host.",
         "",
         "Notes:",
         "",
