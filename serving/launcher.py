@@ -120,6 +120,12 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+def _kill_group(pgid: int) -> None:
+    """SIGKILL what is left of the server's process group (stubs orphaned by a crash)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
 class TritonServer:
     """A tritonserver process: ``with TritonServer(ServerOptions(repo)) as server: server.grpc_url``.
 
@@ -229,6 +235,9 @@ class TritonServer:
             stdin=subprocess.DEVNULL,
             env=self.environment(),
             preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+            # its own process group: the python-backend stubs join it, and a server that crashed
+            # (or was SIGKILLed) leaves them orphaned; stop() reaps the whole group
+            start_new_session=True,
         )
         self._wait_ready()
         log.info("tritonserver ready: grpc %s, http %s (log %s)", self.grpc_url, self.http_url, self.log_path)
@@ -287,6 +296,7 @@ class TritonServer:
                     proc.kill()
                     proc.wait()
             code = proc.returncode
+            _kill_group(proc.pid)
         if self._log_handle is not None:
             self._log_handle.close()
             self._log_handle = None

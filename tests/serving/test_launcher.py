@@ -140,3 +140,25 @@ def test_another_tritonserver_binary_with_its_own_backend_directory(triton_repos
         assert server.is_ready()
         assert f"--backend-directory={tmp_path / 'backends'}" in server.command(options.backend_directory)
     assert not server.running
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.mark.triton
+def test_a_crashed_server_leaves_no_backend_stub_behind(triton_repository):
+    # SIGKILL of tritonserver orphans its python-backend stubs; stop() must reap its process group
+    server = TritonServer(ServerOptions(triton_repository, stop_grace_s=5)).start()
+    pid = server.pid
+    assert pid is not None and os.getpgid(pid) == pid
+    os.kill(pid, signal.SIGKILL)
+    server.stop()
+    deadline = time.monotonic() + 10
+    while _group_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _group_alive(pid), "python-backend stubs outlived the server"
