@@ -27,15 +27,17 @@ def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug log
 
 
 def _register() -> None:
-    # One line per command group; each module exposes a typer app or a command function.
-    app.command("video")(__import__("percept.video", fromlist=["video"]).video)
-    app.add_typer(__import__("percept.repo", fromlist=["app"]).app, name="repo")
-    app.command("serve")(__import__("percept.serve", fromlist=["serve"]).serve)
-    app.command("loadtest")(__import__("percept.loadtest", fromlist=["loadtest"]).loadtest)
-    __import__("percept.export", fromlist=["register"]).register(app)
-    app.add_typer(__import__("percept.world", fromlist=["app"]).app, name="world")
-    app.command("train")(__import__("percept.train", fromlist=["train"]).train)
-    app.command("eval")(__import__("percept.evaluate", fromlist=["eval_command"]).eval_command)
+    # In the order of the pipeline; each module imports its heavy dependencies inside its commands.
+    from percept import evaluate, export, loadtest, repo, serve, train, video, world
+
+    app.add_typer(world.app, name="world")
+    app.command("train")(train.train)
+    app.command("eval")(evaluate.eval_command)
+    export.register(app)  # export, import-onnx
+    app.add_typer(repo.app, name="repo")
+    app.command("serve")(serve.serve)
+    app.command("video")(video.video)
+    app.command("loadtest")(loadtest.loadtest)
 
 
 def main() -> None:
