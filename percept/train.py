@@ -33,6 +33,7 @@ def train(
     seg_weight: float = typer.Option(2.0, help="Segmentation loss weight."),
     depth_weight: float = typer.Option(1.0, help="Depth loss weight."),
     det_weight: float = typer.Option(1.0, help="Detection loss weight."),
+    silog_lambda: float = typer.Option(0.25, help="SILog lambda (0: log-RMSE; 1: fully scale-invariant)."),
 ) -> None:
     """Train NETWORK (multi-task loss over world scenes), evaluate it and write checkpoint + metadata."""
     from exporters.training import LossWeights, TrainOptions, train_and_ship
@@ -55,7 +56,9 @@ def train(
         save_every=save_every,
         eval_scenes=eval_scenes,
         threads=threads,
-        weights=LossWeights(detection=det_weight, segmentation=seg_weight, depth=depth_weight),
+        weights=LossWeights(
+            detection=det_weight, segmentation=seg_weight, depth=depth_weight, silog_lambda=silog_lambda
+        ),
     )
     meta = train_and_ship(options)
     typer.echo(json.dumps(meta.get("validation", {}), indent=2))

@@ -266,7 +266,8 @@ def train_and_ship(options: TrainOptions) -> dict:
         "wall_minutes": round(result.wall_minutes, 2),
         "threads": options.threads,
         "weights_dtype": "float16",
-        "init_from": str(options.init_from.name) if options.init_from else None,
+        "init_from": _source_summary(options.init_from) if options.init_from else None,
+        "silog_lambda": options.weights.silog_lambda,
         "options": {
             k: v
             for k, v in asdict(options).items()
@@ -287,3 +288,13 @@ def train_and_ship(options: TrainOptions) -> dict:
     out.with_suffix(".json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     log.info("wrote %s (%.1f MB)", out, out.stat().st_size / 1e6)
     return meta
+
+
+def _source_summary(path: Path) -> dict:
+    """What a run started from: the checkpoint's network, steps and wall time (for the metadata)."""
+    data = torch.load(path, map_location="cpu", weights_only=False)
+    meta = data.get("meta", {}) if isinstance(data, dict) else {}
+    return {
+        "file": Path(path).name,
+        **{k: meta.get(k) for k in ("network", "steps", "wall_minutes", "silog_lambda")},
+    }
