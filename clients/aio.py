@@ -14,8 +14,8 @@ from dataclasses import replace
 import numpy as np
 
 from clients import _core
-from clients.client import _to_client_error
-from clients.errors import ClientError, ServerUnavailableError
+from clients.client import retry_delay
+from clients.errors import ClientError
 from clients.options import ClientOptions
 from clients.results import PerceptionResult
 from clients.shm import AsyncSharedMemoryPool
@@ -51,17 +51,7 @@ class AsyncPerceptionClient:
             try:
                 return await fn(*args, client_timeout=self.options.timeout_s, **kwargs)
             except Exception as exc:
-                error = _to_client_error(exc)
-                if error is None:
-                    raise
-                if isinstance(error, ServerUnavailableError) and attempt + 1 < policy.max_attempts:
-                    delay = policy.delay(attempt)
-                    log.warning(
-                        "%s; retry %d/%d in %.2fs", error, attempt + 1, policy.max_attempts - 1, delay
-                    )
-                    await asyncio.sleep(delay)
-                    continue
-                raise error from None
+                await asyncio.sleep(retry_delay(exc, attempt, policy))
         raise AssertionError("unreachable")
 
     async def model_info(self, model: str | None = None) -> _core.ModelInfo:

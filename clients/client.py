@@ -19,7 +19,7 @@ import numpy as np
 
 from clients import _core
 from clients.errors import ClientError, ServerUnavailableError, from_triton_exception
-from clients.options import ClientOptions
+from clients.options import ClientOptions, RetryPolicy
 from clients.results import PerceptionResult
 from clients.shm import SharedMemoryInputs
 from serving.spec import ModelSpec
@@ -39,6 +39,20 @@ def _to_client_error(exc: Exception) -> ClientError | None:
     if isinstance(exc, grpc.RpcError):
         return from_triton_exception(exc)
     return None
+
+
+def retry_delay(exc: Exception, attempt: int, policy: RetryPolicy) -> float:
+    """Seconds to wait before retrying the RPC that raised ``exc``; raises when it must not be
+    retried: the mapped ClientError (UNAVAILABLE only is retried, until the policy's attempts run
+    out), or ``exc`` itself when it is not a gRPC error."""
+    error = _to_client_error(exc)
+    if error is None:
+        raise exc
+    if not isinstance(error, ServerUnavailableError) or attempt + 1 >= policy.max_attempts:
+        raise error from None
+    delay = policy.delay(attempt)
+    log.warning("%s; retry %d/%d in %.2fs", error, attempt + 1, policy.max_attempts - 1, delay)
+    return delay
 
 
 class PerceptionClient:
@@ -64,17 +78,7 @@ class PerceptionClient:
             try:
                 return fn(*args, client_timeout=self.options.timeout_s, **kwargs)
             except Exception as exc:
-                error = _to_client_error(exc)
-                if error is None:
-                    raise
-                if isinstance(error, ServerUnavailableError) and attempt + 1 < policy.max_attempts:
-                    delay = policy.delay(attempt)
-                    log.warning(
-                        "%s; retry %d/%d in %.2fs", error, attempt + 1, policy.max_attempts - 1, delay
-                    )
-                    time.sleep(delay)
-                    continue
-                raise error from None
+                time.sleep(retry_delay(exc, attempt, policy))
         raise AssertionError("unreachable")
 
     def model_info(self, model: str | None = None) -> _core.ModelInfo:
