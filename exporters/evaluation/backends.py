@@ -19,6 +19,20 @@ log = logging.getLogger(__name__)
 Predictor = Callable[[np.ndarray, np.ndarray | None], list[dict[str, np.ndarray]]]
 
 
+def _feeds(spec: ModelSpec, images: np.ndarray, lidar: np.ndarray | None) -> dict[str, np.ndarray]:
+    """The network inputs of one batch, named and typed by the spec."""
+    feeds = {IMAGES: np.ascontiguousarray(images, dtype=np.uint8)}
+    if spec.fusion:
+        if lidar is None:
+            raise SpecError(f"{spec.name} is a fusion network and needs a LiDAR depth image")
+        feeds[LIDAR_DEPTH] = np.ascontiguousarray(lidar, dtype=np.float32)
+    return feeds
+
+
+def _per_image(outputs: dict[str, np.ndarray], batch: int) -> list[dict[str, np.ndarray]]:
+    return [{k: v[i] for k, v in outputs.items()} for i in range(batch)]
+
+
 def torch_predictor(model) -> Predictor:
     """Run a PerceptionNet eagerly through the export stage's deploy wrapper, so decode, class-aware
     NMS (its numpy reference kernel), argmax and the FP16 depth cast are the very rules the exported
@@ -33,13 +47,7 @@ def torch_predictor(model) -> Predictor:
     deploy = build_deploy_model(model, spec)
 
     def predict(images: np.ndarray, lidar: np.ndarray | None) -> list[dict[str, np.ndarray]]:
-        inputs = {IMAGES: np.ascontiguousarray(images, dtype=np.uint8)}
-        if spec.fusion:
-            if lidar is None:
-                raise SpecError(f"{spec.name} is a fusion network and needs a LiDAR depth image")
-            inputs[LIDAR_DEPTH] = np.ascontiguousarray(lidar, dtype=np.float32)
-        outs = run_eager(deploy, inputs)
-        return [{k: v[i] for k, v in outs.items()} for i in range(len(images))]
+        return _per_image(run_eager(deploy, _feeds(spec, images, lidar)), len(images))
 
     return predict
 
@@ -67,12 +75,7 @@ def onnx_predictor(path: Path, spec: ModelSpec | None = None) -> tuple[Predictor
         raise SpecError(f"{path}: ONNX outputs lack {missing} (has {names})")
 
     def predict(images: np.ndarray, lidar: np.ndarray | None) -> list[dict[str, np.ndarray]]:
-        feeds = {IMAGES: np.ascontiguousarray(images, dtype=np.uint8)}
-        if spec.fusion:
-            if lidar is None:
-                raise SpecError(f"{spec.name} is a fusion network and needs a LiDAR depth image")
-            feeds[LIDAR_DEPTH] = np.ascontiguousarray(lidar, dtype=np.float32)
-        outs = dict(zip(want, session.run(want, feeds), strict=True))
-        return [{k: v[i] for k, v in outs.items()} for i in range(len(images))]
+        outs = dict(zip(want, session.run(want, _feeds(spec, images, lidar)), strict=True))
+        return _per_image(outs, len(images))
 
     return predict, spec
