@@ -21,23 +21,24 @@ def _label(img: np.ndarray, text: str, x: int, y: int, colour: tuple[int, int, i
     cv2.putText(img, text, (x + 1, y - base), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1, cv2.LINE_AA)
 
 
-def _seg_luts(n: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    colour = np.zeros((n, 3), np.uint16)
-    alpha = np.zeros((n, 1), np.uint16)  # out of 256
+def _seg_luts() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """256-entry lookup tables by class id: BGR colour, its weight and the frame's weight."""
+    colour = np.zeros((256, 1, 3), np.uint8)
+    alpha = np.zeros(256, np.float32)
     for cls, c in SEG_COLOURS.items():
-        colour[cls] = c
-        alpha[cls] = round(SEG_ALPHA[cls] * 256)
-    return colour, alpha
+        colour[cls, 0] = c
+        alpha[cls] = SEG_ALPHA[cls]
+    return colour, alpha, (1.0 - alpha).astype(np.float32)
 
 
-_SEG_COLOUR, _SEG_ALPHA = _seg_luts()
+_SEG_COLOUR, _SEG_ALPHA, _FRAME_ALPHA = _seg_luts()
 
 
 def overlay_segmentation(bgr: np.ndarray, seg: np.ndarray) -> np.ndarray:
-    """Blend a class colour over each pixel, in integer arithmetic (this runs for every frame)."""
-    a = _SEG_ALPHA[seg]  # HxWx1
-    blended = (bgr.astype(np.uint16) * (256 - a) + _SEG_COLOUR[seg] * a) >> 8
-    return blended.astype(np.uint8)
+    """Blend a class colour over each pixel (this runs for every frame of a video, so it stays in
+    OpenCV's vectorised kernels: three table lookups and one per-pixel weighted blend)."""
+    colour = cv2.LUT(cv2.merge([seg, seg, seg]), _SEG_COLOUR)
+    return cv2.blendLinear(bgr, colour, cv2.LUT(seg, _FRAME_ALPHA), cv2.LUT(seg, _SEG_ALPHA))
 
 
 def _colour_depth(depth: np.ndarray) -> np.ndarray:
@@ -51,7 +52,9 @@ def depth_panel(
     depth: np.ndarray | None, hw: tuple[int, int], lidar_depth: np.ndarray | None = None
 ) -> np.ndarray:
     """Depth in metres -> TURBO colour map (near = red, far = blue, log scale), with a legend.
-    ``lidar_depth`` (HxW metres, 0 = no return) is drawn on top as dots in the same colours."""
+    ``depth`` may be smaller than ``hw`` (the depth head's resolution): it is coloured there and the
+    colours are resized, which costs a fraction of colouring at ``hw``. ``lidar_depth`` (HxW
+    metres, 0 = no return) is drawn on top as dots in the same colours."""
     h, w = hw
     panel: np.ndarray
     if depth is None:
@@ -66,7 +69,8 @@ def depth_panel(
         hit = lidar_depth > 0
         dots = cv2.dilate(hit.astype(np.uint8), np.ones((2, 2), np.uint8)) > 0
         grown = cv2.dilate(lidar_depth, np.ones((2, 2), np.uint8))  # carry each return's depth to its dot
-        panel[dots] = _colour_depth(np.where(dots, grown, 1.0))[dots]
+        if dots.any():
+            panel[dots] = _colour_depth(grown[dots][None])[0]
         legend += "; dots: LiDAR"
     _label(panel, legend, 4, h - 4, (255, 255, 255), max(0.4, h / 720))
     return panel
@@ -94,7 +98,7 @@ def annotate(
             colour = BOX_COLOURS[det.class_id % len(BOX_COLOURS)]
             cv2.rectangle(bgr, (x1, y1), (x2, y2), colour, thick)
             _label(bgr, f"{det.class_name} {det.score:.2f}", x1, y1, colour, scale)
-        depth = result.depth_at_source()
+        depth = result.depth  # coloured at its own resolution, then resized by depth_panel
     if header:
         _label(bgr, header, 2, int(22 * scale / 0.5), (255, 255, 255), scale)
     if error:
