@@ -348,7 +348,7 @@ def import_onnx(
     """Validate ``model`` against ``heads``, compose the in-graph steps, write ``path``; the spec."""
     import onnx
 
-    from exporters.export.onnx_export import check_onnx, file_sha256, set_metadata
+    from exporters.export.onnx_export import file_sha256, save_checked, set_metadata
 
     try:
         proto = onnx.load(str(model))
@@ -386,17 +386,12 @@ def import_onnx(
         "exported_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
     set_metadata(proto, spec, prov)
-    tmp = path.with_name(path.name + ".partial")
     try:
         proto = onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True)
-        onnx.save(proto, str(tmp))
-        check_onnx(tmp, spec)
-        os.replace(tmp, path)
+        save_checked(proto, path, spec)
     except ExportError:
-        tmp.unlink(missing_ok=True)
         raise
     except Exception as exc:
-        tmp.unlink(missing_ok=True)
         raise ExportError(f"composing {model} failed: {type(exc).__name__}: {exc}") from exc
     return spec
 

@@ -74,7 +74,6 @@ def export_onnx(model, path: str | Path, options: OnnxOptions, provenance_extra:
     spec: ModelSpec = model.spec
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
     deploy = build_deploy_model(model, spec)
     example = _example_inputs(spec, batch=max(2, options.profile.opt))
     batch = torch.export.Dim(BATCH_DIM, min=1, max=max(options.profile.max, 2))
@@ -97,14 +96,10 @@ def export_onnx(model, path: str | Path, options: OnnxOptions, provenance_extra:
             raise ExportError("torch.onnx.export returned no program")
         proto = program.model_proto
         proto = finalize(proto, spec, provenance(spec, options, provenance_extra))
-        _onnx().save(proto, tmp)
-        check_onnx(tmp, spec)
-        os.replace(tmp, path)
+        save_checked(proto, path, spec)
     except ExportError:
-        tmp.unlink(missing_ok=True)
         raise
     except Exception as exc:
-        tmp.unlink(missing_ok=True)
         raise ExportError(f"ONNX export of {spec.name} failed: {type(exc).__name__}: {exc}") from exc
     log.info("wrote %s (%.1f MB)", path, path.stat().st_size / 1e6)
     return path
@@ -168,6 +163,18 @@ def read_provenance(path: str | Path) -> dict:
 
 
 _ONNX_DTYPES = {"uint8": 2, "int32": 6, "int64": 7, "float16": 10, "float32": 1, "bool": 9}
+
+
+def save_checked(proto, path: Path, spec: ModelSpec) -> None:
+    """Write ``proto`` to ``<path>.partial``, check it against ``spec`` and rename it to ``path``:
+    a file at ``path`` is always complete and checked, and a failure leaves no partial file."""
+    tmp = path.with_name(path.name + ".partial")
+    try:
+        _onnx().save(proto, str(tmp))
+        check_onnx(tmp, spec)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def check_onnx(path: str | Path, spec: ModelSpec) -> None:
