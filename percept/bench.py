@@ -271,22 +271,15 @@ def matmul_peak() -> dict:
 
 # --- server side ---------------------------------------------------------------------------------
 def build_repository(onnx: dict[str, Path], out: Path, dynamic_batching: bool) -> Path:
-    """The repository as `percept repo build` writes it; without dynamic batching the network
-    configs lose their ``dynamic_batching`` block (Triton then runs each request on its own)."""
-    from google.protobuf import text_format
-    from tritonclient.grpc import model_config_pb2
-
+    """The repository as `percept repo build` writes it, with or without the dynamic batcher on
+    the network models (without it Triton runs each request on its own)."""
+    from serving.model_config import BatchingOptions, RepositoryOptions
     from serving.repository import build_repository as build
 
     if out.exists():
         shutil.rmtree(out)
-    build([onnx[n] for n in (FUSED, *SINGLE_TASK)], out)
-    if not dynamic_batching:
-        for name in (FUSED, *SINGLE_TASK):
-            path = out / name.replace("-", "_") / "config.pbtxt"
-            config = text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
-            config.ClearField("dynamic_batching")
-            path.write_text(text_format.MessageToString(config))
+    options = RepositoryOptions(batching=BatchingOptions(dynamic=dynamic_batching))
+    build([onnx[n] for n in (FUSED, *SINGLE_TASK)], out, options)
     return out
 
 

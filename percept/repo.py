@@ -22,6 +22,9 @@ def build(
     max_batch_size: int = typer.Option(8, help="Largest batch the dynamic batcher forms."),
     max_queue_delay_us: int = typer.Option(2000, help="Dynamic batcher's wait for more requests (µs)."),
     preferred_batch_size: list[int] = typer.Option([], help="Preferred batch size (repeatable)."),
+    no_dynamic_batching: bool = typer.Option(
+        False, "--no-dynamic-batching", help="No dynamic batcher on the network: each request runs alone."
+    ),
     max_queue_size: int = typer.Option(64, help="Requests queued beyond this are rejected at once."),
     queue_timeout_us: int = typer.Option(5_000_000, help="A request queued longer is rejected (µs)."),
     instances: int = typer.Option(2, help="Instances of the network model."),
@@ -48,6 +51,7 @@ def build(
             preferred_batch_sizes=tuple(preferred_batch_size),
             max_queue_size=max_queue_size,
             queue_timeout_us=queue_timeout_us,
+            dynamic=not no_dynamic_batching,
         ),
         network_instances=instances,
         preprocess_instances=preprocess_instances,

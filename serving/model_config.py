@@ -48,6 +48,9 @@ class BatchingOptions:
     preferred_batch_sizes: tuple[int, ...] = ()
     max_queue_size: int = 64  # beyond this, requests are rejected at once (UNAVAILABLE)
     queue_timeout_us: int = 5_000_000  # a request queued longer is rejected; clients may override
+    # False: no dynamic batcher on the network model, each request runs alone (a client may still
+    # send batches up to max_batch_size); the baseline `make bench` compares batching against
+    dynamic: bool = True
 
     def __post_init__(self) -> None:
         if self.max_batch_size < 1:
@@ -161,6 +164,8 @@ def _latest_version(pb, cfg) -> None:
 
 
 def _dynamic_batching(pb, cfg, batching: BatchingOptions | None) -> None:
+    if batching is not None and not batching.dynamic:
+        return
     db = cfg.dynamic_batching
     if batching is None:  # pre/postprocess: take whatever is queued, never wait
         db.SetInParent()

@@ -179,6 +179,11 @@ def test_batching_options_reach_the_config(onnx_files, tmp_path):
     net = _configs(tmp_path)["cam_n"]
     assert net.max_batch_size == 4 and list(net.dynamic_batching.preferred_batch_size) == [4]
     assert net.dynamic_batching.max_queue_delay_microseconds == 500 and net.instance_group[0].count == 2
+    off = tmp_path / "off"
+    build_repository(onnx_files[:1], off, RepositoryOptions(batching=BatchingOptions(dynamic=False)))
+    configs = _configs(off)
+    assert not configs["cam_n"].HasField("dynamic_batching") and configs["cam_n"].max_batch_size == 8
+    assert configs["cam_n_preprocess"].HasField("dynamic_batching")  # pre/post keep theirs
 
 
 @pytest.mark.parametrize(
