@@ -42,14 +42,40 @@ class SegmentationHead(nn.Module):
         return self.up(self.pred(self.decoder(p3, c2)))
 
 
+class LidarDepthGuide(nn.Module):
+    """Residual correction of the depth decoder's stride-4 features from the LiDAR at stride 4:
+    ``feat + conv1x1(ConvBNAct3x3(concat(feat, lidar4)))``. The last conv starts at zero, so a
+    camera-trained head is unchanged until training teaches it where to trust a return."""
+
+    def __init__(self, width: int, guide_channels: int):
+        super().__init__()
+        self.mix = ConvBNAct(width + guide_channels, width, 3)
+        self.out = nn.Conv2d(width, width, 1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)  # type: ignore[arg-type]
+
+    def forward(self, feat: torch.Tensor, lidar4: torch.Tensor) -> torch.Tensor:
+        return feat + self.out(self.mix(torch.cat([feat, lidar4], 1)))
+
+
 class DepthHead(nn.Module):
     """Metric depth ``[B, 1, H/depth_stride, W/depth_stride]`` in metres, in
-    ``(MIN_DEPTH_M, max_depth_m)``: ``min + (max - min) * sigmoid(x)``; the stride-4 features are
-    upsampled bilinearly to the output stride and refined there by a depthwise 3x3 conv."""
+    ``(MIN_DEPTH_M, max_depth_m)``: ``min + (max - min) * sigmoid(x)``; the stride-4 features
+    (corrected by the LiDAR guide in fusion networks) are upsampled bilinearly to the output
+    stride and refined there by a depthwise 3x3 conv."""
 
-    def __init__(self, c_p3: int, c_skip: int, width: int, depth_stride: int, max_depth_m: float):
+    def __init__(
+        self,
+        c_p3: int,
+        c_skip: int,
+        width: int,
+        depth_stride: int,
+        max_depth_m: float,
+        guide_channels: int = 0,
+    ):
         super().__init__()
         self.decoder = StrideFourDecoder(c_p3, c_skip, width)
+        self.guide = LidarDepthGuide(width, guide_channels) if guide_channels else None
         factor = 4 // depth_stride
         self.up: nn.Module = (
             nn.Upsample(scale_factor=float(factor), mode="bilinear", align_corners=False)
@@ -64,6 +90,11 @@ class DepthHead(nn.Module):
         p = (20.0 - MIN_DEPTH_M) / self.depth_range
         nn.init.constant_(self.pred.bias, math.log(p / (1 - p)))  # type: ignore[arg-type]
 
-    def forward(self, p3: torch.Tensor, c2: torch.Tensor) -> torch.Tensor:
-        x = self.pred(self.refine(self.up(self.decoder(p3, c2))))
+    def forward(self, p3: torch.Tensor, c2: torch.Tensor, lidar4: torch.Tensor | None = None) -> torch.Tensor:
+        feat = self.decoder(p3, c2)
+        if self.guide is not None:
+            if lidar4 is None:
+                raise ValueError("this depth head is LiDAR-guided: pass the stride-4 LiDAR guide")
+            feat = self.guide(feat, lidar4)
+        x = self.pred(self.refine(self.up(feat)))
         return self.min_depth + self.depth_range * torch.sigmoid(x)

@@ -10,6 +10,10 @@ at the same strides (the neck's inputs) by
 
 so the network learns per pixel and channel how much to trust the LiDAR, and an all-zero LiDAR
 image (no returns) is a valid input.
+
+The depth head also gets the LiDAR directly at stride 4 (the three input channels and the first
+conv's features): a return measures depth to within centimetres, which no amount of fusion at
+strides 8 and 16 recovers at the depth head's resolution (see exporters.networks.dense).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ class LidarEncoder(nn.Module):
     def __init__(self, width: int, c8: int, c16: int, max_depth_m: float):
         super().__init__()
         self.max_depth = max_depth_m
+        self.guide_channels = 3 + width  # the stride-4 output handed to the depth head
         self.pool = nn.MaxPool2d(4, 4)
         self.conv4 = ConvBNAct(3, width, 3)
         self.down8 = ConvBNAct(width, 2 * width, 3, 2)
@@ -46,11 +51,13 @@ class LidarEncoder(nn.Module):
         near = valid / inv.clamp(min=1.0 / self.max_depth) / self.max_depth
         return torch.cat([valid, inv, near], 1)
 
-    def forward(self, lidar_depth: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x4 = self.conv4(self.encode_input(lidar_depth))
+    def forward(self, lidar_depth: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """-> (stride-4 guide ``[B, guide_channels, H/4, W/4]``, stride-8 and stride-16 features)."""
+        enc = self.encode_input(lidar_depth)
+        x4 = self.conv4(enc)
         x8 = self.mix8(self.down8(x4))
         x16 = self.mix16(self.down16(x8))
-        return self.out8(x8), self.out16(x16)
+        return torch.cat([enc, x4], 1), self.out8(x8), self.out16(x16)
 
 
 class GatedFusion(nn.Module):

@@ -64,7 +64,14 @@ class PerceptionNet(nn.Module):
             else None
         )
         self.depth_head = (
-            DepthHead(w[2], w[1], config.dense_width, self.spec.depth_stride, self.spec.max_depth_m)
+            DepthHead(
+                w[2],
+                w[1],
+                config.dense_width,
+                self.spec.depth_stride,
+                self.spec.max_depth_m,
+                guide_channels=self.lidar_encoder.guide_channels if self.lidar_encoder else 0,
+            )
             if "depth" in tasks
             else None
         )
@@ -85,10 +92,11 @@ class PerceptionNet(nn.Module):
         self._check_inputs(images, lidar_depth)
         x = images.to(torch.float32) * self.norm_scale + self.norm_shift
         c2, c3, c4, c5 = self.backbone(x)
+        lidar4: torch.Tensor | None = None
         if self.lidar_encoder is not None and self.fuse8 is not None and self.fuse16 is not None:
             if lidar_depth is None:  # unreachable after _check_inputs; narrows the type
                 raise SpecError(f"{self.spec.name} needs lidar_depth")
-            l8, l16 = self.lidar_encoder(lidar_depth.to(torch.float32))
+            lidar4, l8, l16 = self.lidar_encoder(lidar_depth.to(torch.float32))
             c3 = self.fuse8(c3, l8)
             c4 = self.fuse16(c4, l16)
         p3, p4, p5 = self.neck(c3, c4, c5)
@@ -98,7 +106,7 @@ class PerceptionNet(nn.Module):
         if self.seg_head is not None:
             out[SEG_OUT] = self.seg_head(p3, c2)
         if self.depth_head is not None:
-            out[DEPTH_OUT] = self.depth_head(p3, c2)
+            out[DEPTH_OUT] = self.depth_head(p3, c2, lidar4)
         return out
 
     def anchor_points(self, input_hw: Sequence[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:

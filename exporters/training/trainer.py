@@ -54,6 +54,9 @@ class TrainOptions:
     augment: bool = True
     stop_at: int | None = None  # leave after this step (state saved), to split a run into sessions
     pool_lidar: bool = True  # render LiDAR into the pool even for camera nets: one cache serves both
+    # train only the modules with these names (e.g. "depth_head"); the rest is frozen, BN statistics
+    # included, so the outputs of the other heads stay bit for bit those of --init-from
+    train_only: tuple[str, ...] = ()
     weights: LossWeights = field(default_factory=LossWeights)
 
     def __post_init__(self) -> None:
@@ -135,6 +138,27 @@ def _load_matching(model: torch.nn.Module, path: Path) -> int:
     return len(matched)
 
 
+def _freeze_all_but(model: torch.nn.Module, prefixes: tuple[str, ...]) -> None:
+    """requires_grad only under the named submodules; SpecError naming an unknown one."""
+    names = dict(model.named_modules())
+    unknown = [p for p in prefixes if p not in names]
+    if unknown:
+        top = sorted(n for n in names if n and "." not in n)
+        raise SpecError(f"--train-only: no module {unknown} in {type(model).__name__} (top level: {top})")
+    for name, p in model.named_parameters():
+        p.requires_grad = any(name.startswith(prefix + ".") for prefix in prefixes)
+
+
+def _train_mode(model: torch.nn.Module, prefixes: tuple[str, ...]) -> None:
+    """Training mode for the trained modules only: frozen BN layers keep their running statistics."""
+    if not prefixes:
+        model.train()
+        return
+    model.eval()
+    for prefix in prefixes:
+        model.get_submodule(prefix).train()
+
+
 def _save_state(path: Path, model, optimizer, step: int, elapsed: float, rng: np.random.Generator) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save(
@@ -184,6 +208,8 @@ def train(options: TrainOptions, pool: ScenePool | None = None) -> TrainResult:
         raise SpecError(f"{options.network} is a fusion network: the scene pool needs LiDAR")
     if options.init_from is not None:
         _load_matching(model, Path(options.init_from))
+    if options.train_only:
+        _freeze_all_but(model, options.train_only)
     optimizer = torch.optim.AdamW(
         _param_groups(model, options.weight_decay), lr=options.lr, betas=(0.9, 0.99)
     )
@@ -197,7 +223,7 @@ def train(options: TrainOptions, pool: ScenePool | None = None) -> TrainResult:
         rng.bit_generator.state = state["numpy_rng"]
         torch.set_rng_state(state["torch_rng"])
         log.info("resumed %s at step %d (%.1f min spent)", options.network, step, elapsed / 60)
-    model.train()
+    _train_mode(model, options.train_only)
     budget_s = options.time_budget_min * 60 if options.time_budget_min else None
     history: list[dict[str, float]] = []
     ema: dict[str, float] = {}
@@ -268,6 +294,7 @@ def train_and_ship(options: TrainOptions) -> dict:
         "weights_dtype": "float16",
         "init_from": _source_summary(options.init_from) if options.init_from else None,
         "silog_lambda": options.weights.silog_lambda,
+        "train_only": list(options.train_only) or None,
         "options": {
             k: v
             for k, v in asdict(options).items()

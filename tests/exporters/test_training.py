@@ -105,6 +105,30 @@ def test_resume_continues_exactly(tmp_path, tiny_pool):
     assert resumed.history[-1]["loss"] == pytest.approx(full.history[-1]["loss"], rel=1e-4)
 
 
+def test_train_only_leaves_the_other_heads_bit_identical(tmp_path, tiny_pool):
+    from exporters.networks import build_network
+
+    torch.manual_seed(5)
+    start = build_network("fusion-n", TINY_HW)
+    torch.save({"state_dict": start.state_dict()}, tmp_path / "start.pt")
+    opts = _options(
+        tmp_path, 3, network="fusion-n", init_from=tmp_path / "start.pt", train_only=("depth_head",)
+    )
+    result = train(opts, pool=tiny_pool)
+    assert len(result.history) == 3
+    after = torch.load(tmp_path / "work" / "last.pt", weights_only=False)["model"]
+    before = start.state_dict()
+    frozen = [k for k in before if not k.startswith("depth_head.")]
+    assert any("running_mean" in k for k in frozen)  # BN statistics are among what must not move
+    changed = [k for k in frozen if not torch.equal(before[k], after[k])]
+    assert not changed, changed[:5]
+    # the LiDAR guide starts at zero and is what the depth loss trains
+    assert not torch.count_nonzero(before["depth_head.guide.out.weight"])
+    assert torch.count_nonzero(after["depth_head.guide.out.weight"])
+    with pytest.raises(SpecError, match=r"no module \['dept_head'\]"):
+        train(_options(tmp_path / "bad", 1, network="fusion-n", train_only=("dept_head",)), pool=tiny_pool)
+
+
 def test_bad_options_are_named(tmp_path):
     with pytest.raises(SpecError, match="multiples of 32"):
         TrainOptions("cam-n", tmp_path / "x.pt", input_hw=(60, 96))

@@ -20,10 +20,9 @@ BARS = {
     "iou_lane": (0.50, 0.05, "min"),
 }
 CAM_ABS_REL = (0.12, 0.015)
-# The bar is fusion-n AbsRel <= 0.6 x cam-n AbsRel. NOT reached in the time budget: on the
-# 200-scene split the shipped pair reaches 0.041 / 0.0612 = 0.67 (see exporters/weights/*.json);
-# this asserts what was reached, with a margin for the slice, not the unreached bar.
-FUSION_RATIO_REACHED = 0.75
+# fusion-n AbsRel <= 0.6 x cam-n AbsRel (fusion must earn its input); on the 200-scene split the
+# shipped pair reaches 0.0236 / 0.0612 = 0.39, so the bar itself holds on the slice too
+FUSION_RATIO = 0.6
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +60,7 @@ def test_depth_bars_on_a_validation_slice(slice_metrics):
     cam, fusion = slice_metrics["cam-n"]["abs_rel"], slice_metrics["fusion-n"]["abs_rel"]
     bar, margin = CAM_ABS_REL
     assert cam <= bar + margin, f"cam-n AbsRel {cam:.3f} on {SLICE} scenes (bar {bar})"
-    assert fusion <= FUSION_RATIO_REACHED * cam, f"fusion-n AbsRel {fusion:.3f} vs cam-n {cam:.3f}"
+    assert fusion <= FUSION_RATIO * cam, f"fusion-n AbsRel {fusion:.3f} vs cam-n {cam:.3f}"
 
 
 def test_torch_and_onnx_backends_score_alike(tmp_path):
