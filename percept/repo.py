@@ -20,7 +20,9 @@ def build(
         "python", help="python (ONNX Runtime in Triton), onnxruntime or tensorrt_plan."
     ),
     max_batch_size: int = typer.Option(8, help="Largest batch the dynamic batcher forms."),
-    max_queue_delay_us: int = typer.Option(2000, help="Dynamic batcher's wait for more requests (µs)."),
+    max_queue_delay_us: int = typer.Option(
+        0, help="Dynamic batcher's wait for more requests (µs); 0: batch what queued meanwhile."
+    ),
     preferred_batch_size: list[int] = typer.Option([], help="Preferred batch size (repeatable)."),
     no_dynamic_batching: bool = typer.Option(
         False, "--no-dynamic-batching", help="No dynamic batcher on the network: each request runs alone."
