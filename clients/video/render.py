@@ -28,7 +28,7 @@ def _seg_luts() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     for cls, c in SEG_COLOURS.items():
         colour[cls, 0] = c
         alpha[cls] = SEG_ALPHA[cls]
-    return colour, alpha, (1.0 - alpha).astype(np.float32)
+    return colour, alpha, 1.0 - alpha  # float32 stays float32
 
 
 _SEG_COLOUR, _SEG_ALPHA, _FRAME_ALPHA = _seg_luts()

@@ -48,8 +48,8 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a corrupt or foreign file
         # torch's messages run to many lines of advice about weights_only; the first names the cause
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise ExportError(f"checkpoint {path} cannot be read: {type(exc).__name__}: {first}") from exc
+        cause = (str(exc).strip().splitlines() or [""])[0]
+        raise ExportError(f"checkpoint {path} cannot be read: {type(exc).__name__}: {cause}") from exc
     if not isinstance(data, dict) or set(CHECKPOINT_KEYS) - set(data):
         found = sorted(data) if isinstance(data, dict) else type(data).__name__
         raise ExportError(f"checkpoint {path} is not a perception-serving checkpoint (keys {found})")

@@ -48,3 +48,17 @@ def test_annotate_puts_the_depth_panel_beside_the_frame_and_draws_boxes():
     assert (out[80, 100] == 128).all()  # away from the box and the labels the frame is untouched
     empty = annotate(frame, None, error="decode failed")
     assert empty.shape == (90, 320, 3)
+
+
+def test_dense_maps_at_source_size():
+    # annotate colours depth at the head's resolution; users still get both maps at source size
+    lb = Letterbox.fit((90, 160), (96, 160))
+    seg = np.zeros((45, 80), np.uint8)
+    seg[:, 40:] = 2
+    depth = np.full((45, 80), 10.0, np.float16)
+    result = PerceptionResult((), seg, depth, lb, ("background", "drivable", "lane"))
+    seg_src, depth_src = result.seg_at_source(), result.depth_at_source()
+    assert seg_src.shape == depth_src.shape == (90, 160)
+    assert seg_src.dtype == np.uint8 and depth_src.dtype == np.float16
+    assert set(np.unique(seg_src)) == {0, 2} and (seg_src[:, 80:] == 2).all()
+    np.testing.assert_allclose(depth_src.astype(np.float32), 10.0)
