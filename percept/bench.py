@@ -109,7 +109,7 @@ def export_networks(out: Path, names: tuple[str, ...], fresh: bool) -> dict[str,
     """
     from exporters.export.onnx_export import export_onnx
     from exporters.export.options import OnnxOptions
-    from exporters.export.pipeline import load_network
+    from exporters.export.run import load_network
 
     paths = {}
     for name in names:
@@ -232,8 +232,8 @@ def torch_eager(name: str, images: np.ndarray, threads: int, min_time_s: float) 
     """The same network (the deploy wrapper that the ONNX was exported from) in PyTorch eager."""
     import torch
 
-    from exporters.export.deploy import build_deploy_model
-    from exporters.export.pipeline import load_network
+    from exporters.export.graph import build_deploy_model
+    from exporters.export.run import load_network
 
     model = load_network(name, _shipped_checkpoint(name), None, seed=0)
     deploy = build_deploy_model(model, model.spec).eval()

@@ -56,7 +56,7 @@ def export_network(network: str, out: Path, verify_scenes: int, fresh: bool) -> 
         typer.echo(f"      reusing {onnx} (pass --fresh to export again)")
         return onnx
     from exporters.export.options import ExportOptions, OnnxOptions, VerifyOptions
-    from exporters.export.pipeline import run_export
+    from exporters.export.run import run_export
 
     if checkpoint is None:
         typer.secho(f"      no shipped checkpoint for {network}: exporting a seeded random init", fg="yellow")
@@ -104,11 +104,10 @@ def demo(
     """Export, serve, render a drive, process it with `percept video`, and report frames per second."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from clients.options import ClientOptions
-    from clients.video import VideoOptions, run_video
-    from clients.video.pipeline import VIDEO_RETRY
-    from exporters.world.drive import DriveOptions, record_drive
+    from clients.video import VIDEO_RETRY, VideoOptions, run_video
     from serving.launcher import ServerOptions, TritonServer
     from serving.repository import build_repository
+    from world.drive import DriveOptions, record_drive
 
     steps = _Steps(7)
     out.mkdir(parents=True, exist_ok=True)

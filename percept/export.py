@@ -121,7 +121,7 @@ def export(
     if notice:  # only once every option is known to be good
         typer.echo(notice, err=True)
     _quiet_exporter_logs()
-    from exporters.export.pipeline import run_export
+    from exporters.export.run import run_export
 
     result = run_export(options, progress=True)
     for line in result.lines():

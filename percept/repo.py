@@ -42,7 +42,7 @@ def build(
 ) -> None:
     """Write config.pbtxt, model.py and the network files for each ONNX into OUT."""
     from serving.model_config import BatchingOptions, RepositoryOptions
-    from serving.pipeline import FrameLimits
+    from serving.processing import FrameLimits
     from serving.repository import build_repository
 
     options = RepositoryOptions(

@@ -44,8 +44,7 @@ def video(
     of per-frame results and a summary JSON per input. Exit code: 0 all complete, 1 an input or some
     frames failed, 3 stopped because the server went away (run again with --resume)."""
     from clients.options import ClientOptions, RetryPolicy, TlsOptions
-    from clients.video import VideoOptions, run_video
-    from clients.video.pipeline import VIDEO_RETRY
+    from clients.video import VIDEO_RETRY, VideoOptions, run_video
 
     tls_options = None
     if tls or root_certs or private_key or cert_chain:

@@ -50,7 +50,7 @@ def render(
     """Render a drive with ego-motion along the road (traffic moves too) to a video and/or KITTI folder."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from exporters.world.drive import DriveOptions, record_drive
+    from world.drive import DriveOptions, record_drive
 
     if out is None and kitti is None:
         raise SpecError("give --out VIDEO.mp4 and/or --kitti DIR")
@@ -73,8 +73,8 @@ def preview(
     """Picture one scene with its ground truth: boxes, segmentation, depth and projected LiDAR."""
     import cv2
 
-    from exporters.world import render_scene
-    from exporters.world.preview import preview as draw
+    from world import render_scene
+    from world.preview import preview as draw
 
     if out.suffix.lower() != ".png":
         raise SpecError(f"{out}: the preview is written as a .png file")
@@ -95,7 +95,7 @@ def stats(
     """Measure rendering speed (scenes/s with and without LiDAR) and the ground truth's make-up."""
     from rich.progress import Progress
 
-    from exporters.world.stats import measure
+    from world.stats import measure
 
     if seeds < 1:
         raise SpecError(f"--seeds must be >= 1, got {seeds}")

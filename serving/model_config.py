@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from serving import spec as S
 from serving.errors import MissingDependencyError, ServingError
-from serving.pipeline import (
+from serving.processing import (
     SPEC_PARAMETER,
     FrameLimits,
     pipeline_inputs,

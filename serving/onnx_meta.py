@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from serving.errors import MissingDependencyError, ServingError, SpecError
-from serving.pipeline import SPEC_PARAMETER
+from serving.processing import SPEC_PARAMETER
 from serving.spec import ModelSpec
 
 PROVENANCE_KEY = "provenance"

@@ -182,7 +182,7 @@ def read_repository_specs(repo: str | Path) -> list[ModelSpec]:
     import json
 
     from serving.model_config import parse_config
-    from serving.pipeline import SPEC_PARAMETER
+    from serving.processing import SPEC_PARAMETER
 
     specs = []
     for cfg_path in sorted(Path(repo).glob("*/config.pbtxt")):

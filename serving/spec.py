@@ -99,13 +99,20 @@ TASKS = ("detection", "segmentation", "depth")
 ENSEMBLE_CAMERA = "perception"
 ENSEMBLE_FUSION = "perception_fusion"
 
+# Keys under which a served model carries its description: the config.pbtxt parameter and the ONNX
+# metadata_props key holding ModelSpec.to_json(), and the ONNX metadata key of the export provenance.
+SPEC_KEY = "perception_spec"
+PROVENANCE_KEY = "provenance"
+
+DEFAULT_INPUT_HW = (384, 640)  # the registered networks' default input size (H, W)
+
 
 @dataclass(frozen=True)
 class ModelSpec:
     """A served multi-task network: its inputs, heads and the tensors they produce."""
 
     name: str
-    input_hw: tuple[int, int] = (384, 640)
+    input_hw: tuple[int, int] = DEFAULT_INPUT_HW
     det_classes: tuple[str, ...] = ("car", "truck", "pedestrian")
     seg_classes: tuple[str, ...] = ("background", "drivable", "lane")
     depth_stride: int = 2

@@ -124,7 +124,7 @@ def exported_onnx(request, tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def triton_repository(exported_onnx, tmp_path_factory) -> Path:
     from serving.model_config import RepositoryOptions
-    from serving.pipeline import FrameLimits
+    from serving.processing import FrameLimits
     from serving.repository import build_repository
 
     repo = tmp_path_factory.mktemp("model_repository")

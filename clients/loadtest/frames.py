@@ -26,7 +26,7 @@ class Frame:
 def world_frames(count: int, seed: int = 0, hw: tuple[int, int] = (384, 640)) -> list[Frame]:
     """Render ``count`` scenes of the project's synthetic world (with LiDAR)."""
     try:
-        from exporters.world import render_scene
+        from world import render_scene
     except ImportError as exc:
         raise SpecError(
             f"the synthetic world is not importable here ({exc}); pass --images DIR or --video FILE"

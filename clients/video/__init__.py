@@ -1,5 +1,19 @@
-"""Batch video processing (`percept video`): inputs, decoding, the in-flight window, outputs."""
+"""Batch video processing (`percept video`).
 
-from clients.video.pipeline import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, RunReport, VideoOptions, run_video
+sources (inputs, decoding) -> run (the in-flight window, frame order) -> journal / mp4 / render
+(exactly-once outputs); options, report and progress hold what the run is asked, tells and shows.
+"""
 
-__all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "RunReport", "VideoOptions", "run_video"]
+from clients.video.options import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, VIDEO_RETRY, VideoOptions
+from clients.video.report import RunReport
+from clients.video.run import run_video
+
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "VIDEO_RETRY",
+    "RunReport",
+    "VideoOptions",
+    "run_video",
+]

@@ -1,7 +1,7 @@
 """Inputs of `percept video`: finding them, and decoding their frames (run in a decoder thread).
 
 An input is a video file (anything OpenCV/FFmpeg opens) or a KITTI-style sequence folder
-(image_2/ + velodyne/ + calib.txt, read with clients.kitti) for fusion models. Frames come out as
+(image_2/ + velodyne/ + calib.txt, read with world.kitti) for fusion models. Frames come out as
 ``FrameItem`` with an HxWx3 uint8 **RGB** image (OpenCV's BGR is converted here, once).
 """
 
@@ -50,7 +50,7 @@ class FrameItem:
 
 
 def is_kitti_folder(path: Path) -> bool:
-    from clients.kitti import is_kitti_sequence
+    from world.kitti import is_kitti_sequence
 
     return path.is_dir() and is_kitti_sequence(path)
 
@@ -150,10 +150,10 @@ class VideoReader:
 
 
 class KittiReader:
-    """Frames of a KITTI-style sequence folder (clients.kitti); a corrupt frame becomes an error item."""
+    """Frames of a KITTI-style sequence folder (world.kitti); a corrupt frame becomes an error item."""
 
     def __init__(self, path: Path) -> None:
-        from clients.kitti import KittiError, KittiSequence
+        from world.kitti import KittiError, KittiSequence
 
         self.path = path
         self._error = KittiError

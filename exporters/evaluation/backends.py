@@ -41,7 +41,7 @@ def torch_predictor(model) -> Predictor:
         import torch  # noqa: F401
     except ImportError as exc:
         raise MissingDependencyError("torch", "export") from exc
-    from exporters.export.deploy import build_deploy_model, run_eager
+    from exporters.export.graph import build_deploy_model, run_eager
 
     spec: ModelSpec = model.spec
     deploy = build_deploy_model(model, spec)

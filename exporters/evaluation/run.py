@@ -35,7 +35,7 @@ def evaluate_predictor(
     progress: bool = True,
 ) -> dict[str, float]:
     """Render each validation scene at the spec's input size, predict, and score; metrics dict."""
-    from exporters.world import render_scene
+    from world import render_scene
 
     seeds = list(seeds) if seeds is not None else validation_seeds(num_scenes)
     hw = spec.input_hw

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from exporters.export.onnx_export import export_onnx, read_onnx_spec, read_provenance
-    from exporters.export.pipeline import run_export
+    from exporters.export.run import run_export
 
 _LAZY = {
     "export_onnx": "onnx_export",

@@ -33,7 +33,7 @@ def calibration_frames(spec: ModelSpec, options: CalibrationOptions) -> Iterator
         yield from _world_frames(spec, options)
         return
     folder = Path(options.source)
-    from clients.kitti import is_kitti_sequence
+    from world.kitti import is_kitti_sequence
 
     if is_kitti_sequence(folder):
         yield from _kitti_frames(spec, folder, options.images)
@@ -66,7 +66,7 @@ def calibration_batches(spec: ModelSpec, options: CalibrationOptions) -> Iterato
 def _world_frames(spec: ModelSpec, options: CalibrationOptions) -> Iterator[dict[str, np.ndarray]]:
     from exporters.evaluation import training_seed
     from exporters.export.verify import scene_inputs
-    from exporters.world import render_scene
+    from world import render_scene
 
     for i in range(options.images):
         scene = render_scene(training_seed(i, base=options.seed), hw=spec.input_hw, lidar=spec.fusion)
@@ -94,8 +94,8 @@ def _image_frames(spec: ModelSpec, folder: Path, limit: int) -> Iterator[dict[st
 
 
 def _kitti_frames(spec: ModelSpec, folder: Path, limit: int) -> Iterator[dict[str, np.ndarray]]:
-    from clients.kitti import read_kitti_sequence
     from serving.lidar import project_to_depth_image
+    from world.kitti import read_kitti_sequence
 
     for count, frame in enumerate(read_kitti_sequence(folder)):
         if count >= limit:

@@ -399,7 +399,7 @@ def import_onnx(
 def run_import(options: ImportOptions, progress: bool = False):
     """`percept import-onnx`: import, verify against the original, write model.onnx + report.json."""
     from exporters.export.onnx_export import read_provenance
-    from exporters.export.pipeline import FAILED_REPORT_NAME, ONNX_NAME, REPORT_NAME, ExportResult, fail_if
+    from exporters.export.run import FAILED_REPORT_NAME, ONNX_NAME, REPORT_NAME, ExportResult, fail_if
     from exporters.export.verify import ort_runner, verify
 
     heads = load_head_spec(options.heads)

@@ -68,7 +68,7 @@ def export_onnx(model, path: str | Path, options: OnnxOptions, provenance_extra:
     """Export PerceptionNet ``model`` (with ``model.spec``) to ``path``; returns ``path``."""
     import torch
 
-    from exporters.export.deploy import build_deploy_model
+    from exporters.export.graph import build_deploy_model
     from exporters.export.nms import nms_translation_table
 
     spec: ModelSpec = model.spec

@@ -86,9 +86,9 @@ def scene_inputs(spec: ModelSpec, scene) -> dict[str, np.ndarray]:
 def render_batches(spec: ModelSpec, seeds: list[int], batch: int) -> Iterator[tuple[dict, list]]:
     """(batched inputs, scenes) over the world scenes of ``seeds``."""
     try:
-        from exporters.world import render_scene
+        from world import render_scene
     except ImportError as exc:
-        raise ExportError(f"verification needs the synthetic world (exporters.world): {exc}") from exc
+        raise ExportError(f"verification needs the synthetic world (world): {exc}") from exc
     for start in range(0, len(seeds), batch):
         scenes = [render_scene(s, hw=spec.input_hw, lidar=spec.fusion) for s in seeds[start : start + batch]]
         per = [scene_inputs(spec, sc) for sc in scenes]

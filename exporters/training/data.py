@@ -70,7 +70,7 @@ def build_pool(
     progress: bool = True,
 ) -> ScenePool:
     """Render ``num_scenes`` training scenes (or load them from ``cache_dir``)."""
-    from exporters.world import render_scene
+    from world import render_scene
 
     seeds = [training_seed(i, seed_base) for i in range(num_scenes)]
     path = _cache_path(cache_dir, seeds, hw, lidar) if cache_dir is not None else None

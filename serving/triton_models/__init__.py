@@ -2,6 +2,6 @@
 
 They run inside Triton's python-backend stub (``triton_python_backend_utils`` exists only there) and
 stay thin: everything is built in ``initialize``, ``execute`` calls pure functions from
-:mod:`serving.pipeline`, answers one response per request, and a bad request gets its own
+:mod:`serving.processing`, answers one response per request, and a bad request gets its own
 INVALID_ARG error without failing the rest of the batch.
 """

@@ -10,7 +10,7 @@ import triton_python_backend_utils as pb_utils
 
 from serving import spec as S
 from serving.errors import SpecError
-from serving.pipeline import SPEC_PARAMETER, FrameLimits, preprocess, request_frames
+from serving.processing import SPEC_PARAMETER, FrameLimits, preprocess, request_frames
 from serving.spec import ModelSpec
 
 

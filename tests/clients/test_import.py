@@ -28,7 +28,7 @@ def test_clients_import_without_torch():
         import clients
         from clients import PerceptionClient, AsyncPerceptionClient, PerceptionResult
         from clients.video import run_video
-        import clients.local, clients.codec, clients.shm, clients.kitti
+        import clients.local, clients.codec, clients.shm, world.kitti
         assert "torch" not in sys.modules, "torch got imported"
         print("ok", PerceptionClient.__name__, AsyncPerceptionClient.__name__)
         """

@@ -12,7 +12,7 @@ from serving import spec as S
 from serving.errors import ServingError
 from serving.model_config import BatchingOptions, RepositoryOptions, parse_config
 from serving.onnx_meta import read_spec
-from serving.pipeline import SPEC_PARAMETER
+from serving.processing import SPEC_PARAMETER
 from serving.repository import NetworkArtifact, build_repository, read_repository_specs, write_configs
 from serving.spec import ModelSpec
 from tests.serving.tiny_onnx import make_tiny_onnx

@@ -79,7 +79,7 @@ def ort_session(path):
 
 
 def scenes(seeds, hw=SOURCE_HW, lidar=False):
-    from exporters.world import render_scene
+    from world import render_scene
 
     return [render_scene(seed, hw=hw, lidar=lidar) for seed in seeds]
 
@@ -278,7 +278,7 @@ def fusion_server_with_preprocess_delay(exported_onnx, tmp_path):
     from serving.launcher import ServerOptions, TritonServer
     from serving.model_config import RepositoryOptions
     from serving.onnx_meta import read_spec
-    from serving.pipeline import FrameLimits
+    from serving.processing import FrameLimits
     from serving.repository import build_repository
     from tests.conftest import TEST_MAX_PIXELS
 

@@ -14,7 +14,7 @@ import onnx
 from onnx import TensorProto, helper
 
 from serving import spec as S
-from serving.pipeline import SPEC_PARAMETER
+from serving.processing import SPEC_PARAMETER
 from serving.spec import ModelSpec
 
 _ONNX_TYPES = {

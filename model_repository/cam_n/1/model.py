@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from serving.pipeline import SPEC_PARAMETER, concat_batches, split_batches
+from serving.processing import SPEC_PARAMETER, concat_batches, split_batches
 from serving.spec import ModelSpec
 
 log = logging.getLogger(__name__)

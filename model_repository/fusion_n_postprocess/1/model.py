@@ -10,7 +10,7 @@ import triton_python_backend_utils as pb_utils
 
 from serving import spec as S
 from serving.errors import SpecError
-from serving.pipeline import SPEC_PARAMETER, postprocess
+from serving.processing import SPEC_PARAMETER, postprocess
 from serving.spec import ModelSpec
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from exporters.world.layout import CLASS_NAMES
-from exporters.world.scene import Scene
 from serving.lidar import project_to_depth_image
+from world.layout import CLASS_NAMES
+from world.scene import Scene
 
 _BOX_BGR = ((0, 0, 255), (255, 128, 0), (0, 200, 0))  # car, truck, pedestrian
 _SEG_BGR = np.array([[0, 0, 0], [128, 64, 128], [0, 230, 255]], np.uint8)

@@ -149,7 +149,7 @@ def test_import_gives_the_spec_tensors_and_passes_verification(imported):
 def test_imported_model_equals_original_plus_numpy_post_processing(imported, yolop):
     from exporters.export.import_onnx import load_head_spec, reference_runner
     from exporters.export.verify import ort_runner
-    from exporters.world import render_scene
+    from world import render_scene
 
     heads = load_head_spec(imported.onnx.parent.parent / "heads.yaml")
     from exporters.export import read_onnx_spec

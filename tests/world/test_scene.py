@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
-from exporters.world import MIN_BOX_PX, render_scene, render_sequence
-from exporters.world.layout import sample_layout
 from serving.errors import PerceptionError, SpecError
 from serving.lidar import project_to_depth_image
+from world import MIN_BOX_PX, render_scene, render_sequence
+from world.layout import sample_layout
 
 HW = (384, 640)
 
@@ -135,8 +135,8 @@ def test_bad_arguments_raise_spec_errors():
 def test_drive_writes_a_video_with_every_frame_and_a_matching_kitti_folder(tmp_path):
     import cv2
 
-    from clients.kitti import read_kitti_sequence
-    from exporters.world.drive import DriveOptions, record_drive
+    from world.drive import DriveOptions, record_drive
+    from world.kitti import read_kitti_sequence
 
     options = DriveOptions(seconds=1.2, fps=5.0, hw=(96, 160), seed=2)
     seen = []
@@ -156,7 +156,7 @@ def test_drive_writes_a_video_with_every_frame_and_a_matching_kitti_folder(tmp_p
 
 
 def test_stats_measure_speed_and_box_sizes():
-    from exporters.world.stats import measure
+    from world.stats import measure
 
     stats = measure(seeds=8, hw=(192, 320))
     assert stats.scenes_per_s > 0 and stats.scenes_per_s_lidar > 0 and stats.boxes > 0

@@ -12,9 +12,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from clients.kitti import write_kitti_sequence
-from exporters.world.scene import Scene, render_sequence
 from serving.errors import PerceptionError, SpecError
+from world.kitti import write_kitti_sequence
+from world.scene import Scene, render_sequence
 
 log = logging.getLogger(__name__)
 

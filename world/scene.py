@@ -10,12 +10,12 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from clients.kitti import KittiCalib
-from exporters.world.layout import Layout, sample_layout
-from exporters.world.lidar import scan
-from exporters.world.raster import MIN_BOX_PX, MIN_VISIBLE_FRACTION, Buffers, render_camera
-from exporters.world.state import Frame, frame_at
 from serving.errors import SpecError
+from world.kitti import KittiCalib
+from world.layout import Layout, sample_layout
+from world.lidar import scan
+from world.raster import MIN_BOX_PX, MIN_VISIBLE_FRACTION, Buffers, render_camera
+from world.state import Frame, frame_at
 
 
 @dataclass

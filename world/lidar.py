@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from exporters.world.geometry import ray_boxes
-from exporters.world.layout import PEDESTRIAN, Layout
-from exporters.world.state import Frame
+from world.geometry import ray_boxes
+from world.layout import PEDESTRIAN, Layout
+from world.state import Frame
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import pytest
 
 from exporters.export.options import BatchProfile, ExportOptions, VerifyOptions
 from serving.errors import ExportError, SpecError
-from tests.exporters.export_fixtures import SMALL_HW, lively_network
+from tests.exporters.export.fixtures import SMALL_HW, lively_network
 
 pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
@@ -94,7 +94,7 @@ def _perturb(src: Path, dst: Path, factor: float = 1.5) -> None:
 
 
 def test_verification_fails_for_a_perturbed_onnx(cli_export, checkpoint, tmp_path):
-    from exporters.export.deploy import build_deploy_model, run_eager
+    from exporters.export.graph import build_deploy_model, run_eager
     from exporters.export.verify import ort_runner, verify
     from exporters.networks import load_checkpoint
 
@@ -115,7 +115,7 @@ def test_verification_fails_for_a_perturbed_onnx(cli_export, checkpoint, tmp_pat
 
 
 def test_failed_verification_leaves_no_complete_looking_artifact(checkpoint, tmp_path, monkeypatch):
-    import exporters.export.pipeline as pipeline
+    import exporters.export.run as pipeline
     from exporters.export.onnx_export import export_onnx
 
     def export_then_corrupt(model, path, options, provenance_extra=None):

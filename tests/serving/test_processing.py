@@ -9,7 +9,7 @@ import pytest
 from serving import spec as S
 from serving.errors import SpecError
 from serving.letterbox import Letterbox
-from serving.pipeline import (
+from serving.processing import (
     FrameLimits,
     concat_batches,
     decode_encoded,

@@ -18,7 +18,7 @@ HW = (192, 320)
 
 @pytest.fixture(scope="module")
 def drive(tmp_path_factory):
-    from exporters.world.drive import DriveOptions, record_drive
+    from world.drive import DriveOptions, record_drive
 
     d = tmp_path_factory.mktemp("drive")
     record_drive(

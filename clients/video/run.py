@@ -19,146 +19,30 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
-from clients.errors import (
-    CancelledError,
-    DeadlineExceededError,
-    ModelNotFoundError,
-    PermissionDeniedError,
-    ResourceExhaustedError,
-    ServerUnavailableError,
-)
-from clients.options import ClientOptions, RetryPolicy
 from clients.results import PerceptionResult
 from clients.video.backends import make_backend
 from clients.video.journal import Journal
 from clients.video.mp4 import SegmentedVideoWriter
+from clients.video.options import (
+    DENSE,
+    RESULTS,
+    RESUMABLE_ERRORS,
+    STOP_ERRORS,
+    SUMMARY,
+    VIDEO,
+    VideoOptions,
+)
+from clients.video.progress import Bars
 from clients.video.render import annotate
+from clients.video.report import InputResult, RunReport, is_complete, write_json
 from clients.video.sources import FrameItem, InputError, InputSource, discover, open_reader
 from serving.errors import PerceptionError, SpecError
 from serving.lidar import project_to_depth_image
-from serving.spec import ENSEMBLE_CAMERA, ENSEMBLE_FUSION
 
 log = logging.getLogger(__name__)
-
-# errors that stop an input (every later frame would fail the same way), unlike a bad frame:
-# "the server is not there / not able now" stops it resumably, the others fail it
-RESUMABLE_ERRORS = (ServerUnavailableError, DeadlineExceededError, ResourceExhaustedError, CancelledError)
-STOP_ERRORS = (*RESUMABLE_ERRORS, ModelNotFoundError, PermissionDeniedError)
-EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 3
-RESULTS, SUMMARY, VIDEO, DENSE = "results.jsonl", "summary.json", "annotated.mp4", "dense"
-VIDEO_RETRY = RetryPolicy(max_attempts=8, base_delay_s=0.5, max_delay_s=8.0)
-
-
-@dataclass(frozen=True)
-class VideoOptions:
-    out_dir: Path
-    backend: str = "triton"  # "triton" | "local"
-    client: ClientOptions = field(default_factory=lambda: ClientOptions(timeout_s=60.0, retry=VIDEO_RETRY))
-    fusion_model: str = ENSEMBLE_FUSION
-    onnx: Path | None = None  # --backend local: the camera model
-    fusion_onnx: Path | None = None  # --backend local: the fusion model
-    window: int = 8
-    parallel_inputs: int = 2
-    resume: bool = False
-    write_video: bool = True
-    save_dense: bool = False
-    segment_frames: int = 300
-    max_frames: int | None = None
-    progress: bool = True
-
-    def __post_init__(self) -> None:
-        if self.window < 1 or self.parallel_inputs < 1:
-            raise SpecError("window and parallel_inputs must be >= 1")
-        if self.max_frames is not None and self.max_frames < 1:
-            raise SpecError(f"max_frames must be >= 1, got {self.max_frames}")
-        if self.backend not in ("triton", "local"):
-            raise SpecError(f"backend must be 'triton' or 'local', got {self.backend!r}")
-        if self.backend == "triton" and self.client.model == ENSEMBLE_CAMERA and self.client.raw:
-            raise SpecError("raw mode needs a raw network model name (e.g. cam_n), not the ensemble")
-
-
-@dataclass
-class InputResult:
-    source: InputSource
-    status: str  # complete | failed | interrupted
-    frames: int = 0  # records in the JSONL (this run and before)
-    errors: int = 0  # frames recorded as errors
-    processed: int = 0  # frames processed in this run
-    seconds: float = 0.0
-    latencies_ms: list[float] = field(default_factory=list)
-    message: str = ""
-    resumed_from: int = 0
-
-    @property
-    def fps(self) -> float:
-        return self.processed / self.seconds if self.seconds > 0 else 0.0
-
-    def summary(self, backend: str, model: str) -> dict:
-        lat = np.asarray(self.latencies_ms, dtype=np.float64)
-        return {
-            "input": str(self.source.path),
-            "kind": self.source.kind,
-            "backend": backend,
-            "model": model,
-            "status": self.status,
-            "message": self.message,
-            "frames": self.frames,
-            "errors": self.errors,
-            "processed_this_run": self.processed,
-            "resumed_from": self.resumed_from,
-            "seconds": round(self.seconds, 3),
-            "fps": round(self.fps, 3),
-            "latency_ms": {
-                "p50": round(float(np.percentile(lat, 50)), 3) if lat.size else None,
-                "p99": round(float(np.percentile(lat, 99)), 3) if lat.size else None,
-                "mean": round(float(lat.mean()), 3) if lat.size else None,
-            },
-        }
-
-
-@dataclass
-class RunReport:
-    results: list[InputResult]
-    out_dir: Path
-    seconds: float
-
-    @property
-    def exit_code(self) -> int:
-        if any(r.status == "interrupted" for r in self.results):
-            return EXIT_INTERRUPTED
-        if any(r.status != "complete" or r.errors for r in self.results):
-            return EXIT_FAILED
-        return EXIT_OK
-
-    @property
-    def frames_processed(self) -> int:
-        return sum(r.processed for r in self.results)
-
-    @property
-    def fps(self) -> float:
-        return self.frames_processed / self.seconds if self.seconds > 0 else 0.0
-
-
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
-
-
-def _is_complete(out: Path) -> bool:
-    if not (out / RESULTS).exists() or not (out / SUMMARY).exists():
-        return False
-    try:
-        return json.loads((out / SUMMARY).read_text()).get("status") == "complete"
-    except ValueError:
-        return False
-
 
 _END = object()
 
@@ -166,7 +50,7 @@ _END = object()
 class _InputRun:
     """One input's run: the resume bookkeeping, the decoder thread, the in-flight window, the writer."""
 
-    def __init__(self, source: InputSource, options: VideoOptions, backend, bars: _Bars, slot: int) -> None:
+    def __init__(self, source: InputSource, options: VideoOptions, backend, bars: Bars, slot: int) -> None:
         self.source = source
         self.options = options
         self.backend = backend
@@ -276,7 +160,7 @@ class _InputRun:
     async def run(self) -> InputResult:
         t_start = time.perf_counter()
         try:
-            if self.options.resume and _is_complete(self.out):
+            if self.options.resume and is_complete(self.out):
                 summary = json.loads((self.out / SUMMARY).read_text())
                 self.result.status = "complete"
                 self.result.frames = summary.get("frames", 0)
@@ -290,7 +174,7 @@ class _InputRun:
                 self.result.message = str(exc)
                 log.error("%s", exc)
                 self.out.mkdir(parents=True, exist_ok=True)
-                _write_json(self.out / SUMMARY, self._summary())
+                write_json(self.out / SUMMARY, self._summary())
                 return self.result
             start = self._open_outputs(reader.fps)
             total = reader.frame_count
@@ -391,7 +275,7 @@ class _InputRun:
             self.journal.close()
             if self.options.write_video:
                 self.video.close()
-        _write_json(self.out / SUMMARY, self._summary())
+        write_json(self.out / SUMMARY, self._summary())
 
     def _summary(self) -> dict:
         data = self.result.summary(self.options.backend, self.backend.model_name(self.source.fusion))
@@ -403,51 +287,12 @@ class _InputRun:
         return data
 
 
-class _Bars:
-    """A tqdm bar for the whole run and one per input being processed."""
-
-    def __init__(self, enabled: bool, slots: int) -> None:
-        self.enabled = enabled
-        self._lock = threading.Lock()
-        self.total = tqdm(total=0, desc="all inputs", unit="frame", position=0, disable=not enabled)
-        self._bars: dict[int, tqdm] = {}
-
-    def open(self, slot: int, name: str, total: int, initial: int) -> None:
-        with self._lock:
-            self.total.total = (self.total.total or 0) + max(total - initial, 0)
-            self.total.refresh()
-            self._bars[slot] = tqdm(
-                total=total or None,
-                initial=initial,
-                desc=name[:24],
-                unit="frame",
-                position=slot + 1,
-                leave=False,
-                disable=not self.enabled,
-            )
-
-    def advance(self, slot: int) -> None:
-        with self._lock:
-            if slot in self._bars:
-                self._bars[slot].update(1)
-            self.total.update(1)
-
-    def close(self, slot: int) -> None:
-        with self._lock:
-            bar = self._bars.pop(slot, None)
-            if bar is not None:
-                bar.close()
-
-    def finish(self) -> None:
-        self.total.close()
-
-
 async def _run(sources: list[InputSource], options: VideoOptions) -> RunReport:
     t0 = time.perf_counter()
     backend = make_backend(
         options.backend, options.client, options.fusion_model, options.onnx, options.fusion_onnx
     )
-    bars = _Bars(options.progress, options.parallel_inputs)
+    bars = Bars(options.progress, options.parallel_inputs)
     slots: asyncio.Queue[int] = asyncio.Queue()
     for s in range(options.parallel_inputs):
         slots.put_nowait(s)
@@ -465,7 +310,7 @@ async def _run(sources: list[InputSource], options: VideoOptions) -> RunReport:
         bars.finish()
         await backend.close()
     report = RunReport(list(results), options.out_dir, time.perf_counter() - t0)
-    _write_json(
+    write_json(
         options.out_dir / "run.json",
         {
             "exit_code": report.exit_code,

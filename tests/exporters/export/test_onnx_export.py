@@ -10,7 +10,7 @@ import pytest
 from exporters.export.options import BatchProfile, OnnxOptions
 from serving.errors import ExportError
 from serving.spec import DET_BOXES, DET_CLASSES, DET_SCORES, NUM_DETS, ModelSpec
-from tests.exporters.export_fixtures import lively_network, random_inputs
+from tests.exporters.export.fixtures import lively_network, random_inputs
 
 pytest.importorskip("torch")
 ort = pytest.importorskip("onnxruntime")
@@ -78,7 +78,7 @@ def test_onnx_checker_opset_and_metadata_round_trip(exported):
 
 
 def test_onnx_matches_pytorch_eager(exported):
-    from exporters.export.deploy import build_deploy_model, run_eager
+    from exporters.export.graph import build_deploy_model, run_eager
 
     net, path = exported
     inputs = random_inputs(net.spec, 2, seed=1)

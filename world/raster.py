@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from exporters.world.geometry import clip_polygon_near
-from exporters.world.layout import Layout
-from exporters.world.state import BODY, BOX_FACES_VERTICAL, CAB, CABIN, CARGO, PERSON, Frame
+from world.geometry import clip_polygon_near
+from world.layout import Layout
+from world.state import BODY, BOX_FACES_VERTICAL, CAB, CABIN, CARGO, PERSON, Frame
 
 SEG_BACKGROUND, SEG_DRIVABLE, SEG_LANE = 0, 1, 2
 FAR_M = 200.0  # ground beyond this is not drawn: the distant hills / sky band (depth 0, background)

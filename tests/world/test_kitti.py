@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from clients.kitti import KittiCalib, KittiError, KittiSequence, read_kitti_sequence, write_kitti_sequence
-from exporters.world import render_sequence
 from serving.errors import PerceptionError
+from world import render_sequence
+from world.kitti import KittiCalib, KittiError, KittiSequence, read_kitti_sequence, write_kitti_sequence
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from exporters.world.geometry import Ground
+from world.geometry import Ground
 
 CLASS_NAMES = ("car", "truck", "pedestrian")
 CAR, TRUCK, PEDESTRIAN = 0, 1, 2

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from exporters.world.geometry import CAM_FROM_BODY_AXES, Camera, body_rotation
-from exporters.world.layout import CAR, PEDESTRIAN, TRUCK, Layout
+from world.geometry import CAM_FROM_BODY_AXES, Camera, body_rotation
+from world.layout import CAR, PEDESTRIAN, TRUCK, Layout
 
 BOX_FACES_VERTICAL = ((1, 2), (2, 3), (3, 0), (0, 1))  # bottom corner pairs: front, left, back, right
 _UNIT_CORNERS = np.array(

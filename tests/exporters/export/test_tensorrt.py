@@ -97,7 +97,7 @@ def test_looser_bounds_for_lower_precisions():
 def test_world_calibration_feed_uses_training_scenes_in_full_batches():
     from exporters.evaluation import is_validation_seed, training_seed
     from exporters.export.calibration import calibration_batches
-    from exporters.world import render_scene
+    from world import render_scene
 
     opts = CalibrationOptions(images=5, batch=2, seed=3)
     batches = list(calibration_batches(FUSION, opts))
@@ -147,9 +147,9 @@ def test_calibration_sources_that_cannot_work_are_refused(tmp_path):
 
 
 def test_kitti_sequence_calibrates_a_fusion_network(tmp_path):
-    from clients.kitti import write_kitti_sequence
     from exporters.export.calibration import calibration_batches
-    from exporters.world import render_sequence
+    from world import render_sequence
+    from world.kitti import write_kitti_sequence
 
     write_kitti_sequence(tmp_path / "seq", render_sequence(5, 2, hw=(180, 320), lidar=True))
     (batch,) = calibration_batches(FUSION, CalibrationOptions(source=tmp_path / "seq", images=2, batch=2))
@@ -179,7 +179,7 @@ def test_engine_builds_verifies_and_is_named_per_compute_capability(tmp_path, pr
     if not torch.cuda.is_available():
         pytest.skip("no CUDA GPU")
     from exporters.export.options import ExportOptions, VerifyOptions
-    from exporters.export.pipeline import run_export
+    from exporters.export.run import run_export
 
     calib = (
         CalibrationOptions(images=16, batch=4, cache=tmp_path / "calib.cache")

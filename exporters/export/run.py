@@ -58,7 +58,7 @@ def load_network(network: str, checkpoint: Path | None, input_hw: tuple[int, int
 
 def run_export(options: ExportOptions, progress: bool = False) -> ExportResult:
     """Run every stage ``options`` asks for; returns the artifacts and verification reports."""
-    from exporters.export.deploy import build_deploy_model, run_eager
+    from exporters.export.graph import build_deploy_model, run_eager
     from exporters.export.onnx_export import export_onnx, read_provenance
     from exporters.export.verify import ort_runner, verify
 

@@ -8,8 +8,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from exporters.world.layout import CLASS_NAMES
-from exporters.world.scene import render_scene
+from world.layout import CLASS_NAMES
+from world.scene import render_scene
 
 SMALL_BOX_PX = 32  # COCO's "small": area under 32x32 pixels
 

@@ -76,8 +76,8 @@ def test_corrupt_and_missing_inputs_fail_while_the_others_complete(tmp_path, tin
 
 
 def test_undecodable_kitti_frame_is_recorded_and_skipped(tmp_path, tiny_fusion_onnx):
-    from clients.kitti import write_kitti_sequence
     from clients.video.sources import FrameItem
+    from world.kitti import write_kitti_sequence
 
     rng = np.random.default_rng(1)
     proj = np.array([[80, 0, 80, 0], [0, 80, 48, 0], [0, 0, 1, 0]], np.float32)

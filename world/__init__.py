@@ -4,9 +4,9 @@
 LiDAR->image projection); ``render_sequence(seed, n)`` a drive with ego-motion. Deterministic per seed.
 """
 
-from exporters.world.layout import CLASS_NAMES
-from exporters.world.raster import MIN_BOX_PX, MIN_VISIBLE_FRACTION
-from exporters.world.scene import Scene, render_scene, render_sequence, world_fingerprint
+from world.layout import CLASS_NAMES
+from world.raster import MIN_BOX_PX, MIN_VISIBLE_FRACTION
+from world.scene import Scene, render_scene, render_sequence, world_fingerprint
 
 __all__ = [
     "CLASS_NAMES",

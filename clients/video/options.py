@@ -1,0 +1,54 @@
+"""`percept video` options, exit codes and the names of the files it writes per input."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from clients.errors import (
+    CancelledError,
+    DeadlineExceededError,
+    ModelNotFoundError,
+    PermissionDeniedError,
+    ResourceExhaustedError,
+    ServerUnavailableError,
+)
+from clients.options import ClientOptions, RetryPolicy
+from serving.errors import SpecError
+from serving.spec import ENSEMBLE_CAMERA, ENSEMBLE_FUSION
+
+# errors that stop an input (every later frame would fail the same way), unlike a bad frame:
+# "the server is not there / not able now" stops it resumably, the others fail it
+RESUMABLE_ERRORS = (ServerUnavailableError, DeadlineExceededError, ResourceExhaustedError, CancelledError)
+STOP_ERRORS = (*RESUMABLE_ERRORS, ModelNotFoundError, PermissionDeniedError)
+EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 3
+RESULTS, SUMMARY, VIDEO, DENSE = "results.jsonl", "summary.json", "annotated.mp4", "dense"
+VIDEO_RETRY = RetryPolicy(max_attempts=8, base_delay_s=0.5, max_delay_s=8.0)
+
+
+@dataclass(frozen=True)
+class VideoOptions:
+    out_dir: Path
+    backend: str = "triton"  # "triton" | "local"
+    client: ClientOptions = field(default_factory=lambda: ClientOptions(timeout_s=60.0, retry=VIDEO_RETRY))
+    fusion_model: str = ENSEMBLE_FUSION
+    onnx: Path | None = None  # --backend local: the camera model
+    fusion_onnx: Path | None = None  # --backend local: the fusion model
+    window: int = 8
+    parallel_inputs: int = 2
+    resume: bool = False
+    write_video: bool = True
+    save_dense: bool = False
+    segment_frames: int = 300
+    max_frames: int | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.window < 1 or self.parallel_inputs < 1:
+            raise SpecError("window and parallel_inputs must be >= 1")
+        if self.max_frames is not None and self.max_frames < 1:
+            raise SpecError(f"max_frames must be >= 1, got {self.max_frames}")
+        if self.backend not in ("triton", "local"):
+            raise SpecError(f"backend must be 'triton' or 'local', got {self.backend!r}")
+        if self.backend == "triton" and self.client.model == ENSEMBLE_CAMERA and self.client.raw:
+            raise SpecError("raw mode needs a raw network model name (e.g. cam_n), not the ensemble")
