@@ -27,7 +27,7 @@ import numpy as np
 
 from clients.loadtest import LoadTest, LoadTestOptions, LoadTestResult
 from clients.loadtest.frames import Frame, world_frames
-from clients.loadtest.payload import ModelInfo, build_payload
+from clients.loadtest.payload import build_payload, fetch_model_info
 from clients.loadtest.runner import machine_info
 from serving.letterbox import letterbox_image
 from serving.spec import ENSEMBLE_CAMERA, ModelSpec
@@ -339,7 +339,7 @@ def response_bytes(url: str, model: str, frame: Frame) -> int:
     from tritonclient.utils import np_to_triton_dtype
 
     with grpcclient.InferenceServerClient(url) as client:
-        info = ModelInfo.from_config(client.get_model_config(model).config)
+        info = fetch_model_info(lambda m: client.get_model_config(m, as_json=True)["config"], model)
         inputs = []
         for name, array in build_payload(info, frame):
             inp = grpcclient.InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype))
