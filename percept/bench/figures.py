@@ -158,7 +158,7 @@ def _ort_vs_torch(bench: Bench) -> tuple[Side, Side, str]:
     ort, torch_res = need(bench.ort, "ort"), need(bench.torch, "torch")
     note = (
         f"> 1 means ORT is faster; {torch_res.threads} threads each, PyTorch with "
-        "OMP_WAIT_POLICY=PASSIVE; "
+        f"OMP_WAIT_POLICY={torch_res.omp_wait_policy}; "
         f"batch 4: ORT {ort.batch_fps[4]:.1f} vs PyTorch {torch_res.throughput.batch_fps[4]:.1f} frames/s; "
         f"PyTorch with 1 thread: {torch_res.latency_ms_p50_1_thread:.0f} ms"
     )

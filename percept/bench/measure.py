@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from serving.spec import ModelSpec
 
 ORT_BATCHES = (1, 2, 4, 8)
 TORCH_BATCHES = (1, 4)
+MATMUL_SIZES = (512, 1024, 2048)
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,7 @@ def best_of(before: BatchThroughput, after: BatchThroughput) -> BatchThroughput:
 @dataclass(frozen=True)
 class TorchEager:
     threads: int
+    omp_wait_policy: str  # OMP_WAIT_POLICY as the run had it ("unset" when it had none)
     throughput: BatchThroughput
     latency_ms_p50: float  # batch 1, ``threads`` threads
     latency_ms_p50_1_thread: float
@@ -121,17 +124,18 @@ def torch_eager(deploy, images: np.ndarray, threads: int, min_time_s: float) -> 
         x = torch.from_numpy(np.ascontiguousarray(images[:1]))
         one_thread = float(np.median(timed(lambda: deploy(x), min_time_s, 3))) * 1e3
         torch.set_num_threads(threads)
-    return TorchEager(threads, BatchThroughput(fps), latency, one_thread)
+    policy = os.environ.get("OMP_WAIT_POLICY", "unset")
+    return TorchEager(threads, policy, BatchThroughput(fps), latency, one_thread)
 
 
 def matmul_peak() -> MatmulPeak:
     """This machine's float32 matmul GFLOP/s: the fastest single run of numpy and torch square
-    matmuls (n = 512, 1024, 2048). Many short runs, because on a shared host only the quiet moments
+    matmuls (``MATMUL_SIZES``). Many short runs, because on a shared host only the quiet moments
     show what the cores can do."""
     import torch
 
     best = MatmulPeak(0.0, "-", 0)
-    for n in (512, 1024, 2048):
+    for n in MATMUL_SIZES:
         a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
         ta = torch.from_numpy(a)
         for lib, fn in (("numpy", lambda a=a: a @ a), ("torch", lambda ta=ta: ta @ ta)):

@@ -8,6 +8,7 @@ from clients.loadtest import LoadTestResult
 from percept.bench.facts import MachineFacts, versions
 from percept.bench.figures import Figure, avg_batch
 from percept.bench.history import spread
+from percept.bench.measure import MATMUL_SIZES
 from percept.bench.networks import FUSED
 from percept.bench.plan import BATCHING_CONCURRENCY as C
 from percept.bench.plan import COMMAND, VIDEO_REPEATS
@@ -108,6 +109,7 @@ def _method_notes(bench: Bench) -> list[str]:
         if served
         else NOT_READ
     )
+    sizes = ", ".join(str(n) for n in MATMUL_SIZES)
     lines = [
         f"- GPU rows (torch CUDA FP16 for 4 and 7) were not run: {why}.",
         "- (1), (2): the in-process side uses ONNX Runtime configured like the served network model",
@@ -118,7 +120,7 @@ def _method_notes(bench: Bench) -> list[str]:
         f"  the load-test harness ({LOAD_WORKERS} worker processes) on the same {_cores(machine)} cores,",
         f"  with the repository's defaults ({defaults}).",
         "- (7): FLOPs counted by PyTorch's FlopCounterMode (2 per multiply-add) on one frame; the",
-        "  matmul peak is the fastest single numpy or PyTorch fp32 matmul (n = 512, 1024, 2048) seen at",
+        f"  matmul peak is the fastest single numpy or PyTorch fp32 matmul (n = {sizes}) seen at",
         "  the start and after the sweep. On a shared host neither side is clean: a ratio above 1 means",
         "  the matmul never caught a quiet moment that the network run did.",
         "- (4): one unit = a frame sent to cam_n_det, cam_n_seg and cam_n_depth in turn (one slot of",
