@@ -90,8 +90,12 @@ def measure_all(out: Path, fresh: bool, quick: bool) -> Bench:
         with contextlib.ExitStack() as servers:
             on = servers.enter_context(_start(bench, "server_start", repo_on))
             off = servers.enter_context(_start(bench, "server_start_no_batching", repo_off))
-            bench.server = facts.read_server(on.grpc_url, on.options.tritonserver)
-            matmuls.append(_sweeps(bench, spec, frames, ort, (on.grpc_url, off.grpc_url), quick))
+            bench.server = bench.stage(
+                "server_metadata", lambda: facts.read_server(on.grpc_url, on.options.tritonserver)
+            )
+            singles = tuple(network_model_name(read_spec(onnx[n])) for n in SINGLE_TASK)
+            urls = (on.grpc_url, off.grpc_url)
+            matmuls.append(_sweeps(bench, spec, singles, frames, ort, urls, quick))
             _video(bench, on.grpc_url, spec, work, quick)
             bench.wire = bench.stage(
                 "wire",
@@ -114,12 +118,19 @@ def _start(bench: Bench, key: str, repository: Path):
     return server
 
 
-def _sweeps(bench: Bench, spec: ModelSpec, frames, ort, urls: tuple[str, str], quick: bool):
+def _sweeps(
+    bench: Bench,
+    spec: ModelSpec,
+    singles: tuple[str, ...],
+    frames,
+    ort: measure.OrtInProcess,
+    urls: tuple[str, str],
+    quick: bool,
+) -> measure.MatmulPeak | None:
     """Overhead rounds, ORT by batch before and after the main sweeps, the batching on/off steps
     and the ensemble step; returns the matmul peak measured after the sweep."""
     url, url_off = urls
     raw = network_model_name(spec)
-    singles = tuple(n.replace("-", "_") for n in SINGLE_TASK)
     min_time = 1.5 if quick else 3.0
     bench.overhead = bench.stage(
         "overhead", lambda: served.overhead_rounds(url, raw, frames, ort, OVERHEAD_ROUNDS, quick)

@@ -120,3 +120,20 @@ def test_bench_history_gives_each_ratio_its_spread(tmp_path):
     assert len(history) == 2
     assert spread(history, "1") == "1.10-1.30 (2)"
     assert spread(history, "2") == "-"
+
+
+def test_bench_record_holds_the_typed_measurements_as_json(tmp_path):
+    import json
+
+    from percept.bench.figures import figures
+    from percept.bench.results import Bench
+    from percept.bench.run import record
+
+    bench = Bench(tmp_path, machine_start=_machine(cores=7), input_hw=(256, 512))
+    bench.wire = WireBytes(ensemble=30_000, raw_network=29_000, raw_fp32={"seg": 300_000})
+    bench.figures = figures(bench)
+    back = json.loads(json.dumps(record(bench), default=str))
+    assert back["facts"]["machine_start"]["cores"] == 7
+    assert back["facts"]["wire"]["raw_fp32"] == {"seg": 300_000}
+    assert back["facts"]["input_hw"] == [256, 512]
+    assert [f["key"] for f in back["figures"]] == [str(k) for k in range(1, 9)]
