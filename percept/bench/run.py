@@ -173,12 +173,13 @@ def _video(bench: Bench, url: str, spec: ModelSpec, work: Path, quick: bool) -> 
 
 def record(bench: Bench) -> dict:
     """bench.json: the figures, every measurement and fact, the stage times and the sweeps."""
-    skip = {"out", "figures", "sweeps", "seconds", "history"}
+    skip = {"out", "figures", "sweeps", "seconds", "errors", "history"}
     measured = {f.name: getattr(bench, f.name) for f in dataclasses.fields(bench) if f.name not in skip}
     return {
         "figures": [{**dataclasses.asdict(fig), "ratio": fig.ratio, "met": fig.met} for fig in bench.figures],
         "facts": {k: _plain(v) for k, v in measured.items()},
         "seconds": bench.seconds,
+        "errors": bench.errors,
         "sweeps": {k: v.to_dict() for k, v in bench.sweeps.items()},
     }
 

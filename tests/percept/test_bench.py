@@ -137,3 +137,13 @@ def test_bench_record_holds_the_typed_measurements_as_json(tmp_path):
     assert back["facts"]["wire"]["raw_fp32"] == {"seg": 300_000}
     assert back["facts"]["input_hw"] == [256, 512]
     assert [f["key"] for f in back["figures"]] == [str(k) for k in range(1, 9)]
+
+
+def test_bench_is_a_percept_command_and_a_module():
+    import subprocess
+    import sys
+
+    for entry in (["-c", "from percept.cli import main; main()", "bench"], ["-m", "percept.bench"]):
+        proc = subprocess.run([sys.executable, *entry, "--help"], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        assert "--quick" in proc.stdout and "--markdown" in proc.stdout
