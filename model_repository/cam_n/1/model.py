@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
+from serving.ort_session import create_session
 from serving.processing import SPEC_PARAMETER, concat_batches, split_batches
 from serving.spec import ModelSpec
 
@@ -20,18 +21,16 @@ log = logging.getLogger(__name__)
 
 class TritonPythonModel:
     def initialize(self, args):
-        import onnxruntime as ort
-
         config = json.loads(args["model_config"])
         params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
         self.spec = ModelSpec.from_dict(json.loads(params[SPEC_PARAMETER]))
         path = Path(args["model_repository"]) / args["model_version"] / "model.onnx"
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = int(params.get("intra_op_threads", "1"))
-        opts.inter_op_num_threads = 1
-        # spinning worker threads steal the CPU from other instances and processes on a busy host
-        opts.add_session_config_entry("session.intra_op.allow_spinning", params.get("allow_spinning", "1"))
-        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self.session = create_session(
+            path,
+            intra_op_threads=int(params.get("intra_op_threads", "1")),
+            inter_op_threads=1,
+            allow_spinning=params.get("allow_spinning", "1") == "1",
+        )
         self.input_names = [t.name for t in self.spec.network_inputs]
         self.output_names = [t.name for t in self.spec.network_outputs]
 
