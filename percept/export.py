@@ -21,18 +21,6 @@ def _quiet_exporter_logs() -> None:
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)", category=FutureWarning)
 
 
-def _default_checkpoint(network: str) -> Path | None:
-    try:
-        from exporters.weights import default_checkpoint
-    except ImportError:
-        return None
-    try:
-        path = Path(default_checkpoint(network))
-    except (LookupError, OSError, ValueError):
-        return None
-    return path if path.is_file() else None
-
-
 def export(
     network: str = typer.Argument(..., help="Registered network, e.g. cam-n, fusion-n."),
     out: Path = typer.Option(..., "--out", help="Output folder (model.onnx, report.json, engines)."),
@@ -80,7 +68,9 @@ def export(
         raise SpecError("--checkpoint and --random-init exclude each other")
     notice = None
     if checkpoint is None and not random_init:
-        checkpoint = _default_checkpoint(network)
+        from exporters.weights import shipped_checkpoint
+
+        checkpoint = shipped_checkpoint(network)
         if checkpoint is None:
             notice = f"no shipped checkpoint for {network}: exporting a random init (seed {seed})"
     trt = None
@@ -110,7 +100,7 @@ def export(
         engine=engine,
         precision=precision,
         verify=VerifyOptions(scenes=verify_scenes, batch=verify_batch),
-        onnx=OnnxOptions(profile=profile, opset=opset, checkpoint=checkpoint),
+        onnx=OnnxOptions(opset=opset),
         tensorrt=trt,
         seed=seed,
     )

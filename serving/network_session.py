@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from serving.ort_session import create_session
+
 PROVIDERS = ("CPUExecutionProvider",)
 
 
@@ -36,12 +38,12 @@ class OrtSettings:
 
 
 def network_session(onnx_path: str | Path, settings: OrtSettings):
-    """An ``onnxruntime.InferenceSession`` on the CPU with ``settings``."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = settings.intra_op_threads
-    opts.inter_op_num_threads = settings.inter_op_threads
+    """An ``onnxruntime.InferenceSession`` on the CPU with ``settings`` (serving.ort_session's factory)."""
     # spinning worker threads steal the CPU from other instances and processes on a busy host
-    opts.add_session_config_entry("session.intra_op.allow_spinning", str(int(settings.allow_spinning)))
-    return ort.InferenceSession(str(onnx_path), opts, providers=list(PROVIDERS))
+    return create_session(
+        onnx_path,
+        providers=list(PROVIDERS),
+        intra_op_threads=settings.intra_op_threads,
+        inter_op_threads=settings.inter_op_threads,
+        allow_spinning=settings.allow_spinning,
+    )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from serving.errors import MissingDependencyError, ServingError, SpecError
+from serving.errors import ServingError, SpecError
 from serving.processing import SPEC_PARAMETER
 from serving.spec import ModelSpec
 
@@ -35,14 +35,9 @@ def read_metadata(path: str | Path) -> dict[str, str]:
 
 
 def _read_metadata_ort(path: Path) -> dict[str, str]:
-    try:
-        import onnxruntime as ort
-    except ImportError as exc:
-        raise MissingDependencyError("onnxruntime", "server") from exc
-    try:
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    except Exception as exc:
-        raise ServingError(f"{path} is not a readable ONNX file: {exc}") from exc
+    from serving.ort_session import create_session
+
+    session = create_session(path)
     return dict(session.get_modelmeta().custom_metadata_map)
 
 

@@ -30,7 +30,7 @@ from serving.model_config import (
     preprocess_config,
     preprocess_model_name,
 )
-from serving.onnx_meta import read_spec
+from serving.onnx_meta import read_provenance, read_spec
 from serving.spec import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -46,11 +46,28 @@ class NetworkArtifact:
     spec: ModelSpec
     onnx: Path | None = None
     plans: tuple[tuple[str, Path], ...] = ()  # (compute capability "8.6", path)
+    max_batch: int | None = None  # the export's batch profile max (provenance); None: not recorded
 
     @classmethod
     def from_onnx(cls, path: str | Path) -> NetworkArtifact:
         path = Path(path)
-        return cls(read_spec(path), path, find_plans(path.parent))
+        profile = read_provenance(path).get("batch_profile") or {}
+        max_batch = int(profile["max"]) if "max" in profile else None
+        return cls(read_spec(path), path, find_plans(path.parent), max_batch)
+
+
+def check_batch_profile(artifact: NetworkArtifact, max_batch_size: int) -> None:
+    """The repository's max batch must lie within the batch profile the network was exported with
+    (every engine: a TensorRT engine cannot run it, and an ONNX was never verified beyond it)."""
+    if artifact.max_batch is None:
+        log.warning("%s records no batch profile: its max batch cannot be checked", artifact.onnx)
+        return
+    if max_batch_size > artifact.max_batch:
+        raise ServingError(
+            f"{network_model_name(artifact.spec)}: max batch size {max_batch_size} exceeds the batch "
+            f"profile's max {artifact.max_batch} of {artifact.onnx}; lower --max-batch-size to "
+            f"{artifact.max_batch} or export again with --max-batch {max_batch_size}"
+        )
 
 
 def find_plans(folder: Path) -> tuple[tuple[str, Path], ...]:
@@ -152,6 +169,7 @@ def build_repository(
     artifacts = [NetworkArtifact.from_onnx(p) for p in onnx_paths]
     out = Path(out_dir)
     for a in artifacts:
+        check_batch_profile(a, options.batching.max_batch_size)
         if options.engine == "tensorrt_plan" and not a.plans:
             raise ServingError(
                 f"engine tensorrt_plan: no model_sm<cc>.plan next to {a.onnx}; build the engines with "

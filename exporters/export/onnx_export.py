@@ -53,7 +53,7 @@ def provenance(spec: ModelSpec, options: OnnxOptions, extra: dict | None = None)
         "input_hw": list(spec.input_hw),
         "det_classes": list(spec.det_classes),
         "seg_classes": list(spec.seg_classes),
-        "batch_profile": options.profile.as_dict(),
+        "batch_profile": options.batch_profile.as_dict(),
         "opset": options.opset,
         "torch": torch.__version__,
         "onnx": onnx.__version__,
@@ -75,8 +75,9 @@ def export_onnx(model, path: str | Path, options: OnnxOptions, provenance_extra:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     deploy = build_deploy_model(model, spec)
-    example = _example_inputs(spec, batch=max(2, options.profile.opt))
-    batch = torch.export.Dim(BATCH_DIM, min=1, max=max(options.profile.max, 2))
+    profile = options.batch_profile
+    example = _example_inputs(spec, batch=max(2, profile.opt))
+    batch = torch.export.Dim(BATCH_DIM, min=1, max=max(profile.max, 2))
     dynamic_shapes = tuple({0: batch} for _ in spec.network_inputs)
     log.info("exporting %s %dx%d to ONNX (opset %d)", spec.name, *spec.input_hw, options.opset)
     try:

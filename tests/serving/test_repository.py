@@ -236,3 +236,47 @@ def test_percept_repo_build_writes_the_same_repository_as_the_library(onnx_files
         "error: unknown engine 'tflite'; choose one of python, onnxruntime, tensorrt_plan"
     ]
     assert not (tmp_path / "x").exists()
+
+
+def _with_profile(src: Path, dst: Path, profile: dict) -> Path:
+    """A copy of ``src`` whose provenance records the batch profile it was exported with."""
+    import onnx
+
+    model = onnx.load(str(src))
+    entry = model.metadata_props.add()
+    entry.key, entry.value = "provenance", json.dumps({"network": "cam-n", "batch_profile": profile})
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(dst))
+    return dst
+
+
+@pytest.mark.parametrize("engine", ["python", "onnxruntime", "tensorrt_plan"])
+def test_max_batch_above_the_exported_profile_is_refused_for_every_engine(onnx_files, tmp_path, engine):
+    onnx_path = _with_profile(
+        onnx_files[0], tmp_path / "cam-n" / "model.onnx", {"min": 1, "opt": 2, "max": 4}
+    )
+    with pytest.raises(ServingError, match=r"^cam_n: max batch size 8 exceeds the batch profile's max 4 of "):
+        build_repository([onnx_path], tmp_path / "repo", RepositoryOptions(engine=engine))
+    assert not (tmp_path / "repo").exists()
+    if engine != "tensorrt_plan":  # (a plan would be needed as well)
+        small = RepositoryOptions(engine=engine, batching=BatchingOptions(max_batch_size=4))
+        build_repository([onnx_path], tmp_path / "ok", small)
+        assert _configs(tmp_path / "ok")["cam_n"].max_batch_size == 4
+
+
+def test_percept_repo_build_refuses_a_max_batch_above_the_profile_in_one_line(onnx_files, tmp_path):
+    import subprocess
+    import sys
+
+    onnx_path = _with_profile(
+        onnx_files[0], tmp_path / "cam-n" / "model.onnx", {"min": 1, "opt": 4, "max": 8}
+    )
+    percept = str(Path(sys.executable).parent / "percept")
+    args = [percept, "repo", "build", "--onnx", str(onnx_path), "--out", str(tmp_path / "repo")]
+    proc = subprocess.run([*args, "--max-batch-size", "16"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        f"error: cam_n: max batch size 16 exceeds the batch profile's max 8 of {onnx_path}; lower "
+        "--max-batch-size to 8 or export again with --max-batch 16"
+    ]
+    assert not (tmp_path / "repo").exists()
