@@ -185,7 +185,7 @@ def test_ensemble_metrics_equal_in_process_with_boxes_in_source_pixels(triton_se
         n = int(served[S.NUM_DETS].reshape(-1)[0])
         names = [spec.det_classes[c].encode() for c in served[S.DET_CLASSES][:n]]
         assert list(served[S.CLASS_NAMES][:n]) == names
-        np.testing.assert_allclose(served[S.LETTERBOX], Letterbox.fit(SOURCE_HW, spec.input_hw).as_array())
+        np.testing.assert_allclose(served[S.LETTERBOX], Letterbox.fit(SOURCE_HW, spec.input_hw).to_tensor())
         served_all.append(served)
         ref_all.append(ref)
     assert evaluate(served_all, world, spec) == evaluate(ref_all, world, spec)
@@ -275,10 +275,10 @@ def fusion_server_with_preprocess_delay(exported_onnx, tmp_path):
     from google.protobuf import text_format
     from tritonclient.grpc import model_config_pb2
 
+    from serving.ensemble import FrameLimits
     from serving.launcher import ServerOptions, TritonServer
     from serving.model_config import RepositoryOptions
     from serving.onnx_meta import read_spec
-    from serving.processing import FrameLimits
     from serving.repository import build_repository
     from tests.conftest import TEST_MAX_PIXELS
 
