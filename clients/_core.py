@@ -19,7 +19,7 @@ from clients.results import PerceptionResult
 from serving import spec as S
 from serving.errors import MissingDependencyError, SpecError
 from serving.letterbox import Letterbox
-from serving.spec import ModelSpec
+from serving.spec import SPEC_KEY, ModelSpec
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ def model_info_from_configs(name: str, configs: dict[str, dict]) -> ModelInfo:
             spec = codec.spec_from_parameters(config_parameters(configs[step]))
     if spec is None:
         raise SpecError(
-            f"model {name!r} carries no perception spec (config parameter {codec.SPEC_KEY!r}, "
+            f"model {name!r} carries no perception spec (config parameter {SPEC_KEY!r}, "
             "on the model or an ensemble step): cannot decode its outputs"
         )
     return ModelInfo(

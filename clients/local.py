@@ -15,7 +15,7 @@ from clients import codec
 from clients.results import PerceptionResult
 from serving.errors import ClientError, SpecError
 from serving.ort_session import create_session
-from serving.spec import ModelSpec
+from serving.spec import SPEC_KEY, ModelSpec
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ class LocalModel:
         meta = self._session.get_modelmeta().custom_metadata_map
         spec = codec.spec_from_parameters(meta)
         if spec is None:
-            raise SpecError(f"{path} has no {codec.SPEC_KEY!r} metadata: export it with `percept export`")
+            raise SpecError(f"{path} has no {SPEC_KEY!r} metadata: export it with `percept export`")
         self.spec: ModelSpec = spec
         self.path = path
         self.resize_to_source = resize_to_source

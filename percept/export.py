@@ -8,6 +8,8 @@ from pathlib import Path
 
 import typer
 
+from serving.spec import DEFAULT_INPUT_HW
+
 # the ONNX exporter's own passes log every rewrite at INFO
 _QUIET = ("onnx_ir", "onnxscript", "torch.onnx", "torch._export", "torch.export")
 
@@ -29,7 +31,9 @@ def export(
     ),
     random_init: bool = typer.Option(False, "--random-init", help="Export a seeded random init, no weights."),
     seed: int = typer.Option(0, "--seed", help="Seed of --random-init."),
-    size: str | None = typer.Option(None, "--size", help="Input HEIGHTxWIDTH, multiples of 32 (384x640)."),
+    size: str | None = typer.Option(
+        None, "--size", help="Input HEIGHTxWIDTH, multiples of 32 ({}x{}).".format(*DEFAULT_INPUT_HW)
+    ),
     min_batch: int = typer.Option(1, "--min-batch"),
     opt_batch: int = typer.Option(4, "--opt-batch"),
     max_batch: int = typer.Option(8, "--max-batch"),

@@ -3,8 +3,9 @@
 Per network: the network model (engine ``python`` running ONNX Runtime, ``onnxruntime`` or
 ``tensorrt_plan``); for the first camera-only and the first fusion network with every task, a
 ``<net>_preprocess`` and ``<net>_postprocess`` python model and the ensemble ``perception`` /
-``perception_fusion``. Every config.pbtxt comes from :mod:`serving.model_config`; the python models'
-model.py files are copied from :mod:`serving.triton_models`.
+``perception_fusion``. Every config.pbtxt comes from :mod:`serving.model_config`; each python model's
+model.py is one import of its ``TritonPythonModel`` from :mod:`serving.triton_models` (the stub runs
+the environment's ``python3``, where ``serving`` is installed), so the code is never copied.
 """
 
 from __future__ import annotations
@@ -35,7 +36,6 @@ from serving.spec import ModelSpec
 
 log = logging.getLogger(__name__)
 
-TEMPLATES = Path(__file__).parent / "triton_models"
 _PLAN_CC = re.compile(r"_sm(\d+)\.plan$")
 
 
@@ -118,6 +118,14 @@ def _write(path: Path, text: str) -> None:
     path.write_text(text)
 
 
+def model_py(module: str) -> str:
+    """The model.py of a python-backend model: the class of ``serving.triton_models.<module>``."""
+    return (
+        f'"""Written by `percept repo build`: the model is serving.triton_models.{module}."""\n'
+        f"\nfrom serving.triton_models.{module} import TritonPythonModel  # noqa: F401\n"
+    )
+
+
 def _pipeline_nets(artifacts: list[NetworkArtifact]) -> list[NetworkArtifact]:
     chosen: dict[bool, NetworkArtifact] = {}
     for a in artifacts:
@@ -137,16 +145,16 @@ def write_configs(artifacts: list[NetworkArtifact], out_dir: Path, options: Repo
         plans = {cc: p.name for cc, p in a.plans} if options.engine == "tensorrt_plan" else None
         _write(out_dir / name / "config.pbtxt", config_text(network_config(a.spec, options, plans)))
         if options.engine == "python":
-            _write(out_dir / name / "1" / "model.py", (TEMPLATES / "network.py").read_text())
+            _write(out_dir / name / "1" / "model.py", model_py("network"))
         written.append(name)
     if options.ensembles:
         for a in _pipeline_nets(artifacts):
-            for model, cfg, template in (
-                (preprocess_model_name(a.spec), preprocess_config(a.spec, options), "preprocess.py"),
-                (postprocess_model_name(a.spec), postprocess_config(a.spec, options), "postprocess.py"),
+            for model, cfg, module in (
+                (preprocess_model_name(a.spec), preprocess_config(a.spec, options), "preprocess"),
+                (postprocess_model_name(a.spec), postprocess_config(a.spec, options), "postprocess"),
             ):
                 _write(out_dir / model / "config.pbtxt", config_text(cfg))
-                _write(out_dir / model / "1" / "model.py", (TEMPLATES / template).read_text())
+                _write(out_dir / model / "1" / "model.py", model_py(module))
                 written.append(model)
             ens = ensemble_name(a.spec)
             _write(out_dir / ens / "config.pbtxt", config_text(ensemble_config(a.spec, options)))
@@ -196,18 +204,17 @@ def build_repository(
 
 
 def read_repository_specs(repo: str | Path) -> list[ModelSpec]:
-    """The specs of the network models in a repository (from their ``perception_spec`` parameter)."""
+    """The specs of the network models in a repository (their :data:`~serving.spec.SPEC_KEY` parameter)."""
     import json
 
     from serving.model_config import parse_config
-    from serving.processing import SPEC_PARAMETER
 
     specs = []
     for cfg_path in sorted(Path(repo).glob("*/config.pbtxt")):
         cfg = parse_config(cfg_path.read_text())
-        if SPEC_PARAMETER not in cfg.parameters:
+        if S.SPEC_KEY not in cfg.parameters:
             continue
-        spec = ModelSpec.from_dict(json.loads(cfg.parameters[SPEC_PARAMETER].string_value))
+        spec = ModelSpec.from_dict(json.loads(cfg.parameters[S.SPEC_KEY].string_value))
         if cfg.name == network_model_name(spec):
             specs.append(spec)
     return specs

@@ -82,7 +82,7 @@ def exported_onnx(request, tmp_path_factory) -> dict[str, Path]:
         if real:
             _export_real(name, cached)  # a no-op while the cached file is current
         elif not cached.exists():
-            from tests.serving.tiny_onnx import make_tiny_onnx
+            from tests.tiny_onnx import make_tiny_onnx
 
             tmp = tmp_path_factory.mktemp(f"export-{name}") / "model.onnx"
             make_tiny_onnx(ModelSpec(name=name, input_hw=TEST_HW, fusion=name.startswith("fusion")), tmp)
@@ -95,8 +95,8 @@ def exported_onnx(request, tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def triton_repository(exported_onnx, tmp_path_factory) -> Path:
+    from serving.ensemble import FrameLimits
     from serving.model_config import RepositoryOptions
-    from serving.processing import FrameLimits
     from serving.repository import build_repository
 
     repo = tmp_path_factory.mktemp("model_repository")

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from serving.errors import SpecError
+from serving.spec import DEFAULT_INPUT_HW
 
 ENGINES = ("onnx", "tensorrt")
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -17,11 +18,12 @@ MIN_OPSET = 17
 
 
 def parse_size(text: str) -> tuple[int, int]:
-    """'384x640' -> (384, 640), checked to be positive multiples of 32."""
+    """'HEIGHTxWIDTH' -> (height, width), checked to be positive multiples of 32."""
     try:
         h, w = (int(v) for v in text.lower().split("x"))
     except ValueError:
-        raise SpecError(f"input size must look like HEIGHTxWIDTH (e.g. 384x640), got {text!r}") from None
+        example = "x".join(map(str, DEFAULT_INPUT_HW))
+        raise SpecError(f"input size must look like HEIGHTxWIDTH (e.g. {example}), got {text!r}") from None
     return check_size((h, w))
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from exporters.export.options import ExportOptions
 from exporters.export.staging import FAILED_REPORT_NAME, ONNX_NAME, REPORT_NAME, ExportResult, fail_if
 from serving.errors import ExportError, SpecError
+from serving.spec import DEFAULT_INPUT_HW
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ def load_network(network: str, checkpoint: Path | None, input_hw: tuple[int, int
         return model.eval()
     log.warning("no checkpoint for %s: exporting a random init (seed %d)", network, seed)
     torch.manual_seed(seed)
-    return build_network(network, input_hw or (384, 640)).eval()
+    return build_network(network, input_hw or DEFAULT_INPUT_HW).eval()
 
 
 def run_export(options: ExportOptions, progress: bool = False) -> ExportResult:

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from clients.loadtest.frames import Frame
-from serving.letterbox import letterbox_image
+from serving.letterbox import network_image
 from serving.network_session import OrtSettings
 from serving.spec import ModelSpec
 
@@ -64,9 +64,7 @@ class MatmulPeak:
 
 def letterboxed(frames: list[Frame], spec: ModelSpec) -> np.ndarray:
     """[N,3,H,W] uint8 network inputs from the frames, as the served raw model receives them."""
-    rule = spec.letterbox
-    images = [letterbox_image(f.image, spec.input_hw, rule.pad_value, rule.allow_upscale)[0] for f in frames]
-    return np.ascontiguousarray(np.stack(images).transpose(0, 3, 1, 2))
+    return np.stack([network_image(f.image, spec.input_hw, spec.letterbox)[0] for f in frames])
 
 
 def timed(fn: Callable[[], object], min_time_s: float, min_runs: int) -> list[float]:

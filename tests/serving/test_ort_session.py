@@ -7,7 +7,7 @@ import pytest
 from serving.errors import ServingError, SpecError
 from serving.ort_session import create_session, session_options
 from serving.spec import ModelSpec
-from tests.serving.tiny_onnx import make_tiny_onnx
+from tests.tiny_onnx import make_tiny_onnx
 
 ort = pytest.importorskip("onnxruntime")
 
