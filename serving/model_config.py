@@ -23,6 +23,9 @@ from serving.spec import ModelSpec, TensorSpec
 ENGINES = ("python", "onnxruntime", "tensorrt_plan")
 # Triton 2.51 == NGC 24.10, the server inside nvidia-pytriton 0.7.0
 NGC_IMAGE = "nvcr.io/nvidia/tritonserver:24.10-py3"
+# the TensorRT inside NGC_IMAGE: an engine must be built by exactly this version (major.minor.patch).
+# NGC 24.10 ships TensorRT 10.5 (NVIDIA Frameworks Support Matrix); change both lines together.
+NGC_TENSORRT_VERSION = "10.5.0"
 
 
 def _pb():

@@ -400,6 +400,7 @@ def run_import(options: ImportOptions, progress: bool = False):
     """`percept import-onnx`: import, verify against the original, write model.onnx + report.json."""
     from exporters.export.onnx_export import read_provenance
     from exporters.export.run import FAILED_REPORT_NAME, ONNX_NAME, REPORT_NAME, ExportResult, fail_if
+    from exporters.export.trt_compat import compat_stage
     from exporters.export.verify import ort_runner, verify
 
     heads = load_head_spec(options.heads)
@@ -433,6 +434,7 @@ def run_import(options: ImportOptions, progress: bool = False):
         os.replace(staging, final)
     finally:
         staging.unlink(missing_ok=True)
+    compat_stage(final, "onnx")
     document = {
         "network": spec.name,
         "spec": spec.to_dict(),

@@ -60,6 +60,7 @@ def run_export(options: ExportOptions, progress: bool = False) -> ExportResult:
     """Run every stage ``options`` asks for; returns the artifacts and verification reports."""
     from exporters.export.graph import build_deploy_model, run_eager
     from exporters.export.onnx_export import export_onnx, read_provenance
+    from exporters.export.trt_compat import compat_stage
     from exporters.export.verify import ort_runner, verify
 
     if options.engine == "tensorrt":
@@ -98,6 +99,7 @@ def run_export(options: ExportOptions, progress: bool = False) -> ExportResult:
         os.replace(staging, final)
     finally:
         staging.unlink(missing_ok=True)
+    compat_stage(final, options.engine)
     engine = None
     if options.engine == "tensorrt":
         from exporters.export.tensorrt import build_and_verify

@@ -1,0 +1,342 @@
+"""TensorRT compatibility check: what the pinned TensorRT's ONNX parser would reject or do differently.
+
+Torch- and TensorRT-free (it needs ``onnx`` only), so it runs on every machine, before any GPU is
+involved. :func:`check_graph` walks an ONNX graph and returns one :class:`Finding` per offending
+node, each naming the node, the rule and the rule's source; :data:`RULES` is the one table of rules.
+
+Severity: ``error`` - the pinned parser or builder refuses the graph; ``warning`` - TensorRT accepts
+it but computes something that can differ from ONNX Runtime (a documented limit or behaviour).
+``percept export --engine onnx`` (and ``import-onnx``) logs every finding as a warning block;
+``--engine tensorrt`` fails on any error finding (see :func:`enforce`).
+
+The sources are onnx-tensorrt's own files at its 10.x release branch (the parser TensorRT 10.5
+ships) and TensorRT's headers and operator docs; each rule names the one it was checked against.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from serving.errors import ExportError
+from serving.model_config import NGC_TENSORRT_VERSION
+
+log = logging.getLogger(__name__)
+
+OPERATORS_MD = "onnx/onnx-tensorrt docs/operators.md (10.x support matrix)"
+CHANGELOG_MD = "onnx/onnx-tensorrt docs/Changelog.md"
+IMPORTERS_CPP = "onnx/onnx-tensorrt onnxOpImporters.cpp (10.6 GA tree, commit 0137504e)"
+DATATYPE_H = "NVIDIA/TensorRT include/NvInferRuntimeBase.h, enum DataType::kUINT8"
+NMS_DOC = "https://docs.nvidia.com/deeplearning/tensorrt/archives/tensorrt-1070/operators/docs/NMS.html"
+EFFICIENT_NMS_MD = "NVIDIA/TensorRT plugin/efficientNMSPlugin/README.md"
+FAQ_MD = "onnx/onnx-tensorrt docs/faq.md (Custom Layer Support: fallbackPluginImporter)"
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    severity: str  # "error" | "warning"
+    summary: str
+    source: str
+
+
+# The one table of rules. A new rule is a row here plus a check function below.
+RULES: dict[str, Rule] = {
+    r.id: r
+    for r in (
+        Rule(
+            "TRT001",
+            "error",
+            "operator not supported by the pinned ONNX parser (and not a known TensorRT plugin)",
+            f"{OPERATORS_MD}; ops added after 10.5 per {CHANGELOG_MD}",
+        ),
+        Rule(
+            "TRT002",
+            "error",
+            "ScatterND with a `reduction` attribute (even 'none'): the importer asserts "
+            "!attrs.count(\"reduction\") - 'Attribute reduction is not supported.' (fixed in 10.9)",
+            f"{IMPORTERS_CPP}, DEFINE_BUILTIN_OP_IMPORTER(ScatterND); {CHANGELOG_MD} 10.9 "
+            "'Fixed support for opset 18+ ScatterND'",
+        ),
+        Rule(
+            "TRT003",
+            "error",
+            "a UINT8 network input may only feed a Cast to FLOAT/FLOAT16 (kUINT8 is for network I/O; "
+            "importers reject UINT8 operands via checkNotInvalidType)",
+            f"{DATATYPE_H}; {OPERATORS_MD} note 'UINT8 is only supported as network input or output'",
+        ),
+        Rule(
+            "TRT004",
+            "error",
+            "graph input/output of a type TensorRT cannot bind (string, complex, unsigned 16/32/64 bit)",
+            f"{OPERATORS_MD} 'TensorRT supports the following ONNX data types'",
+        ),
+        Rule(
+            "TRT005",
+            "warning",
+            "DOUBLE tensor: TensorRT casts it down to FLOAT (clamped to +-FLT_MAX)",
+            f"{OPERATORS_MD} note on DOUBLE",
+        ),
+        Rule(
+            "TRT006",
+            "error",
+            "TopK whose K is not a build-time constant or is >= 3840",
+            f"{OPERATORS_MD} TopK restrictions",
+        ),
+        Rule(
+            "TRT007",
+            "warning",
+            "NonMaxSuppression: TensorRT's INMSLayer considers at most 5000 candidates per image "
+            "(2000 on SM 5.3/6.2) where ONNX has no limit, and its selected-indices output has a "
+            "data-dependent shape; the TensorRT build uses the EfficientNMS_TRT variant instead",
+            NMS_DOC,
+        ),
+        Rule(
+            "TRT008",
+            "warning",
+            "EfficientNMS_TRT: only the 4096 highest scores above score_threshold reach the NMS "
+            "kernel (ONNX NonMaxSuppression has no such limit); scores equal to the threshold are kept",
+            EFFICIENT_NMS_MD,
+        ),
+        Rule(
+            "TRT009",
+            "error",
+            "EfficientNMS_TRT node whose inputs/attributes do not match the plugin's documented "
+            "interface (boxes [B,N,4], scores [B,N,C], four outputs, known attributes)",
+            f"{EFFICIENT_NMS_MD}; {FAQ_MD}",
+        ),
+        Rule(
+            "TRT010",
+            "warning",
+            "INT64 network input/output: TensorRT >= 9 binds it as INT64 (no implicit cast to INT32)",
+            f"{CHANGELOG_MD} 9.0 EA",
+        ),
+    )
+}
+
+# Operators the pinned parser imports: the "Y" rows of operators.md on the 10.x branch, less the
+# operators its Changelog lists as added after 10.5 (Attention 10.14; RotaryEmbedding,
+# RMSNormalization, TensorScatter 10.15).
+_SUPPORTED = """
+    Abs Acos Acosh Add And ArgMax ArgMin Asin Asinh Atan Atanh AveragePool BatchNormalization
+    BlackmanWindow Cast CastLike Ceil Celu Clip Concat Constant ConstantOfShape Conv ConvTranspose
+    Cos Cosh CumSum DeformConv DepthToSpace DequantizeLinear Div Dropout Einsum Elu Equal Erf Exp
+    Expand EyeLike Flatten Floor Gather GatherElements GatherND Gelu Gemm GlobalAveragePool
+    GlobalLpPool GlobalMaxPool Greater GreaterOrEqual GridSample GroupNormalization GRU
+    HammingWindow HannWindow HardSigmoid HardSwish Hardmax Identity If ImageScaler
+    InstanceNormalization IsInf IsNaN LayerNormalization LeakyRelu Less LessOrEqual Log LogSoftmax
+    Loop LRN LSTM LpNormalization LpPool MatMul Max MaxPool Mean MeanVarianceNormalization Min Mish
+    Mod Mul Neg NonMaxSuppression NonZero Not OneHot Or Pad ParametricSoftplus Pow PRelu
+    QuantizeLinear RandomNormal RandomNormalLike RandomUniform RandomUniformLike Range Reciprocal
+    ReduceL1 ReduceL2 ReduceLogSum ReduceLogSumExp ReduceMax ReduceMean ReduceMin ReduceProd
+    ReduceSum ReduceSumSquare Relu Reshape Resize ReverseSequence RNN RoiAlign Round STFT ScaledTanh
+    Scan Scatter ScatterElements ScatterND Selu Shape Shrink Sigmoid Sign Sin Sinh Size Slice
+    Softmax Softplus Softsign SpaceToDepth Split Sqrt Squeeze Sub Sum Tan Tanh ThresholdedRelu Tile
+    TopK Transpose Trilu Unsqueeze Upsample Where Xor
+"""
+SUPPORTED_OPS = frozenset(_SUPPORTED.split())
+
+# TensorRT plugins the TensorRT build may use; the parser's fallback importer maps a node whose
+# op_type is the plugin name onto the registered creator (FAQ_MD).
+KNOWN_PLUGINS = frozenset({"EfficientNMS_TRT"})
+EFFICIENT_NMS_ATTRS = frozenset(
+    {
+        "score_threshold",
+        "iou_threshold",
+        "max_output_boxes",
+        "background_class",
+        "score_activation",
+        "class_agnostic",
+        "box_coding",
+        "plugin_version",
+        "plugin_namespace",
+    }
+)
+TOPK_MAX = 3840
+NMS_CANDIDATE_LIMIT = 5000
+EFFICIENT_NMS_CANDIDATES = 4096
+
+# ONNX TensorProto element types
+_FLOAT, _UINT8, _INT64, _DOUBLE, _FLOAT16 = 1, 2, 7, 11, 10
+_BINDABLE = {1, 2, 3, 6, 7, 9, 10, 16}  # float, uint8, int8, int32, int64, bool, float16, bfloat16
+
+
+@dataclass(frozen=True)
+class Finding:
+    rule: str
+    node: str
+    detail: str
+
+    @property
+    def severity(self) -> str:
+        return RULES[self.rule].severity
+
+    def line(self) -> str:
+        r = RULES[self.rule]
+        return f"{r.severity} {r.id} {self.node}: {self.detail} [{r.summary}; source: {r.source}]"
+
+
+# --- the check -------------------------------------------------------------------------------------
+def check_graph(proto) -> list[Finding]:
+    """Every finding of :data:`RULES` in ``proto`` (an ``onnx.ModelProto``), in graph order."""
+    g = _Graph(proto.graph)
+    found: list[Finding] = []
+    found += _io_types(g)
+    found += _uint8_inputs(g)
+    for node in g.nodes:
+        found += _node(g, node)
+    return found
+
+
+def check_file(path: str | Path) -> list[Finding]:
+    import onnx
+
+    return check_graph(onnx.load(str(path), load_external_data=False))
+
+
+def enforce(findings: Iterable[Finding], engine: str, label: str) -> None:
+    """``engine`` "onnx": log every finding; "tensorrt": raise :class:`ExportError` on errors."""
+    findings = list(findings)
+    if not findings:
+        return
+    errors = [f for f in findings if f.severity == "error"]
+    if engine == "tensorrt" and errors:
+        nodes = ", ".join(f"{f.node} ({f.rule})" for f in errors)
+        raise ExportError(
+            f"{label}: TensorRT {NGC_TENSORRT_VERSION}'s ONNX parser would reject {len(errors)} "
+            f"node(s): {nodes}. " + " | ".join(f.line() for f in errors)
+        )
+    log.warning("%s: TensorRT %s compatibility, %d finding(s):", label, NGC_TENSORRT_VERSION, len(findings))
+    for f in findings:
+        log.warning("  %s", f.line())
+
+
+class _Graph:
+    def __init__(self, graph) -> None:
+        self.graph = graph
+        self.nodes = list(graph.node)
+        self.consumers: dict[str, list[Any]] = {}
+        for n in self.nodes:
+            for i in n.input:
+                self.consumers.setdefault(i, []).append(n)
+        self.initializers = {t.name: t for t in graph.initializer}
+        self.constants = {n.output[0]: n for n in self.nodes if n.op_type == "Constant" and n.output}
+        self.types = {}
+        for vi in (*graph.input, *graph.output, *graph.value_info):
+            self.types[vi.name] = vi.type
+
+    def const_value(self, name: str):
+        from onnx import numpy_helper
+
+        if name in self.initializers:
+            return numpy_helper.to_array(self.initializers[name])
+        node = self.constants.get(name)
+        if node is not None:
+            for a in node.attribute:
+                if a.name == "value":
+                    return numpy_helper.to_array(a.t)
+                if a.name in ("value_int", "value_ints"):
+                    return a.i if a.name == "value_int" else list(a.ints)
+        return None
+
+    def dims(self, name: str) -> list[int | str] | None:
+        t = self.types.get(name)
+        if t is None or not t.HasField("tensor_type") or not t.tensor_type.HasField("shape"):
+            return None
+        dims = t.tensor_type.shape.dim
+        return [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in dims]
+
+
+def _name(node) -> str:
+    return node.name or f"{node.op_type}->{node.output[0] if node.output else '?'}"
+
+
+def _io_types(g: _Graph) -> list[Finding]:
+    found = []
+    for kind, coll in (("input", g.graph.input), ("output", g.graph.output)):
+        for vi in coll:
+            if vi.name in g.initializers or not vi.type.HasField("tensor_type"):
+                continue
+            et = vi.type.tensor_type.elem_type
+            where = f"graph {kind} {vi.name}"
+            if et == _DOUBLE:
+                found.append(Finding("TRT005", where, "DOUBLE"))
+            elif et == _INT64:
+                found.append(Finding("TRT010", where, "INT64"))
+            elif et not in _BINDABLE:
+                found.append(Finding("TRT004", where, f"ONNX element type {et}"))
+    return found
+
+
+def _uint8_inputs(g: _Graph) -> list[Finding]:
+    found = []
+    for vi in g.graph.input:
+        if not vi.type.HasField("tensor_type") or vi.type.tensor_type.elem_type != _UINT8:
+            continue
+        for node in g.consumers.get(vi.name, []):
+            to = next((a.i for a in node.attribute if a.name == "to"), None)
+            if node.op_type == "Cast" and to in (_FLOAT, _FLOAT16):
+                continue
+            what = f"Cast to type {to}" if node.op_type == "Cast" else node.op_type
+            found.append(Finding("TRT003", _name(node), f"UINT8 input {vi.name} feeds {what}"))
+    return found
+
+
+def _node(g: _Graph, node) -> list[Finding]:
+    op = node.op_type
+    domain = node.domain or ""
+    if op in KNOWN_PLUGINS:
+        return _efficient_nms(g, node)
+    if domain not in ("", "ai.onnx") or op not in SUPPORTED_OPS:
+        shown = f"{domain}::{op}" if domain else op
+        return [Finding("TRT001", _name(node), f"{shown} has no importer in TensorRT {NGC_TENSORRT_VERSION}")]
+    if op == "ScatterND" and any(a.name == "reduction" for a in node.attribute):
+        value = next(a.s.decode() for a in node.attribute if a.name == "reduction")
+        return [Finding("TRT002", _name(node), f"reduction={value!r}")]
+    if op == "TopK":
+        k = g.const_value(node.input[1]) if len(node.input) > 1 else None
+        if k is None:
+            return [Finding("TRT006", _name(node), "K is computed, not a constant")]
+        k = int(k if isinstance(k, int) else k.reshape(-1)[0])
+        if k >= TOPK_MAX:
+            return [Finding("TRT006", _name(node), f"K={k}")]
+    if op == "NonMaxSuppression":
+        dims = g.dims(node.input[0])
+        n = dims[1] if dims and len(dims) == 3 else "unknown"
+        detail = f"{n} candidate boxes per image (limit {NMS_CANDIDATE_LIMIT})"
+        return [Finding("TRT007", _name(node), detail)]
+    return []
+
+
+def _efficient_nms(g: _Graph, node) -> list[Finding]:
+    found = []
+    unknown = sorted(a.name for a in node.attribute if a.name not in EFFICIENT_NMS_ATTRS)
+    attrs = {a.name for a in node.attribute}
+    missing = sorted({"score_threshold", "iou_threshold", "max_output_boxes"} - attrs)
+    problems = []
+    if unknown:
+        problems.append(f"unknown attributes {unknown}")
+    if missing:
+        problems.append(f"missing attributes {missing}")
+    if len(node.input) not in (2, 3) or len(node.output) != 4:
+        problems.append(f"{len(node.input)} inputs / {len(node.output)} outputs (want 2 or 3 / 4)")
+    boxes = g.dims(node.input[0]) if node.input else None
+    scores = g.dims(node.input[1]) if len(node.input) > 1 else None
+    if boxes is not None and (len(boxes) != 3 or boxes[2] != 4):
+        problems.append(f"boxes shape {boxes} (want [B,N,4])")
+    if scores is not None and len(scores) != 3:
+        problems.append(f"scores shape {scores} (want [B,N,C])")
+    if problems:
+        found.append(Finding("TRT009", _name(node), "; ".join(problems)))
+    found.append(Finding("TRT008", _name(node), f"candidate cap {EFFICIENT_NMS_CANDIDATES}"))
+    return found
+
+
+def compat_stage(path: str | Path, engine: str) -> list[Finding]:
+    """The export stage: check ``path`` for the pinned TensorRT and report per ``engine``."""
+    findings = check_file(path)
+    enforce(findings, engine, Path(path).name)
+    return findings
