@@ -134,3 +134,27 @@ def test_enforce_fails_tensorrt_naming_the_nodes_and_warns_for_onnx(caplog):
         enforce(found, "onnx", "model.onnx")
     assert any("TRT001 uniq" in r.getMessage() for r in caplog.records)
     enforce([], "tensorrt", "model.onnx")  # nothing to say, nothing raised
+
+
+# --- real graphs ------------------------------------------------------------------------------------
+def _errors(path) -> list[str]:
+    from exporters.export.trt_compat import check_file
+
+    return [f.line() for f in check_file(path) if f.severity == "error"]
+
+
+@pytest.mark.parametrize("network", ["cam-n", "fusion-n"])
+def test_exported_networks_pass_the_check(exported_onnx, network):
+    assert _errors(exported_onnx[network]) == []
+
+
+def test_an_imported_yolop_layout_graph_passes_the_check(tmp_path):
+    pytest.importorskip("torch")
+    from exporters.export.import_onnx import import_onnx, load_head_spec
+    from exporters.export.options import BatchProfile
+    from tests.exporters.export.test_import_onnx import _heads_file, write_yolop_onnx
+
+    source = write_yolop_onnx(tmp_path / "yolop.onnx")
+    out = tmp_path / "model.onnx"
+    import_onnx(source, load_head_spec(_heads_file(tmp_path)), out, BatchProfile(1, 1, 8))
+    assert _errors(out) == []
