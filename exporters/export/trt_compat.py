@@ -336,7 +336,16 @@ def _efficient_nms(g: _Graph, node) -> list[Finding]:
 
 
 def compat_stage(path: str | Path, engine: str) -> list[Finding]:
-    """The export stage: check ``path`` for the pinned TensorRT and report per ``engine``."""
+    """The export stage: check what the engine will read and report per ``engine``.
+
+    ``onnx``: ``path`` itself. ``tensorrt``: the TensorRT variant written next to it
+    (``model.trt.onnx``, EfficientNMS_TRT in place of the NMS subgraph; trt_variant.py), which is
+    the file the TensorRT build parses.
+    """
+    if engine == "tensorrt":
+        from exporters.export.trt_variant import write_variant
+
+        path = write_variant(path)
     findings = check_file(path)
     enforce(findings, engine, Path(path).name)
     return findings

@@ -158,3 +158,6 @@ def test_an_imported_yolop_layout_graph_passes_the_check(tmp_path):
     out = tmp_path / "model.onnx"
     import_onnx(source, load_head_spec(_heads_file(tmp_path)), out, BatchProfile(1, 1, 8))
     assert _errors(out) == []
+    from exporters.export.trt_variant import write_variant
+
+    assert _errors(write_variant(out)) == []  # and its TensorRT variant (EfficientNMS_TRT)
