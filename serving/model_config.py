@@ -203,7 +203,9 @@ def network_config(spec: ModelSpec, options: RepositoryOptions, plan_files: dict
             raise ServingError("the tensorrt_plan engine needs at least one engine file (model_sm<cc>.plan)")
         for cc, filename in sorted(plan_files.items()):
             cfg.cc_model_filenames[cc] = filename
-        cfg.default_model_filename = sorted(plan_files.items())[-1][1]
+        # the newest architecture by number: "10.0" after "9.0" (a string sort puts "9.0" last)
+        newest = max(plan_files, key=lambda cc: tuple(int(p) for p in cc.split(".")))
+        cfg.default_model_filename = plan_files[newest]
     _inputs(pb, cfg, spec.network_inputs)
     _outputs(pb, cfg, spec.network_outputs)
     _dynamic_batching(pb, cfg, options.batching)
