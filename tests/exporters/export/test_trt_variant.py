@@ -88,3 +88,39 @@ def test_compat_check_passes_the_variant_and_tensorrt_stage_uses_it(variant):
     assert "TRT008" in {f.rule for f in found}  # the plugin's documented 4096-candidate cap, reported
     compat_stage(src, "tensorrt")  # writes and checks the variant; raises on an error finding
     assert variant_path(src).is_file()
+
+
+def test_the_tail_behind_the_plugin_gives_the_contract_in_onnx_runtime(variant):
+    """The plugin stood in for by constants (ONNX Runtime does not know it): the tail reshapes
+    num_detections to [B], zeroes rows past it and keeps the contract's dtypes."""
+    ort = pytest.importorskip("onnxruntime")
+    from onnx import helper, numpy_helper
+
+    src, path = variant
+    spec = read_spec(src)
+    proto = onnx.load(str(path))
+    p = next(n for n in proto.graph.node if n.op_type == PLUGIN)
+    k, rng = spec.top_k, np.random.default_rng(0)
+    fake = {  # what EfficientNMS_TRT returns for a batch of 2, garbage past num_detections
+        p.output[0]: np.array([[3], [0]], np.int32),
+        p.output[1]: rng.random((2, k, 4), dtype=np.float32) + 1,
+        p.output[2]: rng.random((2, k), dtype=np.float32) + 1,
+        p.output[3]: rng.integers(1, 3, (2, k)).astype(np.int32),
+    }
+    nodes = [n for n in proto.graph.node if n is not p]
+    consts = [
+        helper.make_node("Constant", [], [name], value=numpy_helper.from_array(value))
+        for name, value in fake.items()
+    ]
+    del proto.graph.node[:]
+    proto.graph.node.extend(consts + nodes)
+    sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    images = np.zeros((2, 3, *spec.input_hw), np.uint8)
+    names = [o.name for o in sess.get_outputs()]
+    got = dict(zip(names, sess.run(names, {"images": images}), strict=True))
+    assert got[NUM_DETS].dtype == np.int32 and got[NUM_DETS].tolist() == [3, 0]
+    assert got[DET_CLASSES].dtype == np.int32 and got[DET_BOXES].dtype == np.float32
+    assert got[DET_BOXES].shape == (2, k, 4) and got[DET_SCORES].shape == (2, k)
+    np.testing.assert_array_equal(got[DET_BOXES][0, :3], fake[p.output[1]][0, :3])
+    np.testing.assert_array_equal(got[DET_CLASSES][0, :3], fake[p.output[3]][0, :3])
+    assert not got[DET_BOXES][0, 3:].any() and not got[DET_SCORES][1].any() and not got[DET_CLASSES][1].any()
