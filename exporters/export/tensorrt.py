@@ -33,7 +33,8 @@ log = logging.getLogger(__name__)
 # major.minor.patch), so it is built by the TensorRT of the Triton image that serves it. The value
 # lives next to NGC_IMAGE in serving.model_config (`percept repo build` checks sidecars against it
 # without importing exporters); this is its name on the export side. `pip install tensorrt` today
-# gives 11.x, which removed BuilderFlag.FP16/INT8 and the implicit INT8 calibrators used below.
+# gives 11.x, which removed BuilderFlag.FP16/INT8 and IBuilderConfig.int8_calibrator, used below
+# (docs.nvidia.com/deeplearning/tensorrt/latest/api/migration/tensorrt-10x-to-11x-python-api-reference.html).
 TENSORRT_VERSION = NGC_TENSORRT_VERSION
 
 # Verification bounds per precision. FP32 engines differ from PyTorch by kernel choice only, so the

@@ -259,6 +259,7 @@ def test_tensorrt_version_is_pinned_to_the_serving_images_and_compared_to_the_pa
     assert version_key("10.5.0.18") == (10, 5, 0) and version_key("10.5") == (10, 5, 0)
     assert same_tensorrt("10.5.0.18", "10.5.0") and not same_tensorrt("10.6.0", "10.5.0")
     assert not same_tensorrt("11.0.0.1", "10.5.0")
+    assert not same_tensorrt("10.5.0.18", "10.5.0.17")  # the build number too, where both have one
     check_tensorrt_version(NGC_TENSORRT_VERSION + ".18")
     with pytest.raises(ExportError, match=r"TensorRT 11.0.0 is installed.*--print-docker"):
         check_tensorrt_version("11.0.0")
