@@ -109,6 +109,20 @@ RULES: dict[str, Rule] = {
             f"{EFFICIENT_NMS_MD}; {FAQ_MD}",
         ),
         Rule(
+            "TRT011",
+            "error",
+            "Resize outside TensorRT's modes: coordinate_transformation_mode half_pixel, "
+            "pytorch_half_pixel, tf_half_pixel_for_nn, asymmetric or align_corners; mode nearest or "
+            "linear; nearest_mode floor, ceil, round_prefer_floor or round_prefer_ceil; no antialias",
+            f"{OPERATORS_MD} Resize restrictions",
+        ),
+        Rule(
+            "TRT012",
+            "error",
+            "pooling with dilations other than all ones",
+            f"{OPERATORS_MD} MaxPool / AveragePool / LpPool restrictions",
+        ),
+        Rule(
             "TRT010",
             "warning",
             "INT64 network input/output: TensorRT >= 9 binds it as INT64 (no implicit cast to INT32)",
@@ -303,12 +317,49 @@ def _node(g: _Graph, node) -> list[Finding]:
         k = int(k if isinstance(k, int) else k.reshape(-1)[0])
         if k >= TOPK_MAX:
             return [Finding("TRT006", _name(node), f"K={k}")]
+    if op == "Resize":
+        bad = _resize_problems({a.name: helper_value(a) for a in node.attribute})
+        return [Finding("TRT011", _name(node), "; ".join(bad))] if bad else []
+    if op in ("MaxPool", "AveragePool", "LpPool"):
+        dil = next((list(a.ints) for a in node.attribute if a.name == "dilations"), [])
+        return [Finding("TRT012", _name(node), f"dilations={dil}")] if any(d != 1 for d in dil) else []
     if op == "NonMaxSuppression":
         dims = g.dims(node.input[0])
         n = dims[1] if dims and len(dims) == 3 else "unknown"
         detail = f"{n} candidate boxes per image (limit {NMS_CANDIDATE_LIMIT})"
         return [Finding("TRT007", _name(node), detail)]
     return []
+
+
+_RESIZE_ALLOWED = {
+    "coordinate_transformation_mode": (
+        "half_pixel",
+        "pytorch_half_pixel",
+        "tf_half_pixel_for_nn",
+        "asymmetric",
+        "align_corners",
+    ),
+    "mode": ("nearest", "linear"),
+    "nearest_mode": ("floor", "ceil", "round_prefer_floor", "round_prefer_ceil"),
+}
+
+
+def helper_value(attribute):
+    from onnx import helper
+
+    value = helper.get_attribute_value(attribute)
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _resize_problems(attrs: dict) -> list[str]:
+    bad = [
+        f"{name}={attrs[name]!r}"
+        for name, allowed in _RESIZE_ALLOWED.items()
+        if name in attrs and attrs[name] not in allowed
+    ]
+    if attrs.get("antialias", 0):
+        bad.append("antialias=1")
+    return bad
 
 
 def _efficient_nms(g: _Graph, node) -> list[Finding]:

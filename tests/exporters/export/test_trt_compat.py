@@ -93,6 +93,29 @@ def test_topk_k_must_be_a_small_constant():
     assert "TRT006" not in _rules(_model([node], [_vi("x", F, [1, 5000])], outs, [ok]))
 
 
+def test_resize_outside_tensorrts_modes_is_flagged():
+    scales = numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales")
+    ins, outs = [_vi("x", F, [1, 1, 4, 4])], [_vi("y", F, [1, 1, 8, 8])]
+
+    def resize(**attrs):
+        node = helper.make_node("Resize", ["x", "", "scales"], ["y"], name="up", **attrs)
+        return _rules(_model([node], ins, outs, [scales]))
+
+    assert resize(mode="nearest", coordinate_transformation_mode="asymmetric", nearest_mode="floor") == []
+    assert resize(mode="linear", coordinate_transformation_mode="half_pixel") == []
+    assert resize(mode="cubic") == ["TRT011"]
+    assert resize(mode="linear", coordinate_transformation_mode="tf_crop_and_resize") == ["TRT011"]
+    assert resize(mode="linear", antialias=1) == ["TRT011"]
+
+
+def test_dilated_pooling_is_flagged():
+    ins, outs = [_vi("x", F, [1, 1, 8, 8])], [_vi("y", F, None)]
+    node = helper.make_node("MaxPool", ["x"], ["y"], name="pool", kernel_shape=[2, 2], dilations=[2, 2])
+    assert _rules(_model([node], ins, outs)) == ["TRT012"]
+    node = helper.make_node("MaxPool", ["x"], ["y"], name="pool", kernel_shape=[2, 2])
+    assert _rules(_model([node], ins, outs)) == []
+
+
 def test_nonmaxsuppression_is_flagged_with_its_candidate_count():
     node = helper.make_node("NonMaxSuppression", ["b", "s"], ["sel"], name="nms")
     m = _model([node], [_vi("b", F, [1, 6000, 4]), _vi("s", F, [1, 3, 6000])], [_vi("sel", I64, [None, 3])])
