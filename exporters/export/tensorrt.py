@@ -78,7 +78,7 @@ def import_tensorrt():
         err = MissingDependencyError("tensorrt", "export")
         # no extra brings TensorRT: say where it comes from (ImportError's str() reads .msg)
         err.msg = (
-            "tensorrt is not installed: build engines inside the NGC TensorRT image of the Triton release "
+            "tensorrt is not installed: build engines inside the NGC Triton image's TensorRT "
             f"({tensorrt_image()}, TensorRT {TENSORRT_VERSION}, as `percept export --engine tensorrt "
             f"--print-docker` prints) or `pip install tensorrt=={TENSORRT_VERSION}` on a machine with an "
             "NVIDIA GPU"
