@@ -31,7 +31,7 @@ demo: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m percept.demo
 
 bench: $(STAMP)
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m percept.bench
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/percept bench
 
 clean:
 	rm -rf $(VENV) artifacts demo_out .pytest_cache .mypy_cache .ruff_cache

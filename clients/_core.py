@@ -6,6 +6,7 @@ Only the I/O differs between the two clients; everything here is plain numpy.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
@@ -18,7 +19,7 @@ from clients.results import PerceptionResult
 from serving import spec as S
 from serving.errors import MissingDependencyError, SpecError
 from serving.letterbox import Letterbox
-from serving.spec import ModelSpec
+from serving.spec import SPEC_KEY, ModelSpec
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,12 @@ class ModelInfo:
     spec: ModelSpec
     steps: tuple[str, ...] = ()  # models an ensemble calls
 
+    @property
+    def raw(self) -> bool:
+        """A raw network (it takes the letterboxed ``images``): requests to it need
+        ``ClientOptions(raw=True)``, the caller letterboxes and decodes."""
+        return S.IMAGES in self.inputs
+
 
 def config_parameters(config: dict) -> dict[str, str]:
     return {k: v.get("string_value", "") for k, v in (config.get("parameters") or {}).items()}
@@ -72,7 +79,7 @@ def model_info_from_configs(name: str, configs: dict[str, dict]) -> ModelInfo:
             spec = codec.spec_from_parameters(config_parameters(configs[step]))
     if spec is None:
         raise SpecError(
-            f"model {name!r} carries no perception spec (config parameter {codec.SPEC_KEY!r}, "
+            f"model {name!r} carries no perception spec (config parameter {SPEC_KEY!r}, "
             "on the model or an ensemble step): cannot decode its outputs"
         )
     return ModelInfo(
@@ -83,6 +90,18 @@ def model_info_from_configs(name: str, configs: dict[str, dict]) -> ModelInfo:
         spec=spec,
         steps=steps,
     )
+
+
+def fetch_model_info(get_config: Callable[[str], dict], name: str) -> ModelInfo:
+    """ModelInfo of the served model ``name``, from its config and its ensemble steps' configs.
+
+    ``get_config(model)`` returns one model's config as tritonclient gives it with ``as_json=True``
+    (its ``"config"`` entry); the caller brings its own deadline, retries and error mapping.
+    """
+    configs = {name: get_config(name)}
+    for step in ensemble_steps(configs[name]):
+        configs[step] = get_config(step)
+    return model_info_from_configs(name, configs)
 
 
 @dataclass
@@ -132,7 +151,8 @@ def prepare(
                 arrays[S.IMAGE_ENCODED] = png.reshape(-1)
         if lidar is not None:
             arrays[S.POINTS], arrays[S.PROJECTION] = lidar
-        if S.RESIZE_TO_SOURCE in info.inputs:
+        if options.resize_to_source and S.RESIZE_TO_SOURCE in info.inputs:
+            # optional; left out, the server's answer is the default (model resolution)
             arrays[S.RESIZE_TO_SOURCE] = np.array([options.resize_to_source], dtype=bool)
         if info.max_batch_size > 0:
             arrays = {k: v[None] for k, v in arrays.items()}

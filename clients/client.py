@@ -81,13 +81,13 @@ class PerceptionClient:
                 time.sleep(retry_delay(exc, attempt, policy))
         raise AssertionError("unreachable")
 
+    def _config(self, model: str) -> dict:
+        return self._call(self._client.get_model_config, model, as_json=True)["config"]
+
     def model_info(self, model: str | None = None) -> _core.ModelInfo:
         name = model or self.options.model
         if name not in self._info:
-            configs = {name: self._call(self._client.get_model_config, name, as_json=True)["config"]}
-            for step in _core.ensemble_steps(configs[name]):
-                configs[step] = self._call(self._client.get_model_config, step, as_json=True)["config"]
-            self._info[name] = _core.model_info_from_configs(name, configs)
+            self._info[name] = _core.fetch_model_info(self._config, name)
         return self._info[name]
 
     @property

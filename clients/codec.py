@@ -16,11 +16,9 @@ import numpy as np
 from clients.results import Detection, PerceptionResult
 from serving import spec as S
 from serving.errors import SpecError
-from serving.letterbox import Letterbox, letterbox_image
+from serving.letterbox import Letterbox, network_image
 from serving.lidar import check_points, project_to_depth_image
-from serving.spec import ModelSpec
-
-SPEC_KEY = "perception_spec"  # metadata / config parameter holding ModelSpec.to_json()
+from serving.spec import SPEC_KEY, ModelSpec
 
 
 def decode_image(data: bytes) -> np.ndarray:
@@ -74,8 +72,8 @@ def network_inputs(
     spec: ModelSpec, frame: np.ndarray, lidar: tuple[np.ndarray, np.ndarray] | None
 ) -> tuple[dict[str, np.ndarray], Letterbox]:
     """Letterbox a frame (and project its LiDAR) into the raw network's batched inputs."""
-    boxed, lb = letterbox_image(frame, spec.input_hw, spec.letterbox.pad_value, spec.letterbox.allow_upscale)
-    inputs = {S.IMAGES: np.ascontiguousarray(boxed.transpose(2, 0, 1)[None])}
+    image, lb = network_image(frame, spec.input_hw, spec.letterbox)
+    inputs = {S.IMAGES: image[None]}
     if spec.fusion:
         if lidar is None:
             raise SpecError(f"model {spec.name} fuses LiDAR: pass points and projection")
@@ -128,7 +126,7 @@ def result_from_pipeline(
 ) -> PerceptionResult:
     """The ensemble's outputs of one request (boxes and dense maps already in source terms)."""
     if S.LETTERBOX in outputs:
-        lb = Letterbox.from_array(outputs[S.LETTERBOX])
+        lb = Letterbox.from_tensor(outputs[S.LETTERBOX])
     else:
         lb = Letterbox.fit(source_hw, spec.input_hw, spec.letterbox.allow_upscale)
     seg = outputs.get(S.SEG_MASK)

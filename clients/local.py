@@ -13,32 +13,23 @@ import numpy as np
 
 from clients import codec
 from clients.results import PerceptionResult
-from serving.errors import ClientError, MissingDependencyError, SpecError
-from serving.spec import ModelSpec
+from serving.errors import ClientError, SpecError
+from serving.ort_session import create_session
+from serving.spec import SPEC_KEY, ModelSpec
 
 log = logging.getLogger(__name__)
 
 
 class LocalModel:
     def __init__(self, onnx_path: str | Path, threads: int = 0, resize_to_source: bool = False) -> None:
-        try:
-            import onnxruntime as ort
-        except ImportError as exc:
-            raise MissingDependencyError("onnxruntime", "client") from exc
         path = Path(onnx_path)
         if not path.is_file():
             raise SpecError(f"ONNX model not found: {path}")
-        opts = ort.SessionOptions()
-        if threads:
-            opts.intra_op_num_threads = threads
-        try:
-            self._session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # ORT raises its own Fail/InvalidGraph types
-            raise SpecError(f"cannot load ONNX model {path}: {exc}") from exc
+        self._session = create_session(path, intra_op_threads=threads, error=SpecError, extra="client")
         meta = self._session.get_modelmeta().custom_metadata_map
         spec = codec.spec_from_parameters(meta)
         if spec is None:
-            raise SpecError(f"{path} has no {codec.SPEC_KEY!r} metadata: export it with `percept export`")
+            raise SpecError(f"{path} has no {SPEC_KEY!r} metadata: export it with `percept export`")
         self.spec: ModelSpec = spec
         self.path = path
         self.resize_to_source = resize_to_source

@@ -34,41 +34,26 @@ class _Steps:
         typer.secho(f"[{self.n}/{self.total}] {text}  (t={time.perf_counter() - self.t0:.0f}s)", bold=True)
 
 
-def _checkpoint(network: str) -> Path | None:
-    try:
-        from exporters.weights import default_checkpoint
-
-        path = Path(default_checkpoint(network))
-    except (ImportError, LookupError, OSError, ValueError):
-        return None
-    return path if path.is_file() else None
-
-
 def export_network(network: str, out: Path, verify_scenes: int, fresh: bool) -> Path:
-    """Export one network to ``out/model.onnx`` (reused when newer than its checkpoint)."""
+    """Export one network to ``out/model.onnx`` (reused while it is current: same weights, options
+    and graph-shaping sources, see exporters.export.freshness)."""
+    from exporters.export.freshness import export_is_current
+    from exporters.export.options import ExportOptions, VerifyOptions
+    from exporters.export.run import run_export
+    from exporters.weights import shipped_checkpoint
+
+    checkpoint = shipped_checkpoint(network)
+    options = ExportOptions(
+        network=network, out_dir=out, checkpoint=checkpoint, verify=VerifyOptions(scenes=verify_scenes)
+    )
     onnx = out / "model.onnx"
-    checkpoint = _checkpoint(network)
-    if (
-        not fresh
-        and onnx.is_file()
-        and (checkpoint is None or onnx.stat().st_mtime > checkpoint.stat().st_mtime)
-    ):
+    if not fresh and export_is_current(onnx, network, options.onnx, options.input_hw, options.seed):
         typer.echo(f"      reusing {onnx} (pass --fresh to export again)")
         return onnx
-    from exporters.export.options import ExportOptions, OnnxOptions, VerifyOptions
-    from exporters.export.run import run_export
-
     if checkpoint is None:
         typer.secho(f"      no shipped checkpoint for {network}: exporting a seeded random init", fg="yellow")
     for name in ("onnx_ir", "onnxscript", "torch.onnx", "torch._export", "torch.export"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    options = ExportOptions(
-        network=network,
-        out_dir=out,
-        checkpoint=checkpoint,
-        verify=VerifyOptions(scenes=verify_scenes),
-        onnx=OnnxOptions(checkpoint=checkpoint),
-    )
     result = run_export(options, progress=True)
     for line in result.lines():
         typer.echo(f"      {line}")

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import typer
 
+from serving.spec import DEFAULT_INPUT_HW
+
 # the ONNX exporter's own passes log every rewrite at INFO
 _QUIET = ("onnx_ir", "onnxscript", "torch.onnx", "torch._export", "torch.export")
 
@@ -21,18 +23,6 @@ def _quiet_exporter_logs() -> None:
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)", category=FutureWarning)
 
 
-def _default_checkpoint(network: str) -> Path | None:
-    try:
-        from exporters.weights import default_checkpoint
-    except ImportError:
-        return None
-    try:
-        path = Path(default_checkpoint(network))
-    except (LookupError, OSError, ValueError):
-        return None
-    return path if path.is_file() else None
-
-
 def export(
     network: str = typer.Argument(..., help="Registered network, e.g. cam-n, fusion-n."),
     out: Path = typer.Option(..., "--out", help="Output folder (model.onnx, report.json, engines)."),
@@ -41,7 +31,9 @@ def export(
     ),
     random_init: bool = typer.Option(False, "--random-init", help="Export a seeded random init, no weights."),
     seed: int = typer.Option(0, "--seed", help="Seed of --random-init."),
-    size: str | None = typer.Option(None, "--size", help="Input HEIGHTxWIDTH, multiples of 32 (384x640)."),
+    size: str | None = typer.Option(
+        None, "--size", help="Input HEIGHTxWIDTH, multiples of 32 ({}x{}).".format(*DEFAULT_INPUT_HW)
+    ),
     min_batch: int = typer.Option(1, "--min-batch"),
     opt_batch: int = typer.Option(4, "--opt-batch"),
     max_batch: int = typer.Option(8, "--max-batch"),
@@ -86,7 +78,9 @@ def export(
         raise SpecError("--checkpoint and --random-init exclude each other")
     notice = None
     if checkpoint is None and not random_init:
-        checkpoint = _default_checkpoint(network)
+        from exporters.weights import shipped_checkpoint
+
+        checkpoint = shipped_checkpoint(network)
         if checkpoint is None:
             notice = f"no shipped checkpoint for {network}: exporting a random init (seed {seed})"
     trt = None
@@ -117,7 +111,7 @@ def export(
         engine=engine,
         precision=precision,
         verify=VerifyOptions(scenes=verify_scenes, batch=verify_batch),
-        onnx=OnnxOptions(profile=profile, opset=opset, checkpoint=checkpoint),
+        onnx=OnnxOptions(opset=opset),
         tensorrt=trt,
         seed=seed,
     )

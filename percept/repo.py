@@ -41,8 +41,8 @@ def build(
     link: bool = typer.Option(False, "--link", help="Symlink the ONNX/plan files instead of copying."),
 ) -> None:
     """Write config.pbtxt, model.py and the network files for each ONNX into OUT."""
+    from serving.ensemble import FrameLimits
     from serving.model_config import BatchingOptions, RepositoryOptions
-    from serving.processing import FrameLimits
     from serving.repository import build_repository
 
     options = RepositoryOptions(

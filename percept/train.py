@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from serving.spec import DEFAULT_INPUT_HW
+
 
 def train(
     network: str = typer.Argument(..., help="Registered network, e.g. cam-n or fusion-n."),
@@ -20,8 +22,8 @@ def train(
     ),
     batch_size: int = typer.Option(8, help="Images per step."),
     lr: float = typer.Option(2e-3, help="Peak AdamW learning rate."),
-    height: int = typer.Option(384, help="Input height (multiple of 32)."),
-    width: int = typer.Option(640, help="Input width (multiple of 32)."),
+    height: int = typer.Option(DEFAULT_INPUT_HW[0], help="Input height (multiple of 32)."),
+    width: int = typer.Option(DEFAULT_INPUT_HW[1], help="Input width (multiple of 32)."),
     seed: int = typer.Option(0, help="Seed of the initialisation, the scene pool and the batches."),
     pool: int = typer.Option(1200, help="Pre-rendered training scenes (augmented at every draw)."),
     cache_dir: Path = typer.Option(Path("/tmp/percept-pool"), help="Where the rendered pool is cached."),

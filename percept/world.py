@@ -8,6 +8,9 @@ from pathlib import Path
 import typer
 
 from serving.errors import SpecError
+from serving.spec import DEFAULT_INPUT_HW
+
+DEFAULT_SIZE = "{}x{}".format(*DEFAULT_INPUT_HW)  # HEIGHTxWIDTH
 
 app = typer.Typer(
     name="world",
@@ -27,11 +30,11 @@ app = typer.Typer(
 
 
 def parse_size(text: str) -> tuple[int, int]:
-    """'384x640' (HEIGHTxWIDTH) -> (384, 640)."""
+    """'HEIGHTxWIDTH' -> (height, width), e.g. DEFAULT_SIZE."""
     try:
         h, w = (int(v) for v in text.lower().split("x"))
     except ValueError as exc:
-        raise SpecError(f"size must be HEIGHTxWIDTH like 384x640, got {text!r}") from exc
+        raise SpecError(f"size must be HEIGHTxWIDTH like {DEFAULT_SIZE}, got {text!r}") from exc
     return h, w
 
 
@@ -41,7 +44,7 @@ def render(
     seconds: float = typer.Option(5.0, "--seconds", help="Length of the drive."),
     seed: int = typer.Option(0, "--seed", help="World seed: the same seed gives the same drive."),
     fps: float = typer.Option(10.0, "--fps", help="Frames per second (KITTI logs are 10)."),
-    size: str = typer.Option("384x640", "--size", help="Frame HEIGHTxWIDTH."),
+    size: str = typer.Option(DEFAULT_SIZE, "--size", help="Frame HEIGHTxWIDTH."),
     kitti: Path | None = typer.Option(
         None, "--kitti", help="Also write a KITTI-style folder: image_2/, velodyne/, calib.txt, times.txt."
     ),
@@ -68,7 +71,7 @@ def render(
 def preview(
     out: Path = typer.Option(..., "--out", help="PNG to write."),
     seed: int = typer.Option(0, "--seed", help="World seed."),
-    size: str = typer.Option("384x640", "--size", help="Frame HEIGHTxWIDTH."),
+    size: str = typer.Option(DEFAULT_SIZE, "--size", help="Frame HEIGHTxWIDTH."),
 ) -> None:
     """Picture one scene with its ground truth: boxes, segmentation, depth and projected LiDAR."""
     import cv2
@@ -89,7 +92,7 @@ def preview(
 @app.command()
 def stats(
     seeds: int = typer.Option(200, "--seeds", help="Scenes to render (seeds 0..N-1)."),
-    size: str = typer.Option("384x640", "--size", help="Frame HEIGHTxWIDTH."),
+    size: str = typer.Option(DEFAULT_SIZE, "--size", help="Frame HEIGHTxWIDTH."),
     as_json: Path | None = typer.Option(None, "--json", help="Also write the numbers to this JSON file."),
 ) -> None:
     """Measure rendering speed (scenes/s with and without LiDAR) and the ground truth's make-up."""

@@ -2,6 +2,9 @@
 
 A source image of size (src_h, src_w) is scaled by ``scale`` keeping its aspect ratio, placed at
 (pad_x, pad_y) inside the model input, and the rest filled with the spec's pad value.
+:meth:`Letterbox.to_tensor` / :meth:`Letterbox.from_tensor` are the only writer and reader of the
+``letterbox`` tensor that carries this geometry between preprocess, postprocess and the clients;
+:func:`network_image` is the only builder of a row of the network's ``images`` input.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import cv2
 import numpy as np
 
 from serving.errors import SpecError
+from serving.spec import LETTERBOX_FIELDS, LetterboxRule
 
 
 @dataclass(frozen=True)
@@ -38,14 +42,21 @@ class Letterbox:
     def resized_hw(self) -> tuple[int, int]:
         return max(1, round(self.src_h * self.scale)), max(1, round(self.src_w * self.scale))
 
-    def as_array(self) -> np.ndarray:
-        """The float32 [6] ``letterbox`` tensor: scale, pad_x, pad_y, src_h, src_w, valid."""
-        return np.array([self.scale, self.pad_x, self.pad_y, self.src_h, self.src_w, 1.0], np.float32)
+    def to_tensor(self) -> np.ndarray:
+        """The float32 ``letterbox`` tensor of one frame, laid out as ``spec.LETTERBOX_FIELDS``."""
+        row = [self.scale, self.pad_x, self.pad_y, self.src_h, self.src_w, 1.0]
+        return np.array(row, np.float32)
 
     @classmethod
-    def from_array(cls, arr: np.ndarray) -> Letterbox:
+    def from_tensor(cls, arr: np.ndarray) -> Letterbox:
+        """The inverse of :meth:`to_tensor` (one row)."""
         a = np.asarray(arr, dtype=np.float64).reshape(-1)
         return cls(float(a[0]), int(a[1]), int(a[2]), int(a[3]), int(a[4]))
+
+    @staticmethod
+    def rows(tensor: np.ndarray) -> np.ndarray:
+        """A request's ``letterbox`` tensor as float32 [n, fields] (one row per frame)."""
+        return np.asarray(tensor, np.float32).reshape(-1, len(LETTERBOX_FIELDS))
 
     # --- forward: source -> model input -------------------------------------------------------
     def apply(self, image: np.ndarray, dst_hw: tuple[int, int], pad_value: int = 114) -> np.ndarray:
@@ -97,3 +108,11 @@ def letterbox_image(
         raise SpecError(f"expected an HxWx3 uint8 image, got {image.dtype} {tuple(image.shape)}")
     lb = Letterbox.fit((image.shape[0], image.shape[1]), dst_hw, allow_upscale)
     return lb.apply(image, dst_hw, pad_value), lb
+
+
+def network_image(
+    image: np.ndarray, dst_hw: tuple[int, int], rule: LetterboxRule
+) -> tuple[np.ndarray, Letterbox]:
+    """One frame as a row of the network's ``images`` input: letterboxed, CHW uint8, contiguous."""
+    boxed, lb = letterbox_image(image, dst_hw, rule.pad_value, rule.allow_upscale)
+    return np.ascontiguousarray(boxed.transpose(2, 0, 1)), lb

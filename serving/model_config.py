@@ -10,15 +10,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from serving import spec as S
-from serving.errors import MissingDependencyError, ServingError
-from serving.processing import (
-    SPEC_PARAMETER,
+from serving.ensemble import (
     FrameLimits,
     pipeline_inputs,
     pipeline_outputs,
+    postprocess_inputs,
+    preprocess_inputs,
     preprocess_outputs,
 )
-from serving.spec import ModelSpec, TensorSpec
+from serving.errors import MissingDependencyError, ServingError
+from serving.spec import SPEC_KEY, ModelSpec, TensorSpec
 
 ENGINES = ("python", "onnxruntime", "tensorrt_plan")
 # Triton 2.51 == NGC 24.10, the server inside nvidia-pytriton 0.7.0
@@ -218,7 +219,7 @@ def network_config(spec: ModelSpec, options: RepositoryOptions, plan_files: dict
             warm.inputs[t.name].dims.extend(t.triton_dims(True))
             warm.inputs[t.name].zero_data = True
         cfg.model_warmup.append(warm)
-    _param(cfg, SPEC_PARAMETER, spec.to_json())
+    _param(cfg, SPEC_KEY, spec.to_json())
     return cfg
 
 
@@ -227,20 +228,15 @@ def preprocess_config(spec: ModelSpec, options: RepositoryOptions):
     cfg = pb.ModelConfig(
         name=preprocess_model_name(spec), backend="python", max_batch_size=options.batching.max_batch_size
     )
-    _inputs(pb, cfg, [t for t in pipeline_inputs(spec) if t.name != S.RESIZE_TO_SOURCE], ragged=True)
+    _inputs(pb, cfg, preprocess_inputs(spec), ragged=True)
     _outputs(pb, cfg, preprocess_outputs(spec))
     _dynamic_batching(pb, cfg, None)
     _instances(pb, cfg, options.preprocess_instances)
     _latest_version(pb, cfg)
-    _param(cfg, SPEC_PARAMETER, spec.to_json())
+    _param(cfg, SPEC_KEY, spec.to_json())
     _param(cfg, "max_pixels", options.limits.max_pixels)
     _param(cfg, "min_side", options.limits.min_side)
     return cfg
-
-
-def postprocess_inputs(spec: ModelSpec) -> tuple[TensorSpec, ...]:
-    resize = next(t for t in pipeline_inputs(spec) if t.name == S.RESIZE_TO_SOURCE)
-    return (*spec.network_outputs, TensorSpec(S.LETTERBOX, "float32", ("batch", 6)), resize)
 
 
 def postprocess_config(spec: ModelSpec, options: RepositoryOptions):
@@ -253,7 +249,7 @@ def postprocess_config(spec: ModelSpec, options: RepositoryOptions):
     _dynamic_batching(pb, cfg, None)
     _instances(pb, cfg, options.postprocess_instances)
     _latest_version(pb, cfg)
-    _param(cfg, SPEC_PARAMETER, spec.to_json())
+    _param(cfg, SPEC_KEY, spec.to_json())
     return cfg
 
 
@@ -267,9 +263,8 @@ def ensemble_config(spec: ModelSpec, options: RepositoryOptions):
     _outputs(pb, cfg, pipeline_outputs(spec), reshape=False)
     steps = cfg.ensemble_scheduling
     pre = steps.step.add(model_name=preprocess_model_name(spec), model_version=-1)
-    for t in pipeline_inputs(spec):
-        if t.name != S.RESIZE_TO_SOURCE:
-            pre.input_map[t.name] = t.name
+    for t in preprocess_inputs(spec):
+        pre.input_map[t.name] = t.name
     for t in preprocess_outputs(spec):
         pre.output_map[t.name] = _internal(t.name, "pre")
     net = steps.step.add(model_name=network_model_name(spec), model_version=-1)
@@ -284,7 +279,7 @@ def ensemble_config(spec: ModelSpec, options: RepositoryOptions):
     post.input_map[S.RESIZE_TO_SOURCE] = S.RESIZE_TO_SOURCE
     for t in pipeline_outputs(spec):
         post.output_map[t.name] = t.name
-    _param(cfg, SPEC_PARAMETER, spec.to_json())
+    _param(cfg, SPEC_KEY, spec.to_json())
     return cfg
 
 

@@ -1,7 +1,8 @@
 """Read the spec (and provenance) an exported ONNX file carries in its ``metadata_props``.
 
 The serving side must not import ``exporters``; the export stage writes ``ModelSpec.to_json()``
-under the key ``perception_spec`` and this module reads it back, with ``onnx`` when installed and
+under :data:`serving.spec.SPEC_KEY` and its provenance under :data:`serving.spec.PROVENANCE_KEY`, and
+this module is the one reader of both (the exporters use it too), with ``onnx`` when installed and
 ONNX Runtime otherwise (the ``server`` extra has ONNX Runtime but not ``onnx``).
 """
 
@@ -10,11 +11,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from serving.errors import MissingDependencyError, ServingError, SpecError
-from serving.processing import SPEC_PARAMETER
-from serving.spec import ModelSpec
-
-PROVENANCE_KEY = "provenance"
+from serving.errors import ServingError, SpecError
+from serving.spec import PROVENANCE_KEY, SPEC_KEY, ModelSpec
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:
@@ -35,31 +33,27 @@ def read_metadata(path: str | Path) -> dict[str, str]:
 
 
 def _read_metadata_ort(path: Path) -> dict[str, str]:
-    try:
-        import onnxruntime as ort
-    except ImportError as exc:
-        raise MissingDependencyError("onnxruntime", "server") from exc
-    try:
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    except Exception as exc:
-        raise ServingError(f"{path} is not a readable ONNX file: {exc}") from exc
+    from serving.ort_session import create_session
+
+    session = create_session(path)
     return dict(session.get_modelmeta().custom_metadata_map)
 
 
 def read_spec(path: str | Path) -> ModelSpec:
-    """The ModelSpec stored in an exported ONNX file (key ``perception_spec``)."""
+    """The ModelSpec stored in an exported ONNX file (key :data:`~serving.spec.SPEC_KEY`)."""
     meta = read_metadata(path)
-    if SPEC_PARAMETER not in meta:
+    if SPEC_KEY not in meta:
         raise ServingError(
-            f"{path}: no {SPEC_PARAMETER!r} in the ONNX metadata; export it with `percept export` "
+            f"{path}: no {SPEC_KEY!r} in the ONNX metadata; export it with `percept export` "
             "or `percept import-onnx`"
         )
     try:
-        return ModelSpec.from_dict(json.loads(meta[SPEC_PARAMETER]))
+        return ModelSpec.from_dict(json.loads(meta[SPEC_KEY]))
     except (ValueError, SpecError) as exc:
-        raise ServingError(f"{path}: unreadable {SPEC_PARAMETER!r} metadata: {exc}") from exc
+        raise ServingError(f"{path}: unreadable {SPEC_KEY!r} metadata: {exc}") from exc
 
 
 def read_provenance(path: str | Path) -> dict:
+    """The export provenance an ONNX file carries (``{}`` when it has none)."""
     text = read_metadata(path).get(PROVENANCE_KEY)
     return json.loads(text) if text else {}

@@ -9,81 +9,21 @@ on one request (batch axis of that request included) so it is testable without a
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 from serving import spec as S
+from serving.ensemble import FrameLimits
 from serving.errors import SpecError
-from serving.letterbox import Letterbox, letterbox_image
+from serving.letterbox import Letterbox, network_image
 from serving.lidar import check_points, project_to_depth_image
-from serving.spec import ModelSpec, TensorSpec
-
-SPEC_PARAMETER = "perception_spec"  # config.pbtxt parameter and ONNX metadata key holding the spec JSON
+from serving.spec import ModelSpec
 
 _JPEG_MAGIC = b"\xff\xd8\xff"
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 # JPEG start-of-frame markers carrying the image size (not DHT C4, JPG C8, DAC CC)
 _SOF_MARKERS = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
-
-
-@dataclass(frozen=True)
-class FrameLimits:
-    """What preprocess accepts; a request outside these gets its own INVALID_ARG error."""
-
-    max_pixels: int = 7680 * 4320  # 8K; checked on the header before an encoded image is decoded
-    min_side: int = 16
-
-    def __post_init__(self) -> None:
-        if self.max_pixels < 1 or self.min_side < 1:
-            raise SpecError("max_pixels and min_side must be >= 1")
-
-    def check(self, h: int, w: int, what: str = "image") -> None:
-        if h < self.min_side or w < self.min_side:
-            raise SpecError(f"{what} of {h}x{w} pixels is too small (min side {self.min_side})")
-        if h * w > self.max_pixels:
-            raise SpecError(
-                f"{what} of {h}x{w} = {h * w} pixels exceeds the limit of {self.max_pixels} pixels"
-            )
-
-
-# --- tensors of the pipeline (names from the spec; dtypes and per-request dims written here) -----
-def pipeline_inputs(spec: ModelSpec) -> tuple[TensorSpec, ...]:
-    """Ensemble inputs per request, batch axis included ("batch")."""
-    inputs = [
-        TensorSpec(S.IMAGE, "uint8", ("batch", "height", "width", 3), "raw RGB frame", optional=True),
-        TensorSpec(S.IMAGE_ENCODED, "uint8", ("batch", "bytes"), "JPEG/PNG file bytes", optional=True),
-        TensorSpec(S.RESIZE_TO_SOURCE, "bool", ("batch", 1), "dense maps at source size", optional=True),
-    ]
-    if spec.fusion:
-        inputs += [
-            TensorSpec(S.POINTS, "float32", ("batch", "points", 4), "x,y,z,intensity, LiDAR frame"),
-            TensorSpec(S.PROJECTION, "float32", ("batch", 3, 4), "LiDAR -> source pixels"),
-        ]
-    return tuple(inputs)
-
-
-def pipeline_outputs(spec: ModelSpec) -> tuple[TensorSpec, ...]:
-    """Ensemble outputs per request: network outputs in source terms, plus letterbox and class names."""
-    k = spec.top_k
-    outputs: list[TensorSpec] = []
-    for t in spec.network_outputs:
-        if t.name == S.DET_BOXES:
-            outputs.append(TensorSpec(t.name, t.dtype, ("batch", k, 4), "x1,y1,x2,y2 source pixels"))
-        elif t.name in (S.SEG_MASK, S.DEPTH):
-            outputs.append(TensorSpec(t.name, t.dtype, ("batch", "height", "width"), t.doc))
-        else:
-            outputs.append(t)
-    if "detection" in spec.tasks:
-        outputs.append(TensorSpec(S.CLASS_NAMES, "bytes", ("batch", k), "class name per detection row"))
-    outputs.append(TensorSpec(S.LETTERBOX, "float32", ("batch", 6), "scale,pad_x,pad_y,src_h,src_w,valid"))
-    return tuple(outputs)
-
-
-def preprocess_outputs(spec: ModelSpec) -> tuple[TensorSpec, ...]:
-    """What preprocess hands the network (its inputs) plus the letterbox geometry for postprocess."""
-    return (*spec.network_inputs, TensorSpec(S.LETTERBOX, "float32", ("batch", 6)))
 
 
 # --- decoding ---------------------------------------------------------------------------------
@@ -188,11 +128,9 @@ def preprocess(
                 f"{tuple(points.shape)} and {tuple(projection.shape)} for {len(frames)} frame(s)"
             )
     for i, frame in enumerate(frames):
-        boxed, lb = letterbox_image(
-            frame, spec.input_hw, spec.letterbox.pad_value, spec.letterbox.allow_upscale
-        )
-        images.append(boxed.transpose(2, 0, 1))
-        boxes.append(lb.as_array())
+        image, lb = network_image(frame, spec.input_hw, spec.letterbox)
+        images.append(image)
+        boxes.append(lb.to_tensor())
         if spec.fusion:
             assert points is not None and projection is not None
             pts = np.asarray(points[i], np.float32)
@@ -214,9 +152,9 @@ def postprocess(
 ) -> dict[str, np.ndarray]:
     """Network outputs of one request [n,...] -> boxes in source pixels with class names, dense maps
     cropped out of the letterbox (and resized to the source size when asked)."""
-    letterbox = np.asarray(letterbox, np.float32).reshape(-1, 6)
+    letterbox = Letterbox.rows(letterbox)
     n = len(letterbox)
-    geoms = [Letterbox.from_array(row) for row in letterbox]
+    geoms = [Letterbox.from_tensor(row) for row in letterbox]
     out: dict[str, np.ndarray] = {S.LETTERBOX: letterbox}
     if S.NUM_DETS in outputs:
         num = np.asarray(outputs[S.NUM_DETS], np.int32).reshape(n)

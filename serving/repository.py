@@ -3,8 +3,9 @@
 Per network: the network model (engine ``python`` running ONNX Runtime, ``onnxruntime`` or
 ``tensorrt_plan``); for the first camera-only and the first fusion network with every task, a
 ``<net>_preprocess`` and ``<net>_postprocess`` python model and the ensemble ``perception`` /
-``perception_fusion``. Every config.pbtxt comes from :mod:`serving.model_config`; the python models'
-model.py files are copied from :mod:`serving.triton_models`.
+``perception_fusion``. Every config.pbtxt comes from :mod:`serving.model_config`; each python model's
+model.py is one import of its ``TritonPythonModel`` from :mod:`serving.triton_models` (the stub runs
+the environment's ``python3``, where ``serving`` is installed), so the code is never copied.
 """
 
 from __future__ import annotations
@@ -32,13 +33,12 @@ from serving.model_config import (
     preprocess_config,
     preprocess_model_name,
 )
-from serving.onnx_meta import read_spec
+from serving.onnx_meta import read_provenance, read_spec
 from serving.spec import ModelSpec
 from serving.tensorrt_pin import same_tensorrt
 
 log = logging.getLogger(__name__)
 
-TEMPLATES = Path(__file__).parent / "triton_models"
 _PLAN_CC = re.compile(r"_sm(\d+)\.plan$")
 
 
@@ -49,11 +49,28 @@ class NetworkArtifact:
     spec: ModelSpec
     onnx: Path | None = None
     plans: tuple[tuple[str, Path], ...] = ()  # (compute capability "8.6", path)
+    max_batch: int | None = None  # the export's batch profile max (provenance); None: not recorded
 
     @classmethod
     def from_onnx(cls, path: str | Path) -> NetworkArtifact:
         path = Path(path)
-        return cls(read_spec(path), path, find_plans(path.parent))
+        profile = read_provenance(path).get("batch_profile") or {}
+        max_batch = int(profile["max"]) if "max" in profile else None
+        return cls(read_spec(path), path, find_plans(path.parent), max_batch)
+
+
+def check_batch_profile(artifact: NetworkArtifact, max_batch_size: int) -> None:
+    """The repository's max batch must lie within the batch profile the network was exported with
+    (every engine: a TensorRT engine cannot run it, and an ONNX was never verified beyond it)."""
+    if artifact.max_batch is None:
+        log.warning("%s records no batch profile: its max batch cannot be checked", artifact.onnx)
+        return
+    if max_batch_size > artifact.max_batch:
+        raise ServingError(
+            f"{network_model_name(artifact.spec)}: max batch size {max_batch_size} exceeds the batch "
+            f"profile's max {artifact.max_batch} of {artifact.onnx}; lower --max-batch-size to "
+            f"{artifact.max_batch} or export again with --max-batch {max_batch_size}"
+        )
 
 
 def find_plans(folder: Path) -> tuple[tuple[str, Path], ...]:
@@ -118,6 +135,14 @@ def _write(path: Path, text: str) -> None:
     path.write_text(text)
 
 
+def model_py(module: str) -> str:
+    """The model.py of a python-backend model: the class of ``serving.triton_models.<module>``."""
+    return (
+        f'"""Written by `percept repo build`: the model is serving.triton_models.{module}."""\n'
+        f"\nfrom serving.triton_models.{module} import TritonPythonModel  # noqa: F401\n"
+    )
+
+
 def _pipeline_nets(artifacts: list[NetworkArtifact]) -> list[NetworkArtifact]:
     chosen: dict[bool, NetworkArtifact] = {}
     for a in artifacts:
@@ -137,16 +162,16 @@ def write_configs(artifacts: list[NetworkArtifact], out_dir: Path, options: Repo
         plans = {cc: p.name for cc, p in a.plans} if options.engine == "tensorrt_plan" else None
         _write(out_dir / name / "config.pbtxt", config_text(network_config(a.spec, options, plans)))
         if options.engine == "python":
-            _write(out_dir / name / "1" / "model.py", (TEMPLATES / "network.py").read_text())
+            _write(out_dir / name / "1" / "model.py", model_py("network"))
         written.append(name)
     if options.ensembles:
         for a in _pipeline_nets(artifacts):
-            for model, cfg, template in (
-                (preprocess_model_name(a.spec), preprocess_config(a.spec, options), "preprocess.py"),
-                (postprocess_model_name(a.spec), postprocess_config(a.spec, options), "postprocess.py"),
+            for model, cfg, module in (
+                (preprocess_model_name(a.spec), preprocess_config(a.spec, options), "preprocess"),
+                (postprocess_model_name(a.spec), postprocess_config(a.spec, options), "postprocess"),
             ):
                 _write(out_dir / model / "config.pbtxt", config_text(cfg))
-                _write(out_dir / model / "1" / "model.py", (TEMPLATES / template).read_text())
+                _write(out_dir / model / "1" / "model.py", model_py(module))
                 written.append(model)
             ens = ensemble_name(a.spec)
             _write(out_dir / ens / "config.pbtxt", config_text(ensemble_config(a.spec, options)))
@@ -169,6 +194,7 @@ def build_repository(
     artifacts = [NetworkArtifact.from_onnx(p) for p in onnx_paths]
     out = Path(out_dir)
     for a in artifacts:
+        check_batch_profile(a, options.batching.max_batch_size)
         if options.engine == "tensorrt_plan" and not a.plans:
             raise ServingError(
                 f"engine tensorrt_plan: no model_sm<cc>.plan next to {a.onnx}; build the engines with "
@@ -195,18 +221,17 @@ def build_repository(
 
 
 def read_repository_specs(repo: str | Path) -> list[ModelSpec]:
-    """The specs of the network models in a repository (from their ``perception_spec`` parameter)."""
+    """The specs of the network models in a repository (their :data:`~serving.spec.SPEC_KEY` parameter)."""
     import json
 
     from serving.model_config import parse_config
-    from serving.processing import SPEC_PARAMETER
 
     specs = []
     for cfg_path in sorted(Path(repo).glob("*/config.pbtxt")):
         cfg = parse_config(cfg_path.read_text())
-        if SPEC_PARAMETER not in cfg.parameters:
+        if S.SPEC_KEY not in cfg.parameters:
             continue
-        spec = ModelSpec.from_dict(json.loads(cfg.parameters[SPEC_PARAMETER].string_value))
+        spec = ModelSpec.from_dict(json.loads(cfg.parameters[S.SPEC_KEY].string_value))
         if cfg.name == network_model_name(spec):
             specs.append(spec)
     return specs

@@ -91,7 +91,9 @@ IMAGE_ENCODED = "image_encoded"  # uint8 [N] bytes of a JPEG/PNG file
 POINTS = "points"  # float32 [N,4] x,y,z,intensity in the LiDAR frame (ragged N)
 PROJECTION = "projection"  # float32 [3,4] LiDAR -> source-image pixels
 RESIZE_TO_SOURCE = "resize_to_source"  # bool [1]: dense maps resized to the source size
-LETTERBOX = "letterbox"  # float32 [6]: scale, pad_x, pad_y, src_h, src_w, valid(1)
+LETTERBOX = "letterbox"  # float32 [len(LETTERBOX_FIELDS)], one row per frame
+# the letterbox tensor's layout (serving.letterbox.Letterbox.to_tensor); valid is 1 for a real frame
+LETTERBOX_FIELDS = ("scale", "pad_x", "pad_y", "src_h", "src_w", "valid")
 CLASS_NAMES = "class_names"  # bytes [K]
 
 TASKS = ("detection", "segmentation", "depth")

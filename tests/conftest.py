@@ -4,13 +4,13 @@
 ``exporters/weights`` has them, else a seeded random init), builds a model repository in a temporary
 folder with :func:`serving.repository.build_repository`, starts one :class:`TritonServer` for the
 whole session and always stops it. A test that fails while using it gets the server's log tail in
-its report. Exported ONNX files are cached in pytest's cache folder, keyed by the sources and
-weights they come from, so that repeated runs skip the ~30 s per network export.
+its report. Exported ONNX files are cached in pytest's cache folder and reused while
+:func:`exporters.export.freshness.export_is_current` says so (same weights, options and
+graph-shaping sources), so that repeated runs skip the ~30 s per network export.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import shutil
 import sys
@@ -48,40 +48,13 @@ class TritonFixture:
         return self.server.log_tail(lines)  # type: ignore[attr-defined]
 
 
-def _source_key() -> str:
-    """Hash of everything an exported file depends on (network + export code, weights)."""
-    h = hashlib.sha256(repr((TEST_HW, TEST_NETWORKS, TEST_SEED)).encode())
-    for folder in ("exporters/networks", "exporters/export", "exporters/weights", "serving/spec.py"):
-        path = ROOT / folder
-        files = sorted(path.rglob("*")) if path.is_dir() else [path]
-        for f in files:
-            if f.is_file() and f.suffix in (".py", ".pt", ".json"):
-                h.update(f.relative_to(ROOT).as_posix().encode())
-                h.update(f.read_bytes())
-    return h.hexdigest()[:16]
-
-
 def _export_real(name: str, path: Path) -> None:
-    import torch
-
-    from exporters.export.onnx_export import export_onnx
+    from exporters.export.freshness import export_if_stale
     from exporters.export.options import BatchProfile, OnnxOptions
-    from exporters.networks import build_network
+    from exporters.weights import shipped_checkpoint
 
-    torch.manual_seed(TEST_SEED)
-    model = build_network(name, input_hw=TEST_HW)
-    checkpoint = None
-    try:
-        from exporters.weights import default_checkpoint
-
-        checkpoint = default_checkpoint(name)
-    except (ImportError, Exception) as exc:  # no shipped weights yet: seeded random init
-        log.info("no shipped checkpoint for %s (%s): seeded random weights", name, exc)
-    if checkpoint is not None and Path(checkpoint).is_file():
-        from exporters.networks.checkpoint import load_weights, read_checkpoint
-
-        load_weights(model, read_checkpoint(checkpoint)["state_dict"])
-    export_onnx(model.eval(), path, OnnxOptions(profile=BatchProfile(1, 4, 8)))
+    options = OnnxOptions(profile=BatchProfile(1, 4, 8), checkpoint=shipped_checkpoint(name))
+    export_if_stale(name, path, options, input_hw=TEST_HW, seed=TEST_SEED)
 
 
 def _exporters_available() -> bool:
@@ -102,18 +75,17 @@ def exported_onnx(request, tmp_path_factory) -> dict[str, Path]:
         if getattr(request.config, "cache", None) is not None  # -p no:cacheprovider
         else tmp_path_factory.mktemp("perception-onnx")
     )
-    cache = cache_root / (_source_key() if real else "tiny")
+    cache = cache_root / ("real" if real else "tiny")
     out = {}
     for name in TEST_NETWORKS:
         cached = cache / name / "model.onnx"
-        if not cached.exists():
-            tmp = tmp_path_factory.mktemp(f"export-{name}") / "model.onnx"
-            if real:
-                _export_real(name, tmp)
-            else:
-                from tests.serving.tiny_onnx import make_tiny_onnx
+        if real:
+            _export_real(name, cached)  # a no-op while the cached file is current
+        elif not cached.exists():
+            from tests.tiny_onnx import make_tiny_onnx
 
-                make_tiny_onnx(ModelSpec(name=name, input_hw=TEST_HW, fusion=name.startswith("fusion")), tmp)
+            tmp = tmp_path_factory.mktemp(f"export-{name}") / "model.onnx"
+            make_tiny_onnx(ModelSpec(name=name, input_hw=TEST_HW, fusion=name.startswith("fusion")), tmp)
             cached.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(tmp, cached)
         out[name] = cached
@@ -123,8 +95,8 @@ def exported_onnx(request, tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def triton_repository(exported_onnx, tmp_path_factory) -> Path:
+    from serving.ensemble import FrameLimits
     from serving.model_config import RepositoryOptions
-    from serving.processing import FrameLimits
     from serving.repository import build_repository
 
     repo = tmp_path_factory.mktemp("model_repository")

@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 
 from serving.errors import PerceptionError, SpecError
+from serving.spec import DEFAULT_INPUT_HW
 from world.kitti import write_kitti_sequence
 from world.scene import Scene, render_sequence
 
@@ -27,7 +28,7 @@ class VideoWriteError(PerceptionError):
 class DriveOptions:
     seconds: float = 5.0
     fps: float = 10.0
-    hw: tuple[int, int] = (384, 640)
+    hw: tuple[int, int] = DEFAULT_INPUT_HW
     seed: int = 0
 
     def __post_init__(self) -> None:

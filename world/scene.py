@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 
 from serving.errors import SpecError
+from serving.spec import DEFAULT_INPUT_HW
 from world.kitti import KittiCalib
 from world.layout import Layout, sample_layout
 from world.lidar import scan
@@ -61,7 +62,7 @@ def _check_hw(hw: tuple[int, int]) -> tuple[int, int]:
 
 
 def render_scene(
-    seed: int, hw: tuple[int, int] = (384, 640), lidar: bool = True, *, flat: bool = False
+    seed: int, hw: tuple[int, int] = DEFAULT_INPUT_HW, lidar: bool = True, *, flat: bool = False
 ) -> Scene:
     """Render the world of ``seed`` at t=0. ``flat``: a straight, level road and no camera yaw, for
     checks against closed-form geometry."""
@@ -71,7 +72,7 @@ def render_scene(
 
 
 def render_sequence(
-    seed: int, num_frames: int, fps: float = 10.0, hw: tuple[int, int] = (384, 640), lidar: bool = True
+    seed: int, num_frames: int, fps: float = 10.0, hw: tuple[int, int] = DEFAULT_INPUT_HW, lidar: bool = True
 ) -> Iterator[Scene]:
     """Frames of a drive along the road at ``fps`` (timestamps k / fps): the ego vehicle and the
     traffic move, the world is the same throughout. Arguments are checked before the first frame."""

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from serving.spec import DEFAULT_INPUT_HW
 from world.layout import CLASS_NAMES
 from world.scene import render_scene
 
@@ -35,7 +36,7 @@ class WorldStats:
 
 
 def measure(
-    seeds: int = 200, hw: tuple[int, int] = (384, 640), on_scene: Callable[[], None] | None = None
+    seeds: int = 200, hw: tuple[int, int] = DEFAULT_INPUT_HW, on_scene: Callable[[], None] | None = None
 ) -> WorldStats:
     """Render ``seeds`` scenes without and (a quarter as many) with LiDAR; time and count them."""
     wall0, cpu0 = time.perf_counter(), time.process_time()

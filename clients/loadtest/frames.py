@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 
 from serving.errors import SpecError
+from serving.spec import DEFAULT_INPUT_HW
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +24,7 @@ class Frame:
     projection: np.ndarray | None = None  # [3,4] float32 LiDAR -> image pixels
 
 
-def world_frames(count: int, seed: int = 0, hw: tuple[int, int] = (384, 640)) -> list[Frame]:
+def world_frames(count: int, seed: int = 0, hw: tuple[int, int] = DEFAULT_INPUT_HW) -> list[Frame]:
     """Render ``count`` scenes of the project's synthetic world (with LiDAR)."""
     try:
         from world import render_scene

@@ -11,11 +11,12 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict
+from functools import partial
 from typing import Any
 
 from clients.loadtest.frames import Frame
 from clients.loadtest.options import LoadTestOptions
-from clients.loadtest.payload import ModelInfo, build_payload
+from clients.loadtest.payload import ModelInfo, build_payload, fetch_model_info
 from clients.loadtest.result import LoadTestResult, StepResult
 from clients.loadtest.server_stats import read_counters, settled_counters, splits
 from clients.loadtest.stats import Latency, Window, is_stable, window_of
@@ -34,6 +35,10 @@ def _grpc():
     except ImportError as exc:
         raise MissingDependencyError("tritonclient[grpc]", "client") from exc
     return grpcclient
+
+
+def _input_names(config: dict) -> set[str]:
+    return {t["name"] for t in config.get("input", [])}
 
 
 def split_evenly(total: int, parts: int) -> list[int]:
@@ -88,35 +93,40 @@ class LoadTest:
 
     # --- setup / teardown ------------------------------------------------------------------
     def __enter__(self) -> LoadTest:
-        grpcclient = _grpc()
-        from tritonclient.utils import InferenceServerException
-
-        opts = self.options
-        self._client = grpcclient.InferenceServerClient(opts.url)
+        self._client = _grpc().InferenceServerClient(self.options.url)
         try:
-            if not self._client.is_server_ready(client_timeout=10):
-                raise ClientError(f"Triton at {opts.url} is not ready")
-            for model in opts.models:
-                if not self._client.is_model_ready(model, client_timeout=10):
-                    raise ClientError(f"model {model!r} is not ready on {opts.url}")
-                config = self._client.get_model_config(model, client_timeout=10).config
-                self.infos[model] = ModelInfo.from_config(config)
-                for name in (model, *self.infos[model].ensemble_steps):
-                    cfg = config if name == model else self._client.get_model_config(name).config
-                    if IMAGES in {inp.name for inp in cfg.input}:
-                        self._networks.append(name)
-        except InferenceServerException as exc:
-            self._client.close()
-            raise ClientError(f"cannot reach Triton at {opts.url}: {exc}") from exc
-        payloads = {
-            m: [build_payload(info, f, opts.encoding) for f in self.frames] for m, info in self.infos.items()
-        }
-        try:
+            self._read_models()
+            payloads = {
+                m: [build_payload(info, f, self.options.encoding) for f in self.frames]
+                for m, info in self.infos.items()
+            }
             self._spawn(payloads)
         except BaseException:
             self.__exit__(None, None, None)
             raise
         return self
+
+    def _read_models(self) -> None:
+        """Each model's description as the client library reads it, and which models (the targets
+        or their ensemble steps) are networks."""
+        from tritonclient.utils import InferenceServerException
+
+        url = self.options.url
+        try:
+            if not self._client.is_server_ready(client_timeout=10):
+                raise ClientError(f"Triton at {url} is not ready")
+            for model in self.options.models:
+                if not self._client.is_model_ready(model, client_timeout=10):
+                    raise ClientError(f"model {model!r} is not ready on {url}")
+                configs: dict[str, dict] = {}  # the model's and its steps', as fetched
+                self.infos[model] = fetch_model_info(partial(self._config, configs), model)
+                self._networks += [m for m, c in configs.items() if IMAGES in _input_names(c)]
+        except InferenceServerException as exc:
+            raise ClientError(f"cannot reach Triton at {url}: {exc}") from exc
+
+    def _config(self, fetched: dict[str, dict], model: str) -> dict:
+        fetched[model] = self._client.get_model_config(model, as_json=True, client_timeout=10)["config"]
+        return fetched[model]
 
     def _spawn(self, payloads) -> None:
         opts = self.options
@@ -175,7 +185,7 @@ class LoadTest:
     def stats_models(self) -> tuple[str, ...]:
         names: list[str] = []
         for model, info in self.infos.items():
-            names += [model, *info.ensemble_steps]
+            names += [model, *info.steps]
         names += list(self.options.extra_stats_models)
         return tuple(dict.fromkeys(names))
 

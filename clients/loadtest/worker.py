@@ -19,9 +19,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from clients.loadtest.payload import Payload
+from clients.shm import SharedMemoryInputs
+
 log = logging.getLogger(__name__)
 
-Payload = list[tuple[str, np.ndarray]]
 _ERROR_PAUSE_S = 0.005
 
 
@@ -100,58 +102,41 @@ class _Recorder:
 
 
 class _Inputs:
-    """tritonclient InferInput lists built once per (model, frame) and reused by every request."""
+    """tritonclient InferInput lists built once per (model, frame) and reused by every request.
+
+    With system shared memory every array is placed once, back to back in one registered region
+    (clients.shm, the client's own), which lives until ``close``.
+    """
 
     def __init__(self, job: WorkerJob, client) -> None:
         import tritonclient.grpc as grpcclient
         from tritonclient.utils import np_to_triton_dtype
 
-        self.regions: list[tuple[str, object]] = []
         self.per_model: dict[str, list[list]] = {}
-        if job.shared_memory == "system":
-            self._place_in_shm(job, client)
+        placed: tuple[list, list[np.ndarray]] = ([], [])
         for model, payloads in job.payloads.items():
             lists = []
-            for f, payload in enumerate(payloads):
+            for payload in payloads:
                 inputs = []
-                for i, (name, array) in enumerate(payload):
+                for name, array in payload:
                     inp = grpcclient.InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype))
                     if job.shared_memory == "system":
-                        region, offset = self._offsets[(model, f, i)]
-                        inp.set_shared_memory(region, array.nbytes, offset)
+                        placed[0].append(inp)
+                        placed[1].append(array)
                     else:
                         inp.set_data_from_numpy(array)
                     inputs.append(inp)
                 lists.append(inputs)
             self.per_model[model] = lists
+        self._shm: SharedMemoryInputs | None = None
+        if job.shared_memory == "system":
+            self._shm = SharedMemoryInputs(client, _plain_call)
+            # placed once and never rebound: nothing else needs the region's lock
+            self._shm.bind(*placed).release()
 
-    def _place_in_shm(self, job: WorkerJob, client) -> None:
-        import tritonclient.utils.shared_memory as shm
-
-        self._offsets: dict[tuple[str, int, int], tuple[str, int]] = {}
-        arrays, offset = [], 0
-        name = f"percept_lt_{os.getpid()}_{job.index}"
-        for model, payloads in job.payloads.items():
-            for f, payload in enumerate(payloads):
-                for i, (_, array) in enumerate(payload):
-                    self._offsets[(model, f, i)] = (name, offset)
-                    arrays.append((offset, array))
-                    offset += array.nbytes
-        handle = shm.create_shared_memory_region(name, "/" + name, offset)
-        for off, array in arrays:
-            shm.set_shared_memory_region(handle, [array], offset=off)
-        client.register_system_shared_memory(name, "/" + name, offset)
-        self.regions.append((name, handle))
-
-    def close(self, client) -> None:
-        import tritonclient.utils.shared_memory as shm
-
-        for name, handle in self.regions:
-            try:
-                client.unregister_system_shared_memory(name)
-            except Exception as exc:  # the server may be gone; the region is ours to free anyway
-                log.debug("unregister %s: %s", name, exc)
-            shm.destroy_shared_memory_region(handle)
+    def close(self) -> None:
+        if self._shm is not None:  # unregisters, and frees the region even when the server is gone
+            self._shm.close()
 
 
 class _Load:
@@ -247,6 +232,10 @@ class _Load:
             self.cond.notify_all()
 
 
+def _plain_call(fn, *args, **kwargs):
+    return fn(*args, **kwargs)
+
+
 def _cpu_seconds() -> float:
     t = os.times()
     return t.user + t.system
@@ -281,5 +270,5 @@ def worker_main(job: WorkerJob, conn) -> None:
     finally:
         if load is not None:
             load.stop()
-        inputs.close(client)
+        inputs.close()
         client.close()

@@ -54,10 +54,8 @@ def torch_predictor(model) -> Predictor:
 
 def onnx_predictor(path: Path, spec: ModelSpec | None = None) -> tuple[Predictor, ModelSpec]:
     """Run an exported ONNX file with ONNX Runtime (CPU); its outputs already follow the spec."""
-    try:
-        import onnxruntime as ort
-    except ImportError as exc:
-        raise MissingDependencyError("onnxruntime", "export") from exc
+    from serving.ort_session import create_session
+
     path = Path(path)
     if not path.is_file():
         raise SpecError(f"ONNX file not found: {path}")
@@ -65,9 +63,7 @@ def onnx_predictor(path: Path, spec: ModelSpec | None = None) -> tuple[Predictor
         from serving.onnx_meta import read_spec
 
         spec = read_spec(path)
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 2
-    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    session = create_session(path, intra_op_threads=2, error=SpecError, extra="export")
     names = [o.name for o in session.get_outputs()]
     want = [t.name for t in spec.network_outputs]
     missing = sorted(set(want) - set(names))

@@ -4,9 +4,11 @@
    seg argmax, FP16 depth; spec + provenance in the metadata)      :func:`export_onnx`
 2. ``verify``       run an artifact and compare it with PyTorch per head on world scenes
 3. ``tensorrt``     ONNX -> TensorRT engine (``calibration`` feeds INT8), verified the same way
-4. ``import_onnx``  bring your own ONNX: ``head_spec`` YAML + validation -> graph surgery -> the
-   same contract, verified against the original file
-5. ``run``          the orchestrator behind `percept export` (options in ``options``)
+4. ``import_onnx``  bring your own ONNX: ``head_spec`` YAML + validation -> ``import_compose`` (graph
+   composition) -> the same contract, verified against ``import_reference`` (original file + numpy)
+5. ``run``          the orchestrator behind `percept export` (options in ``options``); export and
+   import stage, verify, rename and report through ``staging``
+6. ``freshness``    is this export current? one cache key in the provenance, :func:`export_is_current`
 
 Nothing here imports torch, onnx or tensorrt at import time.
 """

@@ -19,7 +19,7 @@ import numpy as np
 
 from exporters.export.options import CalibrationOptions
 from serving.errors import ExportError, SpecError
-from serving.letterbox import letterbox_image
+from serving.letterbox import network_image
 from serving.spec import IMAGES, LIDAR_DEPTH, ModelSpec
 
 log = logging.getLogger(__name__)
@@ -88,9 +88,9 @@ def _image_frames(spec: ModelSpec, folder: Path, limit: int) -> Iterator[dict[st
             log.warning("calibration: skipping unreadable image %s", path)
             continue
         rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-        boxed, _ = letterbox_image(rgb, spec.input_hw, spec.letterbox.pad_value, spec.letterbox.allow_upscale)
+        image, _ = network_image(rgb, spec.input_hw, spec.letterbox)
         count += 1
-        yield {IMAGES: np.ascontiguousarray(boxed.transpose(2, 0, 1))}
+        yield {IMAGES: image}
 
 
 def _kitti_frames(spec: ModelSpec, folder: Path, limit: int) -> Iterator[dict[str, np.ndarray]]:
@@ -100,10 +100,8 @@ def _kitti_frames(spec: ModelSpec, folder: Path, limit: int) -> Iterator[dict[st
     for count, frame in enumerate(read_kitti_sequence(folder)):
         if count >= limit:
             break
-        boxed, lb = letterbox_image(
-            frame.image, spec.input_hw, spec.letterbox.pad_value, spec.letterbox.allow_upscale
-        )
-        inputs = {IMAGES: np.ascontiguousarray(boxed.transpose(2, 0, 1))}
+        image, lb = network_image(frame.image, spec.input_hw, spec.letterbox)
+        inputs = {IMAGES: image}
         if spec.fusion:
             if frame.points is None:
                 raise SpecError(f"{folder}: frame {frame.index} has no velodyne points for a fusion network")

@@ -2,7 +2,8 @@
 
 The written file: opset >= 17, dynamic batch axis named ``batch`` on every input and output,
 ``onnx.checker`` and shape inference pass, spec JSON and provenance in ``metadata_props``
-(keys :data:`SPEC_KEY`, :data:`PROVENANCE_KEY`). Written to a temporary name and renamed at the end
+(keys :data:`serving.spec.SPEC_KEY`, :data:`serving.spec.PROVENANCE_KEY`, read back by
+:mod:`serving.onnx_meta`). Written to a temporary name and renamed at the end
 so a failed export never leaves a file that looks complete.
 """
 
@@ -16,13 +17,12 @@ import os
 from pathlib import Path
 
 from exporters.export.options import OnnxOptions
-from serving.errors import ExportError, MissingDependencyError
-from serving.spec import ModelSpec
+from serving import onnx_meta
+from serving.errors import ExportError, MissingDependencyError, ServingError
+from serving.spec import PROVENANCE_KEY, SPEC_KEY, ModelSpec
 
 log = logging.getLogger(__name__)
 
-SPEC_KEY = "perception_spec"
-PROVENANCE_KEY = "provenance"
 BATCH_DIM = "batch"
 
 
@@ -53,7 +53,7 @@ def provenance(spec: ModelSpec, options: OnnxOptions, extra: dict | None = None)
         "input_hw": list(spec.input_hw),
         "det_classes": list(spec.det_classes),
         "seg_classes": list(spec.seg_classes),
-        "batch_profile": options.profile.as_dict(),
+        "batch_profile": options.batch_profile.as_dict(),
         "opset": options.opset,
         "torch": torch.__version__,
         "onnx": onnx.__version__,
@@ -75,8 +75,9 @@ def export_onnx(model, path: str | Path, options: OnnxOptions, provenance_extra:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     deploy = build_deploy_model(model, spec)
-    example = _example_inputs(spec, batch=max(2, options.profile.opt))
-    batch = torch.export.Dim(BATCH_DIM, min=1, max=max(options.profile.max, 2))
+    profile = options.batch_profile
+    example = _example_inputs(spec, batch=max(2, profile.opt))
+    batch = torch.export.Dim(BATCH_DIM, min=1, max=max(profile.max, 2))
     dynamic_shapes = tuple({0: batch} for _ in spec.network_inputs)
     log.info("exporting %s %dx%d to ONNX (opset %d)", spec.name, *spec.input_hw, options.opset)
     try:
@@ -141,25 +142,20 @@ def set_metadata(proto, spec: ModelSpec, prov: dict) -> None:
     proto.producer_name = "perception-serving"
 
 
-def read_metadata(path: str | Path) -> dict[str, str]:
-    onnx = _onnx()
-    try:
-        proto = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:
-        raise ExportError(f"{path}: not a readable ONNX file ({type(exc).__name__}: {exc})") from exc
-    return {p.key: p.value for p in proto.metadata_props}
-
-
 def read_onnx_spec(path: str | Path) -> ModelSpec:
-    """The ModelSpec stored in an exported ONNX file's metadata."""
-    meta = read_metadata(path)
-    if SPEC_KEY not in meta:
-        raise ExportError(f"{path}: no {SPEC_KEY!r} in the ONNX metadata (not exported by percept?)")
-    return ModelSpec.from_dict(json.loads(meta[SPEC_KEY]))
+    """The ModelSpec stored in an exported ONNX file's metadata (:func:`serving.onnx_meta.read_spec`)."""
+    try:
+        return onnx_meta.read_spec(path)
+    except ServingError as exc:
+        raise ExportError(str(exc)) from exc
 
 
 def read_provenance(path: str | Path) -> dict:
-    return json.loads(read_metadata(path).get(PROVENANCE_KEY, "{}"))
+    """The export provenance in an ONNX file's metadata (:func:`serving.onnx_meta.read_provenance`)."""
+    try:
+        return onnx_meta.read_provenance(path)
+    except ServingError as exc:
+        raise ExportError(str(exc)) from exc
 
 
 _ONNX_DTYPES = {"uint8": 2, "int32": 6, "int64": 7, "float16": 10, "float32": 1, "bool": 9}

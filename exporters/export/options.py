@@ -6,10 +6,11 @@ An option that cannot be honoured is a :class:`SpecError` here, before any work 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from serving.errors import SpecError
+from serving.spec import DEFAULT_INPUT_HW
 
 ENGINES = ("onnx", "tensorrt")
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -17,11 +18,12 @@ MIN_OPSET = 17
 
 
 def parse_size(text: str) -> tuple[int, int]:
-    """'384x640' -> (384, 640), checked to be positive multiples of 32."""
+    """'HEIGHTxWIDTH' -> (height, width), checked to be positive multiples of 32."""
     try:
         h, w = (int(v) for v in text.lower().split("x"))
     except ValueError:
-        raise SpecError(f"input size must look like HEIGHTxWIDTH (e.g. 384x640), got {text!r}") from None
+        example = "x".join(map(str, DEFAULT_INPUT_HW))
+        raise SpecError(f"input size must look like HEIGHTxWIDTH (e.g. {example}), got {text!r}") from None
     return check_size((h, w))
 
 
@@ -54,7 +56,10 @@ class BatchProfile:
 
 @dataclass(frozen=True)
 class OnnxOptions:
-    profile: BatchProfile = field(default_factory=BatchProfile)
+    # None: the export's batch profile (ExportOptions.profile), BatchProfile() when used on its own;
+    # the ONNX records it in its provenance ("batch_profile"), where the TensorRT stage and
+    # `repo build` read it back
+    profile: BatchProfile | None = None
     opset: int = 18
     simplify: bool = True  # onnxscript optimizer pass (constant folding, dead code) after export
     checkpoint: Path | None = None  # recorded (sha256) in the provenance
@@ -62,6 +67,10 @@ class OnnxOptions:
     def __post_init__(self) -> None:
         if self.opset < MIN_OPSET:
             raise SpecError(f"opset must be >= {MIN_OPSET}, got {self.opset}")
+
+    @property
+    def batch_profile(self) -> BatchProfile:
+        return self.profile if self.profile is not None else BatchProfile()
 
 
 @dataclass(frozen=True)
@@ -138,17 +147,21 @@ class TensorRTOptions:
 
 @dataclass(frozen=True)
 class ExportOptions:
-    """Everything `percept export` does, for the orchestrator in pipeline.py."""
+    """Everything `percept export` does, for the orchestrator in run.py.
+
+    ``profile`` and ``checkpoint`` are given here once; ``onnx`` (built when None) inherits them and
+    the TensorRT options must agree, so the stages cannot see two different profiles.
+    """
 
     network: str
     out_dir: Path
-    checkpoint: Path | None = None  # None: random init (seeded), see pipeline.load_network
+    checkpoint: Path | None = None  # None: random init (seeded), see run.load_network
     input_hw: tuple[int, int] | None = None  # None: the checkpoint's size, else the spec default
     profile: BatchProfile = field(default_factory=BatchProfile)
     engine: str = "onnx"
     precision: str = "fp32"
     verify: VerifyOptions = field(default_factory=VerifyOptions)
-    onnx: OnnxOptions | None = None
+    onnx: OnnxOptions | None = None  # None: OnnxOptions() with this profile and checkpoint
     tensorrt: TensorRTOptions | None = None
     seed: int = 0  # random init when there is no checkpoint
 
@@ -169,5 +182,11 @@ class ExportOptions:
             raise SpecError(f"precision {self.precision} but TensorRT options say {self.tensorrt.precision}")
         if self.tensorrt is not None and self.tensorrt.profile != self.profile:
             raise SpecError("the TensorRT profile must be the export's batch profile")
+        if self.onnx is not None and self.onnx.profile not in (None, self.profile):
+            raise SpecError("the ONNX profile must be the export's batch profile")
+        if self.onnx is not None and self.onnx.checkpoint not in (None, self.checkpoint):
+            raise SpecError("the ONNX options name another checkpoint than the export")
         if self.checkpoint is not None and not Path(self.checkpoint).is_file():
             raise SpecError(f"checkpoint {str(self.checkpoint)!r} does not exist")
+        onnx = replace(self.onnx or OnnxOptions(), profile=self.profile, checkpoint=self.checkpoint)
+        object.__setattr__(self, "onnx", onnx)  # frozen: the one derived copy, set once here

@@ -2,37 +2,22 @@
 
 Every artifact is written under a temporary name, verified, and only then renamed to its final
 name (``model.onnx``, ``model_sm<cc>.plan``); a failed stage removes its partial file, writes
-``report.failed.json`` and raises :class:`ExportError`.
+``report.failed.json`` and raises :class:`ExportError` (staging.py, shared with import-onnx).
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from exporters.export.options import ExportOptions, OnnxOptions
-from exporters.export.verify import VerifyReport
+from exporters.export.options import ExportOptions
+from exporters.export.staging import FAILED_REPORT_NAME, ONNX_NAME, REPORT_NAME, ExportResult, fail_if
 from serving.errors import ExportError, SpecError
+from serving.spec import DEFAULT_INPUT_HW
 
 log = logging.getLogger(__name__)
 
-ONNX_NAME = "model.onnx"
-REPORT_NAME = "report.json"
-FAILED_REPORT_NAME = "report.failed.json"
-
-
-@dataclass
-class ExportResult:
-    onnx: Path
-    report: Path
-    verification: list[VerifyReport] = field(default_factory=list)
-    engine: Path | None = None
-
-    def lines(self) -> list[str]:
-        return [f"[{r.label}] {line}" for r in self.verification for line in r.lines()]
+__all__ = ["FAILED_REPORT_NAME", "ONNX_NAME", "REPORT_NAME", "ExportResult", "load_network", "run_export"]
 
 
 def load_network(network: str, checkpoint: Path | None, input_hw: tuple[int, int] | None, seed: int = 0):
@@ -53,13 +38,15 @@ def load_network(network: str, checkpoint: Path | None, input_hw: tuple[int, int
         return model.eval()
     log.warning("no checkpoint for %s: exporting a random init (seed %d)", network, seed)
     torch.manual_seed(seed)
-    return build_network(network, input_hw or (384, 640)).eval()
+    return build_network(network, input_hw or DEFAULT_INPUT_HW).eval()
 
 
 def run_export(options: ExportOptions, progress: bool = False) -> ExportResult:
     """Run every stage ``options`` asks for; returns the artifacts and verification reports."""
+    from exporters.export import onnx_export
+    from exporters.export.freshness import KEY, export_key
     from exporters.export.graph import build_deploy_model, run_eager
-    from exporters.export.onnx_export import export_onnx, read_provenance
+    from exporters.export.staging import stage_onnx, write_report
     from exporters.export.trt_compat import compat_stage
     from exporters.export.verify import ort_runner, verify
 
@@ -67,38 +54,29 @@ def run_export(options: ExportOptions, progress: bool = False) -> ExportResult:
         from exporters.export.tensorrt import import_tensorrt
 
         import_tensorrt()  # fail before minutes of ONNX work, not after
+    onnx_opts = options.onnx
+    assert onnx_opts is not None  # built by ExportOptions
     model = load_network(options.network, options.checkpoint, options.input_hw, options.seed)
     spec = model.spec
     out = Path(options.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    final, report_path, failed_path = out / ONNX_NAME, out / REPORT_NAME, out / FAILED_REPORT_NAME
-    for stale in (final, report_path, failed_path):
-        stale.unlink(missing_ok=True)  # an earlier run's outputs must not pass for this run's
-    onnx_opts = options.onnx or OnnxOptions(profile=options.profile, checkpoint=options.checkpoint)
-    extra = {"seed": options.seed} if options.checkpoint is None else {}
-    staging = out / (ONNX_NAME + ".unverified")
-    export_onnx(model, staging, onnx_opts, provenance_extra=extra)
+    extra: dict[str, object] = {"seed": options.seed} if options.checkpoint is None else {}
+    extra[KEY] = export_key(options.network, onnx_opts, options.input_hw, options.seed)
     deploy = build_deploy_model(model, spec)
 
     def reference(inputs):
         return run_eager(deploy, inputs)
 
-    reports = []
-    try:
-        reports.append(
-            verify(
-                ort_runner(staging),
-                reference,
-                spec,
-                options.verify,
-                "onnxruntime vs pytorch",
-                progress=progress,
-            )
+    def write(staging: Path):
+        onnx_export.export_onnx(model, staging, onnx_opts, provenance_extra=extra)
+        return spec
+
+    def check(staging: Path, spec):
+        return verify(
+            ort_runner(staging), reference, spec, options.verify, "onnxruntime vs pytorch", progress=progress
         )
-        fail_if(reports, out, spec)
-        os.replace(staging, final)
-    finally:
-        staging.unlink(missing_ok=True)
+
+    final, _, onnx_report = stage_onnx(out, write, check)
+    reports = [onnx_report]
     compat_stage(final, options.engine)
     engine = None
     if options.engine == "tensorrt":
@@ -110,31 +88,4 @@ def run_export(options: ExportOptions, progress: bool = False) -> ExportResult:
         )
         reports.append(trt_report)
         fail_if(reports, out, spec)
-    document = {
-        "network": spec.name,
-        "spec": spec.to_dict(),
-        "spec_hash": spec.spec_hash(),
-        "provenance": read_provenance(final),
-        "artifacts": {"onnx": final.name, **({"engine": engine.name} if engine else {})},
-        "verification": [r.to_dict() for r in reports],
-        "passed": True,
-    }
-    tmp = report_path.with_name(report_path.name + ".tmp")
-    tmp.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, report_path)
-    return ExportResult(final, report_path, reports, engine)
-
-
-def fail_if(reports: list[VerifyReport], out: Path, spec) -> None:
-    last = reports[-1]
-    if last.passed:
-        return
-    document = {"network": spec.name, "passed": False, "verification": [r.to_dict() for r in reports]}
-    (out / FAILED_REPORT_NAME).write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
-    failing = "; ".join(h.head + ": " + _why(h.numbers) for h in last.heads if not h.passed)
-    raise ExportError(f"verification ({last.label}) failed for {failing}; see {out / FAILED_REPORT_NAME}")
-
-
-def _why(numbers: dict) -> str:
-    shown = {k: v for k, v in numbers.items() if isinstance(v, int | float) and not isinstance(v, bool)}
-    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items())
+    return write_report(out, spec, final, reports, engine)

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from exporters.export.options import Tolerances, VerifyOptions
-from serving.errors import ExportError, MissingDependencyError
+from serving.errors import ExportError
 from serving.spec import (
     DEPTH,
     DET_BOXES,
@@ -52,16 +52,9 @@ SAME_BOX_PX = 1e-2
 
 def ort_runner(path: str | Path, providers: list[str] | None = None) -> Runner:
     """ONNX Runtime session on ``path`` as a runner."""
-    try:
-        import onnxruntime as ort
-    except ImportError as exc:
-        raise MissingDependencyError("onnxruntime", "export") from exc
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    try:
-        sess = ort.InferenceSession(str(path), opts, providers=providers or ["CPUExecutionProvider"])
-    except Exception as exc:
-        raise ExportError(f"{path}: ONNX Runtime cannot load it: {type(exc).__name__}: {exc}") from exc
+    from serving.ort_session import create_session
+
+    sess = create_session(path, providers=providers, log_severity=3, error=ExportError, extra="export")
     names = [o.name for o in sess.get_outputs()]
 
     def run(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

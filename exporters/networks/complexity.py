@@ -15,6 +15,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from exporters.networks.model import PerceptionNet, build_network
 from exporters.networks.registry import NETWORKS
+from serving.spec import DEFAULT_INPUT_HW
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,9 @@ def count_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def measure_complexity(network: str | PerceptionNet, input_hw: Sequence[int] = (384, 640)) -> Complexity:
+def measure_complexity(
+    network: str | PerceptionNet, input_hw: Sequence[int] = DEFAULT_INPUT_HW
+) -> Complexity:
     """Parameters and FLOPs of one forward pass on one image at ``input_hw`` (a registered name is
     built on the meta device, so even ``m`` at full size takes well under a second)."""
     if isinstance(network, str):
@@ -60,7 +63,7 @@ def measure_complexity(network: str | PerceptionNet, input_hw: Sequence[int] = (
 
 
 def complexity_table(
-    names: list[str] | None = None, input_hw: tuple[int, int] = (384, 640)
+    names: list[str] | None = None, input_hw: tuple[int, int] = DEFAULT_INPUT_HW
 ) -> list[Complexity]:
     return [measure_complexity(n, input_hw) for n in (names or list(NETWORKS))]
 

@@ -16,7 +16,7 @@ from exporters.networks.lidar import GatedFusion, LidarEncoder
 from exporters.networks.neck import FPNPAN
 from exporters.networks.registry import DEPTH_OUT, DET_OUT, SEG_OUT, NetworkConfig, get_config
 from serving.errors import SpecError
-from serving.spec import ModelSpec
+from serving.spec import DEFAULT_INPUT_HW, ModelSpec
 
 
 class PerceptionNet(nn.Module):
@@ -36,7 +36,7 @@ class PerceptionNet(nn.Module):
     norm_scale: torch.Tensor
     norm_shift: torch.Tensor
 
-    def __init__(self, config: NetworkConfig, input_hw: Sequence[int] = (384, 640)):
+    def __init__(self, config: NetworkConfig, input_hw: Sequence[int] = DEFAULT_INPUT_HW):
         super().__init__()
         self.config = config
         self.spec: ModelSpec = config.spec(input_hw)
@@ -134,7 +134,10 @@ class PerceptionNet(nn.Module):
             )
         h, w = int(images.shape[2]), int(images.shape[3])
         if h % 32 or w % 32 or h == 0 or w == 0:
-            raise SpecError(f"{name}: input size {h}x{w} is not a multiple of 32 (letterbox to e.g. 384x640)")
+            dh, dw = DEFAULT_INPUT_HW
+            raise SpecError(
+                f"{name}: input size {h}x{w} is not a multiple of 32 (letterbox to e.g. {dh}x{dw})"
+            )
         if not self.spec.fusion:
             if lidar_depth is not None:
                 raise SpecError(f"{name} is a camera-only network; it takes no lidar_depth (use fusion-*)")
@@ -156,6 +159,6 @@ class PerceptionNet(nn.Module):
             )
 
 
-def build_network(name: str, input_hw: Sequence[int] = (384, 640)) -> PerceptionNet:
+def build_network(name: str, input_hw: Sequence[int] = DEFAULT_INPUT_HW) -> PerceptionNet:
     """A freshly initialised registered network (seed torch beforehand for a reproducible init)."""
     return PerceptionNet(get_config(name), input_hw)

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from serving.errors import SpecError
-from serving.spec import TASKS, ModelSpec
+from serving.spec import DEFAULT_INPUT_HW, TASKS, ModelSpec
 
 # Base channels of the stem and the four stages (strides 2, 4, 8, 16, 32) and block repeats of the
 # four stages and of the neck, before the size multipliers are applied.
@@ -94,7 +94,7 @@ class NetworkConfig:
         """Channels of the stride-4 decoders of the segmentation and depth heads."""
         return max(16, self.widths[1] * 3 // 4)
 
-    def spec(self, input_hw: Sequence[int] = (384, 640)) -> ModelSpec:
+    def spec(self, input_hw: Sequence[int] = DEFAULT_INPUT_HW) -> ModelSpec:
         if len(input_hw) != 2:
             raise SpecError(f"network {self.name!r}: input_hw must be (height, width), got {input_hw!r}")
         hw = (int(input_hw[0]), int(input_hw[1]))

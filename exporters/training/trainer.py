@@ -25,6 +25,7 @@ from tqdm import tqdm
 from exporters.training.data import Batch, ScenePool, build_pool, sample_batch
 from exporters.training.losses import LossWeights, depth_loss, detection_loss, segmentation_loss
 from serving.errors import SpecError
+from serving.spec import DEFAULT_INPUT_HW
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ class TrainOptions:
     network: str
     out: Path  # the checkpoint written at the end; metadata goes next to it as .json
     workdir: Path = Path("/tmp/percept-train")
-    input_hw: tuple[int, int] = (384, 640)
+    input_hw: tuple[int, int] = DEFAULT_INPUT_HW
     steps: int = 3000
     batch_size: int = 8
     lr: float = 2e-3

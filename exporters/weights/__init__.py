@@ -23,6 +23,12 @@ def default_checkpoint(name: str) -> Path:
     return path
 
 
+def shipped_checkpoint(name: str) -> Path | None:
+    """The shipped checkpoint of network ``name``, or None when none is shipped (a random init then)."""
+    path = WEIGHTS_DIR / f"{name}.pt"
+    return path if path.is_file() else None
+
+
 def checkpoint_metadata(name: str) -> dict:
     """The metadata JSON next to the shipped checkpoint of ``name``."""
     import json

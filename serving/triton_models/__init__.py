@@ -1,4 +1,4 @@
-"""model.py files of the python-backend models; `percept repo build` copies them verbatim.
+"""The python-backend models; each model.py that `percept repo build` writes imports one of them.
 
 They run inside Triton's python-backend stub (``triton_python_backend_utils`` exists only there) and
 stay thin: everything is built in ``initialize``, ``execute`` calls pure functions from

@@ -8,21 +8,19 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.clients.tiny_model import build_tiny_onnx
+from tests.tiny_onnx import make_tiny_onnx, tiny_spec
 
 
 @pytest.fixture(scope="session")
 def tiny_onnx(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("tiny") / "tiny.onnx"
-    build_tiny_onnx(path)
-    return path
+    return make_tiny_onnx(tiny_spec(), path)
 
 
 @pytest.fixture(scope="session")
 def tiny_fusion_onnx(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("tiny") / "tiny_fusion.onnx"
-    build_tiny_onnx(path, fusion=True)
-    return path
+    return make_tiny_onnx(tiny_spec(fusion=True), path)
 
 
 def write_video(path: Path, frames: int, hw: tuple[int, int] = (96, 160), fps: float = 10.0) -> Path:

@@ -4,9 +4,18 @@ from __future__ import annotations
 
 import pytest
 
+from percept.bench.facts import MachineFacts, ServedModelFacts, ServerFacts
+from percept.bench.served import WireBytes
+from serving.network_session import OrtSettings
+
+
+def _machine(**changes) -> MachineFacts:
+    fields = {"cpu": "x", "cores": 2, "avx512": False, "gpu": None, "load_avg_1m": 1.0}
+    return MachineFacts(**(fields | changes))
+
 
 def test_bench_figures_compare_ratios_with_their_goals():
-    from percept.bench import Figure
+    from percept.bench.figures import Figure
 
     low = Figure("1", "overhead", ("served", 11.0, "ms"), ("in-process", 10.0, "ms"), "<= 1.10")
     assert low.ratio == pytest.approx(1.1) and low.met is True
@@ -17,7 +26,7 @@ def test_bench_figures_compare_ratios_with_their_goals():
 
 def test_bench_raw_fp32_bytes_follow_the_spec_shapes():
     pytest.importorskip("torch", reason="the anchor count comes from exporters.networks (torch)")
-    from percept.bench import raw_fp32_bytes
+    from percept.bench.served import raw_fp32_bytes
     from serving.spec import ModelSpec
 
     sizes = raw_fp32_bytes(ModelSpec(name="cam-n"))
@@ -30,15 +39,17 @@ def test_bench_raw_fp32_bytes_follow_the_spec_shapes():
 
 
 def test_bench_report_names_what_was_not_measured(tmp_path):
-    from percept.bench import FIGURES, Bench, figures, markdown
+    from percept.bench.figures import FIGURES, figures
+    from percept.bench.report import markdown
+    from percept.bench.results import Bench
 
     bench = Bench(tmp_path)
     bench.errors["video"] = "RuntimeError: percept video failed (1)"
-    bench.facts["wire"] = {"ensemble": 30_000, "raw_network": 29_000, "raw_fp32": {"seg": 300_000}}
-    bench.facts["machine_start"] = bench.facts["machine_end"] = {"cpu": "x", "cores": 2, "load_avg_1m": 1.0}
+    bench.wire = WireBytes(ensemble=30_000, raw_network=29_000, raw_fp32={"seg": 300_000})
+    bench.machine_start = bench.machine_end = _machine()
     bench.seconds["total"] = 1.0
     bench.figures = figures(bench)
-    assert [f.key for f in bench.figures] == [key for key, _, _ in FIGURES]
+    assert [f.key for f in bench.figures] == [spec.key for spec in FIGURES]
     wire = next(f for f in bench.figures if f.key == "6")
     assert wire.ratio == pytest.approx(0.1) and wire.met is True
     text = markdown(bench)
@@ -46,20 +57,93 @@ def test_bench_report_names_what_was_not_measured(tmp_path):
     assert "percept video failed" in text and "GPU rows" in text
 
 
+def test_bench_report_states_the_facts_it_was_given(tmp_path):
+    from percept.bench.report import markdown
+    from percept.bench.results import Bench
+
+    bench = Bench(tmp_path, input_hw=(256, 512))
+    bench.machine_start = _machine(cpu="Test CPU 9000", cores=7, avx512=True, gpu="Test GPU")
+    bench.machine_end = _machine(cores=7, load_avg_1m=3.25)
+    bench.served = ServedModelFacts(
+        "cam_n", "python", OrtSettings(intra_op_threads=5, allow_spinning=True), 3, True, 8
+    )
+    bench.server = ServerFacts("triton", "9.87.6", "inside nvidia-pytriton 1.2.3")
+    bench.wire = WireBytes(ensemble=30_000, raw_network=29_000, raw_fp32={"seg": 300_000})
+    bench.gflops_per_frame = 1.5
+    text = markdown(bench)
+    assert "Test CPU 9000, 7 cores (AVX-512), Test GPU" in text
+    assert "shared 7-core machine" in text and "on the same 7 cores" in text
+    assert "no GPU" not in text and "2 cores" not in text and "384x640" not in text
+    assert "tritonserver 9.87.6 (inside nvidia-pytriton 1.2.3, python backend running ONNX Runtime)" in text
+    assert "5 intra-op threads, 1 inter-op thread, spinning on" in text
+    assert "3 network instances, dynamic batching on" in text
+    assert "one 256x512 world frame" in text and "GFLOP per cam-n 256x512 frame" in text
+    assert "3.25 at the end" in text
+
+
+def test_bench_reads_the_served_models_settings_from_the_config_the_builder_wrote(tmp_path):
+    from percept.bench.facts import read_served_model
+    from serving.model_config import BatchingOptions, RepositoryOptions, config_text, network_config
+    from serving.spec import ModelSpec
+
+    options = RepositoryOptions(
+        intra_op_threads=3, allow_spinning=True, network_instances=4, batching=BatchingOptions(dynamic=False)
+    )
+    folder = tmp_path / "cam_n"
+    folder.mkdir()
+    (folder / "config.pbtxt").write_text(config_text(network_config(ModelSpec(name="cam-n"), options)))
+    served = read_served_model(tmp_path, "cam_n")
+    assert served.ort == OrtSettings(intra_op_threads=3, inter_op_threads=1, allow_spinning=True)
+    assert (served.instances, served.dynamic_batching, served.engine) == (4, False, "python")
+
+
+def test_bench_measures_this_machine():
+    import os
+
+    from percept.bench.facts import measure_machine
+
+    machine = measure_machine()
+    assert 1 <= machine.cores <= (os.cpu_count() or 1) and machine.cpu
+
+
 def test_bench_history_gives_each_ratio_its_spread(tmp_path):
-    from percept.bench import Bench, Figure, _spread, append_history, read_history
+    from percept.bench.figures import Figure
+    from percept.bench.history import append_history, read_history, spread
 
     path = tmp_path / "history.jsonl"
     for served in (11.0, 13.0):
-        bench = Bench(tmp_path)
-        bench.facts["machine_start"] = {"load_avg_1m": 2.0}
-        bench.figures = [
-            Figure("1", "overhead", ("served", served, "ms"), ("in-process", 10.0, "ms"), "<= 1.10")
-        ]
-        append_history(path, bench)
+        figures = [Figure("1", "overhead", ("served", served, "ms"), ("in-process", 10.0, "ms"), "<= 1.10")]
+        append_history(path, figures, load_avg_1m=2.0)
     with path.open("a") as f:
         f.write('{"torn line\n')  # an interrupted write must not break later runs
     history = read_history(path)
     assert len(history) == 2
-    assert _spread(history, "1") == "1.10-1.30 (2)"
-    assert _spread(history, "2") == "-"
+    assert spread(history, "1") == "1.10-1.30 (2)"
+    assert spread(history, "2") == "-"
+
+
+def test_bench_record_holds_the_typed_measurements_as_json(tmp_path):
+    import json
+
+    from percept.bench.figures import figures
+    from percept.bench.results import Bench
+    from percept.bench.run import record
+
+    bench = Bench(tmp_path, machine_start=_machine(cores=7), input_hw=(256, 512))
+    bench.wire = WireBytes(ensemble=30_000, raw_network=29_000, raw_fp32={"seg": 300_000})
+    bench.figures = figures(bench)
+    back = json.loads(json.dumps(record(bench), default=str))
+    assert back["facts"]["machine_start"]["cores"] == 7
+    assert back["facts"]["wire"]["raw_fp32"] == {"seg": 300_000}
+    assert back["facts"]["input_hw"] == [256, 512]
+    assert [f["key"] for f in back["figures"]] == [str(k) for k in range(1, 9)]
+
+
+def test_bench_is_a_percept_command_and_a_module():
+    import subprocess
+    import sys
+
+    for entry in (["-c", "from percept.cli import main; main()", "bench"], ["-m", "percept.bench"]):
+        proc = subprocess.run([sys.executable, *entry, "--help"], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        assert "--quick" in proc.stdout and "--markdown" in proc.stdout

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from serving import spec as S
+from serving.ensemble import FrameLimits
 from serving.errors import SpecError
 from serving.letterbox import Letterbox
 from serving.processing import (
-    FrameLimits,
     concat_batches,
     decode_encoded,
     encoded_size,
@@ -79,7 +79,7 @@ def test_request_frames_needs_exactly_one_image_input():
 def test_preprocess_letterboxes_into_the_network_input():
     out = preprocess(SPEC, [_frame(72, 128)])
     assert out[S.IMAGES].shape == (1, 3, 192, 320) and out[S.IMAGES].dtype == np.uint8
-    lb = Letterbox.from_array(out[S.LETTERBOX][0])
+    lb = Letterbox.from_tensor(out[S.LETTERBOX][0])
     assert (lb.src_h, lb.src_w) == (72, 128) and lb.scale == pytest.approx(2.5)
     assert (out[S.IMAGES][0, :, : lb.pad_y] == SPEC.letterbox.pad_value).all()
 
@@ -90,7 +90,7 @@ def test_fusion_preprocess_projects_points_with_the_same_letterbox():
     out = preprocess(FUSION, [_frame(72, 128)], points, proj)
     depth = out[S.LIDAR_DEPTH]
     assert depth.shape == (1, 1, 192, 320)
-    lb = Letterbox.from_array(out[S.LETTERBOX][0])
+    lb = Letterbox.from_tensor(out[S.LETTERBOX][0])
     u, v = lb.points_to_model(np.array([64.0, 36.0]))
     assert depth[0, 0, int(v), int(u)] == pytest.approx(10.0)
     assert np.count_nonzero(depth) == 2
@@ -115,12 +115,12 @@ def test_postprocess_maps_boxes_to_source_pixels_with_class_names():
         S.SEG_MASK: np.ones((1, 192, 320), np.uint8),
         S.DEPTH: np.full((1, 96, 160), 7.0, np.float16),
     }
-    out = postprocess(SPEC, outputs, lb.as_array()[None])
+    out = postprocess(SPEC, outputs, lb.to_tensor()[None])
     np.testing.assert_allclose(out[S.DET_BOXES][0, 0], src_box, atol=1e-4)
     assert (out[S.DET_BOXES][0, 1:] == 0).all()
     assert list(out[S.CLASS_NAMES][0]) == [b"pedestrian", b"", b"", b"", b""]
     assert out[S.SEG_MASK].shape == (1, *lb.resized_hw)
-    full = postprocess(SPEC, outputs, lb.as_array()[None], resize_to_source=True)
+    full = postprocess(SPEC, outputs, lb.to_tensor()[None], resize_to_source=True)
     assert full[S.SEG_MASK].shape == (1, 72, 128) and full[S.DEPTH].shape == (1, 72, 128)
     assert full[S.DEPTH].dtype == np.float16 and (full[S.DEPTH] == 7.0).all()
 

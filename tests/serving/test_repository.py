@@ -12,10 +12,9 @@ from serving import spec as S
 from serving.errors import ServingError
 from serving.model_config import BatchingOptions, RepositoryOptions, parse_config
 from serving.onnx_meta import read_spec
-from serving.processing import SPEC_PARAMETER
 from serving.repository import NetworkArtifact, build_repository, read_repository_specs, write_configs
-from serving.spec import ModelSpec
-from tests.serving.tiny_onnx import make_tiny_onnx
+from serving.spec import SPEC_KEY, ModelSpec
+from tests.tiny_onnx import make_tiny_onnx
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMITTED = ROOT / "model_repository"
@@ -45,10 +44,14 @@ def _tree(repo: Path) -> dict[str, str]:
 
 
 def test_committed_repository_equals_what_the_builder_writes(tmp_path):
-    specs = read_repository_specs(COMMITTED)
-    assert sorted(s.name for s in specs) == ["cam-n", "fusion-n"]
+    # from the registry, not from the specs the committed configs carry: a registry or builder change
+    # the committed repository has not caught up with must fail here
+    from exporters.networks import get_config
+
+    specs = [get_config(name).spec() for name in ("cam-n", "fusion-n")]
     write_configs([NetworkArtifact(s) for s in specs], tmp_path, RepositoryOptions())
     assert _tree(COMMITTED) == _tree(tmp_path)
+    assert sorted(s.name for s in read_repository_specs(COMMITTED)) == ["cam-n", "fusion-n"]
 
 
 def test_every_committed_config_parses_and_names_its_folder():
@@ -65,7 +68,7 @@ def test_every_committed_config_parses_and_names_its_folder():
     }
     for name, cfg in configs.items():
         assert cfg.name == name
-        assert json.loads(cfg.parameters[SPEC_PARAMETER].string_value)["name"] in ("cam-n", "fusion-n")
+        assert json.loads(cfg.parameters[SPEC_KEY].string_value)["name"] in ("cam-n", "fusion-n")
 
 
 def test_build_writes_network_pre_post_and_ensembles(onnx_files, tmp_path):
@@ -236,3 +239,58 @@ def test_percept_repo_build_writes_the_same_repository_as_the_library(onnx_files
         "error: unknown engine 'tflite'; choose one of python, onnxruntime, tensorrt_plan"
     ]
     assert not (tmp_path / "x").exists()
+
+
+def _with_profile(src: Path, dst: Path, profile: dict) -> Path:
+    """A copy of ``src`` whose provenance records the batch profile it was exported with."""
+    import onnx
+
+    model = onnx.load(str(src))
+    entry = model.metadata_props.add()
+    entry.key, entry.value = "provenance", json.dumps({"network": "cam-n", "batch_profile": profile})
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(dst))
+    return dst
+
+
+@pytest.mark.parametrize("engine", ["python", "onnxruntime", "tensorrt_plan"])
+def test_max_batch_above_the_exported_profile_is_refused_for_every_engine(onnx_files, tmp_path, engine):
+    onnx_path = _with_profile(
+        onnx_files[0], tmp_path / "cam-n" / "model.onnx", {"min": 1, "opt": 2, "max": 4}
+    )
+    with pytest.raises(ServingError, match=r"^cam_n: max batch size 8 exceeds the batch profile's max 4 of "):
+        build_repository([onnx_path], tmp_path / "repo", RepositoryOptions(engine=engine))
+    assert not (tmp_path / "repo").exists()
+    if engine != "tensorrt_plan":  # (a plan would be needed as well)
+        small = RepositoryOptions(engine=engine, batching=BatchingOptions(max_batch_size=4))
+        build_repository([onnx_path], tmp_path / "ok", small)
+        assert _configs(tmp_path / "ok")["cam_n"].max_batch_size == 4
+
+
+def test_percept_repo_build_refuses_a_max_batch_above_the_profile_in_one_line(onnx_files, tmp_path):
+    import subprocess
+    import sys
+
+    onnx_path = _with_profile(
+        onnx_files[0], tmp_path / "cam-n" / "model.onnx", {"min": 1, "opt": 4, "max": 8}
+    )
+    percept = str(Path(sys.executable).parent / "percept")
+    args = [percept, "repo", "build", "--onnx", str(onnx_path), "--out", str(tmp_path / "repo")]
+    proc = subprocess.run([*args, "--max-batch-size", "16"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        f"error: cam_n: max batch size 16 exceeds the batch profile's max 8 of {onnx_path}; lower "
+        "--max-batch-size to 8 or export again with --max-batch 16"
+    ]
+    assert not (tmp_path / "repo").exists()
+
+
+@pytest.mark.parametrize("module", ["serving.model_config", "serving.repository", "serving.ensemble"])
+def test_writing_a_repository_imports_neither_opencv_nor_torch(module):
+    import subprocess
+    import sys
+
+    code = f"import sys, {module}; print(sorted({{'cv2', 'torch'}} & set(sys.modules)))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"

@@ -6,131 +6,31 @@ the same ONNX file run in-process with ONNX Runtime and the same letterbox geome
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
-
 import cv2
 import numpy as np
 import pytest
 
 from serving import spec as S
-from serving.letterbox import Letterbox, letterbox_image
-from serving.lidar import project_to_depth_image
+from serving.letterbox import Letterbox
 from serving.model_config import network_model_name, preprocess_model_name
+from tests.serving.triton_helpers import (
+    SOURCE_HW,
+    check_not_empty,
+    concurrently,
+    first,
+    infer,
+    ort_session,
+    pipeline_inputs,
+    reference,
+    scenes,
+    stats,
+)
 
 pytestmark = pytest.mark.triton
 
 grpcclient = pytest.importorskip("tritonclient.grpc")
-from tritonclient.utils import InferenceServerException, np_to_triton_dtype  # noqa: E402
-
-SOURCE_HW = (360, 640)  # world scenes; letterboxed into the served 192x320 networks (scale 0.5)
 
 
-# --- helpers ----------------------------------------------------------------------------------
-def infer(url: str, model: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    client = grpcclient.InferenceServerClient(url)
-    try:
-        tensors = []
-        for name, arr in inputs.items():
-            t = grpcclient.InferInput(name, list(arr.shape), np_to_triton_dtype(arr.dtype))
-            t.set_data_from_numpy(arr)
-            tensors.append(t)
-        result = client.infer(model, tensors, client_timeout=120)
-        return {o.name: result.as_numpy(o.name) for o in result.get_response().outputs}
-    finally:
-        client.close()
-
-
-def stats(url: str, model: str) -> tuple[int, int]:
-    client = grpcclient.InferenceServerClient(url)
-    try:
-        s = client.get_inference_statistics(model).model_stats[0]
-        return int(s.inference_count), int(s.execution_count)
-    finally:
-        client.close()
-
-
-def concurrently(fns: list[Callable[[], object]]) -> list[object]:
-    """Run the calls at once (a barrier releases them together); exceptions are returned as values."""
-    barrier = threading.Barrier(len(fns))
-    out: list[object] = [None] * len(fns)
-
-    def run(i: int) -> None:
-        barrier.wait()
-        try:
-            out[i] = fns[i]()
-        except Exception as exc:
-            out[i] = exc
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(fns))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(180)
-    return out
-
-
-def ort_session(path):
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1  # as served (intra_op_threads=1 in the test repository)
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-
-
-def scenes(seeds, hw=SOURCE_HW, lidar=False):
-    from world import render_scene
-
-    return [render_scene(seed, hw=hw, lidar=lidar) for seed in seeds]
-
-
-def reference(spec, session, scene, resize_to_source=True) -> dict[str, np.ndarray]:
-    """In-process pipeline: letterbox -> ONNX Runtime -> outputs in source terms."""
-    boxed, lb = letterbox_image(
-        scene.image, spec.input_hw, spec.letterbox.pad_value, spec.letterbox.allow_upscale
-    )
-    feeds = {S.IMAGES: boxed.transpose(2, 0, 1)[None].copy()}
-    if spec.fusion:
-        feeds[S.LIDAR_DEPTH] = project_to_depth_image(scene.points, scene.projection, spec.input_hw, lb)[None]
-    names = [t.name for t in spec.network_outputs]
-    raw = dict(zip(names, (v[0] for v in session.run(names, feeds)), strict=True))
-    n = int(raw[S.NUM_DETS])
-    boxes = np.zeros_like(raw[S.DET_BOXES])
-    boxes[:n] = lb.boxes_to_source(raw[S.DET_BOXES][:n])
-    return {
-        S.NUM_DETS: np.array([n]),
-        S.DET_BOXES: boxes,
-        S.DET_SCORES: raw[S.DET_SCORES],
-        S.DET_CLASSES: raw[S.DET_CLASSES],
-        S.SEG_MASK: lb.crop_dense(raw[S.SEG_MASK], 1, resize_to_source),
-        S.DEPTH: lb.crop_dense(raw[S.DEPTH], spec.depth_stride, resize_to_source),
-    }
-
-
-def pipeline_inputs(scene, fusion=False, resize=True, encoded: bytes | None = None) -> dict[str, np.ndarray]:
-    if encoded is not None:
-        inputs = {S.IMAGE_ENCODED: np.frombuffer(encoded, np.uint8)[None]}
-    else:
-        inputs = {S.IMAGE: scene.image[None]}
-    inputs[S.RESIZE_TO_SOURCE] = np.array([[resize]])
-    if fusion:
-        inputs[S.POINTS] = scene.points[None]
-        inputs[S.PROJECTION] = scene.projection[None]
-    return inputs
-
-
-def first(outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Drop the batch axis of one request's outputs."""
-    return {k: v[0] for k, v in outputs.items()}
-
-
-def check_not_empty(outputs: dict[str, np.ndarray]) -> None:
-    # numpy 2 under the wheel's stub returns outputs with zero bytes, silently (DESIGN.md)
-    for name, arr in outputs.items():
-        assert arr.size > 0 and arr.nbytes == arr.size * arr.itemsize, f"{name} came back empty: {arr.shape}"
-
-
-# --- the raw network --------------------------------------------------------------------------
 @pytest.mark.parametrize("network", ["cam-n", "fusion-n"])
 def test_served_raw_network_equals_in_process_onnxruntime(triton_server, network):
     spec = triton_server.specs[network]
@@ -185,7 +85,7 @@ def test_ensemble_metrics_equal_in_process_with_boxes_in_source_pixels(triton_se
         n = int(served[S.NUM_DETS].reshape(-1)[0])
         names = [spec.det_classes[c].encode() for c in served[S.DET_CLASSES][:n]]
         assert list(served[S.CLASS_NAMES][:n]) == names
-        np.testing.assert_allclose(served[S.LETTERBOX], Letterbox.fit(SOURCE_HW, spec.input_hw).as_array())
+        np.testing.assert_allclose(served[S.LETTERBOX], Letterbox.fit(SOURCE_HW, spec.input_hw).to_tensor())
         served_all.append(served)
         ref_all.append(ref)
     assert evaluate(served_all, world, spec) == evaluate(ref_all, world, spec)
@@ -275,10 +175,10 @@ def fusion_server_with_preprocess_delay(exported_onnx, tmp_path):
     from google.protobuf import text_format
     from tritonclient.grpc import model_config_pb2
 
+    from serving.ensemble import FrameLimits
     from serving.launcher import ServerOptions, TritonServer
     from serving.model_config import RepositoryOptions
     from serving.onnx_meta import read_spec
-    from serving.processing import FrameLimits
     from serving.repository import build_repository
     from tests.conftest import TEST_MAX_PIXELS
 
@@ -324,83 +224,3 @@ def test_fusion_requests_with_different_point_counts_batch_together(fusion_serve
         np.testing.assert_allclose(
             got[S.DEPTH].astype(np.float64), one[S.DEPTH].astype(np.float64), atol=1e-5
         )  # type: ignore[index]
-
-
-def _jpeg(image: np.ndarray, quality: int = 90) -> bytes:
-    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
-    assert ok
-    return buf.tobytes()
-
-
-def test_each_bad_request_gets_its_own_clear_error_while_the_batch_succeeds(triton_server):
-    from tests.conftest import TEST_MAX_PIXELS
-
-    scene = scenes([400], lidar=True)[0]
-    good_jpeg = _jpeg(scene.image)
-    big = np.zeros((2000, 2500, 3), np.uint8)  # 5 Mpx > TEST_MAX_PIXELS, a few kB as JPEG
-    assert big.shape[0] * big.shape[1] > TEST_MAX_PIXELS
-    rng = np.random.default_rng(3)
-    bad_points = scene.points[:100].copy()
-    bad_points[5, 1] = np.nan
-    bad_points[7, 2] = np.inf
-    cam, fusion = S.ENSEMBLE_CAMERA, S.ENSEMBLE_FUSION
-    bad = {
-        "wrong dtype": (cam, {S.IMAGE: scene.image[None].astype(np.float32)}, r"unexpected datatype|FP32"),
-        "wrong rank": (cam, {S.IMAGE: scene.image[None, :, :, 0].copy()}, r"unexpected shape"),
-        "empty tensor": (cam, {S.IMAGE: np.zeros((1, 0, 0, 3), np.uint8)}, r"empty"),
-        "truncated jpeg": (
-            cam,
-            {S.IMAGE_ENCODED: np.frombuffer(good_jpeg[: len(good_jpeg) // 2], np.uint8)[None]},
-            r"truncated",
-        ),
-        "random bytes": (
-            cam,
-            {S.IMAGE_ENCODED: rng.integers(0, 256, (1, 5000), dtype=np.uint8)},
-            r"not a JPEG or PNG",
-        ),
-        "too many pixels": (
-            cam,
-            {S.IMAGE_ENCODED: np.frombuffer(_jpeg(big), np.uint8)[None]},
-            rf"2000x2500 = 5000000 pixels exceeds the limit of {TEST_MAX_PIXELS}",
-        ),
-        "1x1 image": (cam, {S.IMAGE: np.zeros((1, 1, 1, 3), np.uint8)}, r"1x1 pixels is too small"),
-        "nan points": (
-            fusion,
-            {S.IMAGE: scene.image[None], S.POINTS: bad_points[None], S.PROJECTION: scene.projection[None]},
-            r"NaN or Inf",
-        ),
-        "projection shape": (
-            fusion,
-            {
-                S.IMAGE: scene.image[None],
-                S.POINTS: scene.points[None],
-                S.PROJECTION: np.eye(3, dtype=np.float32)[None],
-            },
-            r"unexpected shape for input 'projection'",
-        ),
-    }
-    good = [
-        (cam, pipeline_inputs(scene)),
-        (cam, {S.IMAGE_ENCODED: np.frombuffer(good_jpeg, np.uint8)[None]}),
-        (fusion, pipeline_inputs(scene, fusion=True)),
-    ]
-    expected_good = [first(infer(triton_server.url, m, i)) for m, i in good]
-    calls = [lambda m=m, i=i: first(infer(triton_server.url, m, i)) for m, i, _ in bad.values()]
-    calls += [lambda m=m, i=i: first(infer(triton_server.url, m, i)) for m, i in good] * 2
-    results = concurrently(calls)
-    for (label, (_, _, pattern)), got in zip(bad.items(), results[: len(bad)], strict=True):
-        assert isinstance(got, InferenceServerException), f"{label}: no error"
-        assert got.status() == "StatusCode.INVALID_ARGUMENT", f"{label}: {got.status()} {got.message()}"
-        assert __import__("re").search(pattern, got.message()), f"{label}: {got.message()}"
-    for i, got in enumerate(results[len(bad) :]):
-        assert not isinstance(got, Exception), got
-        want = expected_good[i % len(good)]
-        np.testing.assert_array_equal(got[S.SEG_MASK], want[S.SEG_MASK])  # type: ignore[index]
-        np.testing.assert_array_equal(got[S.NUM_DETS], want[S.NUM_DETS])  # type: ignore[index]
-    client = grpcclient.InferenceServerClient(triton_server.url)
-    try:
-        assert client.is_server_ready() and client.is_server_live()
-        for model in (cam, fusion, "cam_n", "fusion_n"):
-            assert client.is_model_ready(model), model
-    finally:
-        client.close()

@@ -84,11 +84,18 @@ def test_stability_needs_throughput_and_p95_to_agree():
 
 
 # --- inputs --------------------------------------------------------------------------------------
-def _config(text: str):
-    from google.protobuf import text_format
+def _info(text: str) -> ModelInfo:
+    """The client library's description of a model whose config (as the server gives it, JSON)
+    carries the fusion network's spec."""
+    from google.protobuf import json_format, text_format
     from tritonclient.grpc import model_config_pb2
 
-    return text_format.Parse(text, model_config_pb2.ModelConfig())
+    from clients._core import model_info_from_configs
+
+    config = text_format.Parse(text, model_config_pb2.ModelConfig())
+    config.parameters[S.SPEC_KEY].string_value = S.ModelSpec("fusion-n", fusion=True).to_json()
+    as_json = json_format.MessageToDict(config, preserving_proto_field_name=True)  # as tritonclient's
+    return model_info_from_configs(config.name, {config.name: as_json})
 
 
 RAW_FUSION = """
@@ -121,7 +128,7 @@ def _frame(h=720, w=1280, points=True) -> Frame:
 
 
 def test_raw_network_payload_is_letterboxed_nchw_with_projected_lidar():
-    info = ModelInfo.from_config(_config(RAW_FUSION))
+    info = _info(RAW_FUSION)
     payload = dict(build_payload(info, _frame()))
     images, lidar = payload[S.IMAGES], payload[S.LIDAR_DEPTH]
     assert images.shape == (1, 3, 384, 640) and images.dtype == np.uint8
@@ -133,8 +140,8 @@ def test_raw_network_payload_is_letterboxed_nchw_with_projected_lidar():
 
 
 def test_ensemble_payload_sends_the_source_frame_or_its_encoding():
-    info = ModelInfo.from_config(_config(ENSEMBLE))
-    assert info.ensemble_steps == ("fusion_n_preprocess", "fusion_n")
+    info = _info(ENSEMBLE)
+    assert info.steps == ("fusion_n_preprocess", "fusion_n")
     raw = dict(build_payload(info, _frame()))
     assert set(raw) == {S.IMAGE, S.POINTS, S.PROJECTION}  # optional resize flag left out
     assert raw[S.IMAGE].shape == (720, 1280, 3)
@@ -144,7 +151,7 @@ def test_ensemble_payload_sends_the_source_frame_or_its_encoding():
 
 
 def test_fusion_model_without_lidar_frames_is_refused():
-    info = ModelInfo.from_config(_config(RAW_FUSION))
+    info = _info(RAW_FUSION)
     with pytest.raises(SpecError, match="LiDAR"):
         build_payload(info, _frame(points=False))
 

@@ -264,3 +264,9 @@ def test_an_opset_12_file_with_symbolic_output_dims_is_converted_and_imported(tm
     assert result.verification[0].passed
     proto = onnx.load(str(result.onnx))
     assert max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")) == 17
+
+
+def test_the_import_records_its_batch_profile_for_the_repository_builder(imported):
+    from serving.onnx_meta import read_provenance
+
+    assert read_provenance(imported.onnx)["batch_profile"] == {"min": 1, "opt": 1, "max": 8}

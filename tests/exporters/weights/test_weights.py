@@ -82,3 +82,11 @@ def test_torch_and_onnx_backends_score_alike(tmp_path):
     assert onnx["map50"] == pytest.approx(eager["map50"], abs=0.005)
     assert onnx["miou"] == pytest.approx(eager["miou"], abs=0.005)
     assert onnx["abs_rel"] == pytest.approx(eager["abs_rel"], abs=0.001)
+
+
+def test_shipped_checkpoint_or_none():
+    from exporters.weights import shipped_checkpoint
+
+    for name in SHIPPED:
+        assert shipped_checkpoint(name) == default_checkpoint(name)
+    assert shipped_checkpoint("cam-m") is None  # a random init then, no error

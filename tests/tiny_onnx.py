@@ -1,9 +1,12 @@
-"""A tiny ONNX model with the spec's exact inputs and outputs, built with onnx.helper (no torch).
+"""A tiny ONNX network that follows any ModelSpec's tensor contract, built with onnx.helper (no torch).
 
 Its outputs are simple, deterministic functions of the image, so that different frames give
-different results: seg = (green > 128) + (red > 200), depth = 1 + blue/16 at half resolution, and
-two detections whose boxes and scores move with the mean brightness. Fusion variant: depth adds the
-mean of the LiDAR depth image, so the LiDAR path matters.
+different results: seg = (green > 128) + (red > 200), depth = 1 + blue/16 pooled to 1/depth_stride,
+and two detections whose boxes and scores move with the mean brightness. Fusion variant: depth adds
+the mean of the LiDAR depth image, so the LiDAR path matters. The spec JSON travels in the metadata
+under :data:`serving.spec.SPEC_KEY`, as an exported network's does. Used wherever a test needs a
+servable network without exporting one: the builder's and the clients' tests, and the Triton tests
+where the exporters are not installed.
 """
 
 from __future__ import annotations
@@ -20,13 +23,12 @@ def tiny_spec(fusion: bool = False) -> ModelSpec:
     return ModelSpec(name="tiny-fusion" if fusion else "tiny", input_hw=(64, 96), top_k=4, fusion=fusion)
 
 
-def build_tiny_onnx(path: Path, fusion: bool = False) -> ModelSpec:
+def make_tiny_onnx(spec: ModelSpec, path: str | Path) -> Path:
+    """Write the tiny network for ``spec`` (two detections: needs top_k >= 2, three classes) to ``path``."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    spec = tiny_spec(fusion)
-    h, w = spec.input_hw
-    k = spec.top_k
+    k, s = spec.top_k, spec.depth_stride
     nodes, inits = [], []
 
     def const(name: str, value) -> str:
@@ -49,11 +51,11 @@ def build_tiny_onnx(path: Path, fusion: bool = False) -> ModelSpec:
     )
     seg = node("Add", [seg1, seg2], "seg")
     node("Squeeze", [seg, const("sq1", [1])], S.SEG_MASK)
-    bpool = node("AveragePool", [b], "bpool", kernel_shape=[2, 2], strides=[2, 2])
+    bpool = node("AveragePool", [b], "bpool", kernel_shape=[s, s], strides=[s, s])
     depth = node(
         "Add", [node("Div", [bpool, const("d16", np.float32(16))], "bd"), const("one", np.float32(1))], "dm"
     )
-    if fusion:
+    if spec.fusion:
         lmean = node("ReduceMean", [S.LIDAR_DEPTH, const("axes_all", [1, 2, 3])], "lmean", keepdims=1)
         depth = node("Add", [depth, lmean], "dfused")
     node("Cast", [node("Squeeze", [depth, const("sq1b", [1])], "dsq")], S.DEPTH, to=TensorProto.FLOAT16)
@@ -106,12 +108,13 @@ def build_tiny_onnx(path: Path, fusion: bool = False) -> ModelSpec:
         return helper.make_tensor_value_info(t.name, dtype[t.dtype], dims)
 
     graph = helper.make_graph(
-        nodes, "tiny", [vi(t) for t in spec.network_inputs], [vi(t) for t in spec.network_outputs], inits
+        nodes, spec.name, [vi(t) for t in spec.network_inputs], [vi(t) for t in spec.network_outputs], inits
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
     model.ir_version = 8
-    helper.set_model_props(model, {"perception_spec": spec.to_json()})
+    helper.set_model_props(model, {S.SPEC_KEY: spec.to_json()})
     onnx.checker.check_model(model)
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(path))
-    return spec
+    return path

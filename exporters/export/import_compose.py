@@ -1,0 +1,215 @@
+"""Graph composition of `percept import-onnx`: the spec's in-graph steps around a foreign ONNX graph.
+
+In front: uint8 NCHW ``images`` -> float -> (x - mean) / std (-> NHWC), the file's own input then
+fed from it. Behind: box decoding, objectness x class score, class-aware ``NonMaxSuppression`` and
+the fixed top-K (the algorithm of nms.py), argmax to a uint8 class map (lane over drivable over
+background), depth squeezed and cast to FP16. Tensors of the file that carry a spec name are renamed
+``original/<name>`` first. Validation of the file against its head spec is head_spec.py's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from exporters.export.head_spec import DetectionSpec, HeadSpec, Layout
+from serving.spec import DEPTH, DET_BOXES, DET_CLASSES, DET_SCORES, IMAGES, NUM_DETS, SEG_MASK, ModelSpec
+
+__all__ = ["compose"]
+
+
+class _Graph:
+    """Appends nodes with fresh names to an ONNX graph."""
+
+    def __init__(self, graph) -> None:
+        self.graph = graph
+        self.count = 0
+
+    def const(self, value: np.ndarray, hint: str = "c") -> str:
+        from onnx import numpy_helper
+
+        name = self.fresh(hint)
+        self.graph.initializer.append(numpy_helper.from_array(np.asarray(value), name))
+        return name
+
+    def fresh(self, hint: str) -> str:
+        self.count += 1
+        return f"percept_import/{hint}_{self.count}"
+
+    def op(self, op_type: str, inputs: list[str], out: str | None = None, **attrs: Any) -> str:
+        from onnx import helper
+
+        out = out or self.fresh(op_type.lower())
+        self.graph.node.append(helper.make_node(op_type, inputs, [out], name=self.fresh(op_type), **attrs))
+        return out
+
+
+def _rename_everywhere(graph, old: str, new: str) -> None:
+    for node in graph.node:
+        node.input[:] = [new if n == old else n for n in node.input]
+        node.output[:] = [new if n == old else n for n in node.output]
+    for coll in (graph.input, graph.output, graph.value_info):
+        for vi in coll:
+            if vi.name == old:
+                vi.name = new
+    for init in graph.initializer:
+        if init.name == old:
+            init.name = new
+
+
+def compose(proto, heads: HeadSpec, spec: ModelSpec, layout: Layout):
+    """Add the in-graph steps to ``proto`` (modified in place and returned)."""
+    from onnx import TensorProto, helper
+
+    graph = proto.graph
+    g = _Graph(graph)
+    spec_names = {t.name for t in spec.network_inputs + spec.network_outputs}
+    renamed: dict[str, str] = {}
+    used = {n for node in graph.node for n in (*node.input, *node.output)} | {vi.name for vi in graph.input}
+    for name in sorted(used & spec_names):
+        renamed[name] = f"original/{name}"
+        _rename_everywhere(graph, name, renamed[name])
+
+    def orig(name: str) -> str:
+        return renamed.get(name, name)
+
+    # front: uint8 NCHW images -> what the file expects
+    h, w = layout.hw
+    src_in = orig(heads.input.name)
+    for vi in list(graph.input):
+        if vi.name == src_in:
+            graph.input.remove(vi)
+    first_new = len(graph.node)
+    x = IMAGES
+    if heads.input.dtype == "float32":
+        x = g.op("Cast", [IMAGES], to=TensorProto.FLOAT)
+        mean = np.asarray(heads.input.mean, np.float32).reshape(1, 3, 1, 1)
+        std = np.asarray(heads.input.std, np.float32).reshape(1, 3, 1, 1)
+        x = g.op("Div", [g.op("Sub", [x, g.const(mean, "mean")]), g.const(std, "std")])
+    if heads.input.layout == "NHWC":
+        x = g.op("Transpose", [x], perm=[0, 2, 3, 1])
+    g.op("Identity", [x], out=src_in)
+    nodes = list(graph.node)  # the front nodes go first: ONNX graphs are topologically sorted
+    del graph.node[:]
+    graph.node.extend(nodes[first_new:] + nodes[:first_new])
+    graph.input.insert(0, helper.make_tensor_value_info(IMAGES, TensorProto.UINT8, ["batch", 3, h, w]))
+
+    outputs = []
+    if heads.detection:
+        _compose_detection(g, orig(heads.detection.output), heads.detection, spec, layout)
+        outputs += [NUM_DETS, DET_BOXES, DET_SCORES, DET_CLASSES]
+    if heads.segmentation:
+        sg = heads.segmentation
+        if sg.map:
+            cls = g.op("ArgMax", [orig(sg.map)], axis=1, keepdims=0)
+        else:
+            assert sg.drivable is not None and sg.lane is not None
+            drv = g.op("ArgMax", [orig(sg.drivable)], axis=1, keepdims=0)
+            lane = g.op("ArgMax", [orig(sg.lane)], axis=1, keepdims=0)
+            one, two, zero = (g.const(np.array(v, np.int64)) for v in (1, 2, 0))
+            cls = g.op(
+                "Where",
+                [g.op("Equal", [lane, one]), two, g.op("Where", [g.op("Equal", [drv, one]), one, zero])],
+            )
+        g.op("Cast", [cls], out=SEG_MASK, to=TensorProto.UINT8)
+        outputs.append(SEG_MASK)
+    if heads.depth:
+        d = orig(heads.depth.output)
+        d = g.op("Cast", [d], to=TensorProto.FLOAT)
+        dh, dw = spec.depth_hw
+        d = g.op("Reshape", [d, g.const(np.array([-1, dh, dw], np.int64), "depth_shape")])
+        if heads.depth.scale != 1.0:
+            d = g.op("Mul", [d, g.const(np.array(heads.depth.scale, np.float32))])
+        g.op("Cast", [d], out=DEPTH, to=TensorProto.FLOAT16)
+        outputs.append(DEPTH)
+
+    del graph.output[:]
+    dtypes = {
+        "int32": TensorProto.INT32,
+        "float32": TensorProto.FLOAT,
+        "uint8": TensorProto.UINT8,
+        "float16": TensorProto.FLOAT16,
+    }
+    for t in spec.network_outputs:
+        graph.output.append(helper.make_tensor_value_info(t.name, dtypes[t.dtype], list(t.dims)))
+    del graph.value_info[:]  # stale after the renames; shape inference rebuilds it
+    return proto
+
+
+def _compose_detection(g: _Graph, det: str, d: DetectionSpec, spec: ModelSpec, layout: Layout) -> None:
+    from onnx import TensorProto
+
+    n, c, k = layout.anchors, len(d.classes), spec.top_k
+
+    def cols(start: int, end: int) -> str:
+        return g.op(
+            "Slice",
+            [
+                det,
+                g.const(np.array([start], np.int64)),
+                g.const(np.array([end], np.int64)),
+                g.const(np.array([2], np.int64)),
+            ],
+        )
+
+    det = g.op("Cast", [det], to=TensorProto.FLOAT)
+    if d.layout == "cxcywh":
+        cxcy, wh = cols(0, 2), cols(2, 4)
+        half = g.op("Mul", [wh, g.const(np.array(0.5, np.float32))])
+        boxes = g.op("Concat", [g.op("Sub", [cxcy, half]), g.op("Add", [cxcy, half])], axis=2)
+    else:
+        boxes = cols(0, 4)
+    obj, cls = cols(4, 5), cols(5, 5 + c)
+    if d.activation == "sigmoid":
+        obj, cls = g.op("Sigmoid", [obj]), g.op("Sigmoid", [cls])
+    scores = g.op("Transpose", [g.op("Mul", [obj, cls])], perm=[0, 2, 1])  # [B, C, N]
+    selected = g.op(
+        "NonMaxSuppression",
+        [
+            boxes,
+            scores,
+            g.const(np.array([spec.top_k], np.int64)),
+            g.const(np.array([spec.iou_threshold], np.float32)),
+            g.const(np.array([spec.score_threshold], np.float32)),
+        ],
+    )
+    zero = _tensor_attr(np.array([0.0], np.float32))  # float, not bool: see nms.nms_mask_onnx
+    mask = g.op("ConstantOfShape", [g.op("Shape", [scores])], value=zero)
+    count = g.op("Shape", [selected], start=0, end=1)
+    ones = g.op("Expand", [g.const(np.array([1.0], np.float32)), count])
+    keep = g.op("Greater", [g.op("ScatterND", [mask, selected, ones]), g.const(np.array(0.0, np.float32))])
+    masked = g.op("Where", [keep, scores, g.const(np.array(-1.0, np.float32))])
+    flat = g.op("Reshape", [masked, g.const(np.array([0, c * n], np.int64))])
+    top = g.fresh("topk_values")
+    order = g.fresh("topk_indices")
+    from onnx import helper
+
+    g.graph.node.append(
+        helper.make_node(
+            "TopK", [flat, g.const(np.array([k], np.int64))], [top, order], name=g.fresh("TopK"), axis=1
+        )
+    )
+    valid = g.op("GreaterOrEqual", [top, g.const(np.array(0.0, np.float32))])
+    num = g.op(
+        "ReduceSum",
+        [g.op("Cast", [valid], to=TensorProto.INT32), g.const(np.array([1], np.int64))],
+        keepdims=0,
+    )
+    g.op("Identity", [num], out=NUM_DETS)
+    zero64 = g.const(np.array(0, np.int64))
+    cls_idx = g.op("Where", [valid, g.op("Div", [order, g.const(np.array(n, np.int64))]), zero64])
+    g.op("Cast", [cls_idx], out=DET_CLASSES, to=TensorProto.INT32)
+    box_idx = g.op("Mod", [order, g.const(np.array(n, np.int64))])
+    idx3 = g.op("Unsqueeze", [box_idx, g.const(np.array([2], np.int64))])
+    shape3 = g.op("Concat", [g.op("Shape", [box_idx]), g.const(np.array([4], np.int64))], axis=0)
+    gathered = g.op("GatherElements", [boxes, g.op("Expand", [idx3, shape3])], axis=1)
+    valid3 = g.op("Unsqueeze", [valid, g.const(np.array([2], np.int64))])
+    g.op("Where", [valid3, gathered, g.const(np.array(0.0, np.float32))], out=DET_BOXES)
+    g.op("Where", [valid, top, g.const(np.array(0.0, np.float32))], out=DET_SCORES)
+
+
+def _tensor_attr(value: np.ndarray):
+    from onnx import numpy_helper
+
+    return numpy_helper.from_array(value)

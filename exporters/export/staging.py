@@ -1,0 +1,100 @@
+"""Staging of verified artifacts, shared by `percept export` (run.py) and `percept import-onnx`.
+
+An ONNX file is written under ``model.onnx.unverified``, verified, and only then renamed to
+``model.onnx``; a failed verification removes the staged file, writes ``report.failed.json`` and
+raises :class:`ExportError`. Outputs of an earlier run are removed first so that they cannot pass
+for this run's. ``report.json`` is written last, atomically, once every stage has passed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from exporters.export.verify import VerifyReport
+from serving.errors import ExportError
+from serving.spec import ModelSpec
+
+ONNX_NAME = "model.onnx"
+REPORT_NAME = "report.json"
+FAILED_REPORT_NAME = "report.failed.json"
+STAGING_SUFFIX = ".unverified"
+
+
+@dataclass
+class ExportResult:
+    onnx: Path
+    report: Path
+    verification: list[VerifyReport] = field(default_factory=list)
+    engine: Path | None = None
+
+    def lines(self) -> list[str]:
+        return [f"[{r.label}] {line}" for r in self.verification for line in r.lines()]
+
+
+def stage_onnx(
+    out: Path,
+    write: Callable[[Path], ModelSpec],
+    check: Callable[[Path, ModelSpec], VerifyReport],
+) -> tuple[Path, ModelSpec, VerifyReport]:
+    """Clear ``out`` of earlier outputs, ``write`` the ONNX to the staging path (returning its spec),
+    ``check`` it, and rename it to ``out/model.onnx`` when the check passed.
+
+    Returns (final path, spec, report); a failed check raises :class:`ExportError` (see
+    :func:`fail_if`) and leaves no ONNX file behind.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    final = out / ONNX_NAME
+    for stale in (final, out / REPORT_NAME, out / FAILED_REPORT_NAME):
+        stale.unlink(missing_ok=True)  # an earlier run's outputs must not pass for this run's
+    staging = out / (ONNX_NAME + STAGING_SUFFIX)
+    try:
+        spec = write(staging)
+        report = check(staging, spec)
+        fail_if([report], out, spec)
+        os.replace(staging, final)
+    finally:
+        staging.unlink(missing_ok=True)
+    return final, spec, report
+
+
+def fail_if(reports: list[VerifyReport], out: Path, spec: ModelSpec) -> None:
+    """Raise ExportError (after writing ``report.failed.json``) when the last report failed."""
+    last = reports[-1]
+    if last.passed:
+        return
+    document = {"network": spec.name, "passed": False, "verification": [r.to_dict() for r in reports]}
+    (out / FAILED_REPORT_NAME).write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+    failing = "; ".join(h.head + ": " + _why(h.numbers) for h in last.heads if not h.passed)
+    raise ExportError(f"verification ({last.label}) failed for {failing}; see {out / FAILED_REPORT_NAME}")
+
+
+def _why(numbers: dict) -> str:
+    shown = {k: v for k, v in numbers.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items())
+
+
+def write_report(
+    out: Path, spec: ModelSpec, onnx: Path, reports: list[VerifyReport], engine: Path | None = None
+) -> ExportResult:
+    """``out/report.json`` (atomically) for artifacts that passed every verification."""
+    from serving.onnx_meta import read_provenance
+
+    report_path = Path(out) / REPORT_NAME
+    document = {
+        "network": spec.name,
+        "spec": spec.to_dict(),
+        "spec_hash": spec.spec_hash(),
+        "provenance": read_provenance(onnx),
+        "artifacts": {"onnx": onnx.name, **({"engine": engine.name} if engine else {})},
+        "verification": [r.to_dict() for r in reports],
+        "passed": True,
+    }
+    tmp = report_path.with_name(report_path.name + ".tmp")
+    tmp.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, report_path)
+    return ExportResult(onnx, report_path, reports, engine)

@@ -1,0 +1,5 @@
+"""`python -m percept.bench`: the same command as `percept bench`."""
+
+from percept.bench.command import main
+
+main()

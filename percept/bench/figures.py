@@ -1,0 +1,207 @@
+"""The figures of BENCHMARKS.md: one table of key, title, goal and the builder of its two sides."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import numpy as np
+
+from percept.bench.plan import BATCHING_CONCURRENCY as C
+from percept.bench.results import Bench
+
+Side = tuple[str, float, str]  # label, value, unit
+T = TypeVar("T")
+
+
+@dataclass
+class Figure:
+    """One row of the table: numerator / denominator against a goal."""
+
+    key: str
+    title: str
+    numerator: Side
+    denominator: Side
+    goal: str = ""  # e.g. "<= 1.10"; empty: reported, no goal
+    note: str = ""
+
+    @property
+    def ratio(self) -> float:
+        return self.numerator[1] / self.denominator[1] if self.denominator[1] else float("nan")
+
+    @property
+    def met(self) -> bool | None:
+        if not self.goal or self.ratio != self.ratio:  # no goal, or not measured (NaN)
+            return None
+        op, value = self.goal.split()
+        return self.ratio <= float(value) if op == "<=" else self.ratio >= float(value)
+
+
+@dataclass(frozen=True)
+class FigureSpec:
+    key: str
+    title: str
+    goal: str  # empty: reported, no goal
+    build: Callable[[Bench], tuple[Side, Side, str]]  # numerator, denominator, note
+
+
+def need(value: T | None, name: str) -> T:
+    """A measurement a figure cannot do without; KeyError (not measured) when it is missing."""
+    if value is None:
+        raise KeyError(name)
+    return value
+
+
+def _peak(bench: Bench):
+    """The best served cam_n step with the default repository: the sweep and the batching-on steps."""
+    steps = [
+        *bench.sweeps["raw"].steps,
+        *(bench.sweeps["batching_on"].steps if "batching_on" in bench.sweeps else []),
+    ]
+    return max(steps, key=lambda s: s.throughput)
+
+
+def _served_peak(bench: Bench) -> Side:
+    peak = _peak(bench)
+    return (f"served cam_n peak (c={peak.concurrency})", peak.throughput, "frames/s")
+
+
+def _ort_p50(bench: Bench) -> float:
+    return min(need(bench.overhead, "overhead").ort_p50_ms)
+
+
+def avg_batch(step) -> float:
+    split = step.network_split()
+    return split.avg_batch if split else float("nan")
+
+
+def _list(values: list[float]) -> str:
+    return "/".join(f"{v:.0f}" for v in values)
+
+
+def _overhead(bench: Bench) -> tuple[Side, Side, str]:
+    overhead = need(bench.overhead, "overhead")
+    served, ort = overhead.served_p50_ms, overhead.ort_p50_ms
+    medians = float(np.median(served)) / float(np.median(ort))
+    note = (
+        f"best of {len(served)} served steps alternated with {len(ort)} in-process runs, each side's "
+        f"quietest round; served p50s {_list(served)} ms, in-process {_list(ort)} ms (ratio of medians "
+        f"{medians:.2f})"
+    )
+    return ("served cam_n p50", min(served), "ms"), ("in-process ORT p50", _ort_p50(bench), "ms"), note
+
+
+def _peak_vs_ort(bench: Bench) -> tuple[Side, Side, str]:
+    ort = need(bench.ort, "ort")
+    return _served_peak(bench), (f"ORT batch {ort.best_batch}", ort.best_fps, "frames/s"), ""
+
+
+def _batching(bench: Bench) -> tuple[Side, Side, str]:
+    on = max(bench.sweeps["batching_on"].steps, key=lambda s: s.throughput)
+    off = max(bench.sweeps["no_batching"].steps, key=lambda s: s.throughput)
+    return (
+        (f"on (avg batch {avg_batch(on):.2f})", on.throughput, "frames/s"),
+        (f"off (avg batch {avg_batch(off):.2f})", off.throughput, "frames/s"),
+        "no goal in the issue; > 1 means batching pays on this machine; best of 2 alternated steps each",
+    )
+
+
+def _fused(bench: Bench) -> tuple[Side, Side, str]:
+    fused = _peak(bench)
+    trio = max(bench.sweeps["single_task"].steps, key=lambda s: s.throughput)
+    return (
+        (f"cam_n, all heads (c={fused.concurrency})", fused.throughput, "frames/s"),
+        (f"det + seg + depth nets (c={trio.concurrency})", trio.throughput, "frames/s"),
+        "each side's best step over the same sweep of concurrency levels",
+    )
+
+
+def _video(bench: Bench) -> tuple[Side, Side, str]:
+    video = need(bench.video, "video")
+    notes = []
+    if bench.video_no_mp4 is not None:
+        notes.append(f"without the annotated MP4 (--no-video): {bench.video_no_mp4.fps:.1f} frames/s")
+    if "ensemble" in bench.sweeps:
+        step = bench.sweeps["ensemble"].steps[0]
+        notes.append(
+            f"the `perception` ensemble alone at c={step.concurrency}: {step.throughput:.1f} frames/s"
+        )
+    return ("percept video", video.fps, "frames/s"), _served_peak(bench), "; ".join(notes)
+
+
+def _wire(bench: Bench) -> tuple[Side, Side, str]:
+    wire = need(bench.wire, "wire")
+    return (
+        ("perception ensemble response", wire.ensemble / 1e3, "kB"),
+        ("FP32 det raw + seg logits + depth", wire.raw_fp32_total / 1e3, "kB"),
+        "",
+    )
+
+
+def _flops(bench: Bench) -> tuple[Side, Side, str]:
+    ort, matmul = need(bench.ort, "ort"), need(bench.matmul, "matmul")
+    gflops = need(bench.gflops_per_frame, "gflops_per_frame")
+    note = (
+        f"the served peak achieves {gflops * _peak(bench).throughput:.1f} GFLOP/s"
+        if "raw" in bench.sweeps
+        else ""
+    )
+    return (
+        (f"ORT batch {ort.best_batch} x {gflops:.1f} GFLOP/frame", gflops * ort.best_fps, "GFLOP/s"),
+        (f"{matmul.library} fp32 matmul n={matmul.n}", matmul.gflops, "GFLOP/s"),
+        note,
+    )
+
+
+def _ort_vs_torch(bench: Bench) -> tuple[Side, Side, str]:
+    ort, torch_res = need(bench.ort, "ort"), need(bench.torch, "torch")
+    note = (
+        f"> 1 means ORT is faster; {torch_res.threads} threads each, PyTorch with "
+        f"OMP_WAIT_POLICY={torch_res.omp_wait_policy}; "
+        f"batch 4: ORT {ort.batch_fps[4]:.1f} vs PyTorch {torch_res.throughput.batch_fps[4]:.1f} frames/s; "
+        f"PyTorch with 1 thread: {torch_res.latency_ms_p50_1_thread:.0f} ms"
+    )
+    return (
+        ("PyTorch eager p50", torch_res.latency_ms_p50, "ms"),
+        ("ONNX Runtime p50", _ort_p50(bench), "ms"),
+        note,
+    )
+
+
+FIGURES = (
+    FigureSpec("1", "serving overhead at concurrency 1 (raw network, p50 latency)", "<= 1.10", _overhead),
+    FigureSpec("2", "served peak throughput / in-process best batch", ">= 0.90", _peak_vs_ort),
+    FigureSpec("3", f"dynamic batching on / off at concurrency {C}", "", _batching),
+    FigureSpec(
+        "4",
+        "fused network vs three single-task networks on the same frames, peak throughput",
+        ">= 2.0",
+        _fused,
+    ),
+    FigureSpec("5", "`percept video` end to end / model-only throughput", ">= 0.85", _video),
+    FigureSpec("6", "bytes on the wire per frame: served outputs / raw FP32 heads", "<= 0.15", _wire),
+    FigureSpec("7", "achieved model GFLOP/s / measured matmul peak", "", _flops),
+    FigureSpec(
+        "8", "ONNX Runtime vs PyTorch eager, batch 1 latency (same network, in-process)", "", _ort_vs_torch
+    ),
+)
+
+
+def figures(bench: Bench) -> list[Figure]:
+    """Every figure whose inputs were measured; the others say which stage failed."""
+    out = []
+    for spec in FIGURES:
+        try:
+            numerator, denominator, note = spec.build(bench)
+        except (KeyError, StopIteration, ValueError) as exc:
+            why = "; ".join(f"{k}: {v}" for k, v in bench.errors.items()) or f"missing {exc}"
+            nan = float("nan")
+            out.append(
+                Figure(
+                    spec.key, spec.title, ("-", nan, ""), ("-", nan, ""), spec.goal, f"not measured ({why})"
+                )
+            )
+            continue
+        out.append(Figure(spec.key, spec.title, numerator, denominator, spec.goal, note))
+    return out

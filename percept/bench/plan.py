@@ -1,0 +1,11 @@
+"""What one bench run measures: sweeps, rounds and repeats (choices of the bench, not facts)."""
+
+from __future__ import annotations
+
+SWEEP = (1, 2, 4, 8, 16)
+SINGLE_TASK_SWEEP = (2, 4, 8)  # c=1 cannot be a trio's peak: three requests in turn, one core idle
+BATCHING_CONCURRENCY = 8
+OVERHEAD_ROUNDS = 4  # served c=1 steps, each between two in-process batch-1 runs
+VIDEO_SCENES = 80  # the bench video: distinct world scenes (40 with --quick), repeated
+VIDEO_REPEATS = 5
+COMMAND = "percept bench  (make bench)"

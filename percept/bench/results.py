@@ -1,0 +1,63 @@
+"""The typed record of one bench run: what was measured, read and how long each stage took."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+from percept.bench.facts import MachineFacts, ServedModelFacts, ServerFacts
+from percept.bench.measure import BatchThroughput, MatmulPeak, TorchEager
+from percept.bench.served import Overhead, VideoRun, WireBytes
+
+if TYPE_CHECKING:
+    from clients.loadtest import LoadTestResult
+    from percept.bench.figures import Figure
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass
+class Bench:
+    """A run's results; a field left None was not measured (``errors`` says why)."""
+
+    out: Path
+    machine_start: MachineFacts | None = None
+    machine_end: MachineFacts | None = None
+    served: ServedModelFacts | None = None  # the cam_n network model with the default repository
+    server: ServerFacts | None = None
+    input_hw: tuple[int, int] | None = None  # the fused network's, from its spec
+    weights: dict[str, str] = field(default_factory=dict)  # network -> "shipped x.pt" / random init
+    torch: TorchEager | None = None
+    matmul: MatmulPeak | None = None  # the best of the tries before and after the sweep
+    gflops_per_frame: float | None = None
+    overhead: Overhead | None = None
+    ort: BatchThroughput | None = None  # the better of the tries before and after the sweep
+    video: VideoRun | None = None
+    video_no_mp4: VideoRun | None = None
+    video_frames: int | None = None
+    wire: WireBytes | None = None
+    sweeps: dict[str, LoadTestResult] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+    figures: list[Figure] = field(default_factory=list)
+    history: list[dict] = field(default_factory=list)  # earlier runs' ratios on this machine
+
+    def stage(self, key: str, fn: Callable[[], T], required: bool = False) -> T | None:
+        """Run one stage and record its seconds. A failed stage is recorded and skipped (the report
+        says what was not measured) unless ``required``."""
+        start = time.perf_counter()
+        try:
+            return fn()
+        except Exception as exc:
+            self.errors[key] = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+            log.error("bench stage %s failed: %s", key, self.errors[key])
+            if required:
+                raise
+            return None
+        finally:
+            self.seconds[key] = time.perf_counter() - start

@@ -1,0 +1,202 @@
+"""Served measurements: repositories, tritonserver, load-test sweeps, `percept video`, wire bytes."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from clients.loadtest import LoadTest, LoadTestOptions, LoadTestResult
+from clients.loadtest.frames import Frame
+from percept.bench.measure import OrtInProcess
+from serving.spec import ModelSpec
+
+LOAD_WORKERS = 2  # load-generating processes of every sweep
+
+# key -> (url, models) of a load test; a schedule runs their steps as (key, concurrency) pairs
+Plans = dict[str, tuple[str, tuple[str, ...]]]
+
+
+@dataclass(frozen=True)
+class Overhead:
+    """Served concurrency-1 p50s, each step between two in-process batch-1 p50s."""
+
+    served_p50_ms: list[float]
+    ort_p50_ms: list[float]
+
+
+@dataclass(frozen=True)
+class VideoRun:
+    fps: float  # from the command's own summary.json
+    command_wall_s: float
+    summary: dict
+
+
+@dataclass(frozen=True)
+class WireBytes:
+    """One frame's response sizes (output tensors on the wire, gRPC framing aside)."""
+
+    ensemble: int
+    raw_network: int
+    raw_fp32: dict[str, int]  # what shipping the heads' raw FP32 tensors would cost
+
+    @property
+    def raw_fp32_total(self) -> int:
+        return sum(self.raw_fp32.values())
+
+
+def build_repository(onnx: list[str | Path], out: Path, dynamic_batching: bool) -> Path:
+    """The repository as `percept repo build` writes it, with or without the dynamic batcher on
+    the network models (without it Triton runs each request on its own)."""
+    from serving.model_config import BatchingOptions, RepositoryOptions
+    from serving.repository import build_repository as build
+
+    if out.exists():
+        shutil.rmtree(out)
+    build(onnx, out, RepositoryOptions(batching=BatchingOptions(dynamic=dynamic_batching)))
+    return out
+
+
+def start_server(repository: Path):
+    from serving.launcher import ServerOptions, TritonServer
+
+    return TritonServer(ServerOptions(repository=repository, startup_timeout_s=300)).start()
+
+
+def sweep_options(url: str, models: tuple[str, ...], concurrency: tuple[int, ...], quick: bool):
+    return LoadTestOptions(
+        url=url,
+        models=models,
+        concurrency=concurrency,
+        workers=LOAD_WORKERS,
+        warmup_s=1.0 if quick else 2.0,
+        window_s=1.5 if quick else 2.5,
+        max_windows=3 if quick else 5,
+        stable_windows=2 if quick else 3,
+        tolerance=0.15,
+        min_window_requests=12,
+    )
+
+
+def overhead_rounds(
+    url: str, model: str, frames: list[Frame], ort: OrtInProcess, rounds: int, quick: bool
+) -> Overhead:
+    """Served latency at concurrency 1 and in-process latency at batch 1, alternated ``rounds``
+    times (ORT before every served step and after the last)."""
+    min_time = 1.0 if quick else 2.0
+    ort_p50 = [ort.p50_ms(1, min_time)]
+    options = replace(
+        sweep_options(url, (model,), (1,) * rounds, quick),
+        warmup_s=1.0,
+        window_s=1.5,
+        stable_windows=2,
+        max_windows=3,
+    )
+
+    def on_step(_step) -> None:
+        ort_p50.append(ort.p50_ms(1, min_time))
+
+    with LoadTest(options, frames, _label(frames), on_step=on_step) as test:
+        result = test.run()
+    return Overhead([s.latency.p50 for s in result.steps], ort_p50)
+
+
+def alternate(plans: Plans, schedule: list[tuple[str, int]], frames: list[Frame], quick: bool):
+    """Several load tests open side by side, their steps run in ``schedule`` order, so that a drift
+    of the machine's load spreads over all of them."""
+    with contextlib.ExitStack() as stack:
+        tests, results = {}, {}
+        for key, (url, models) in plans.items():
+            levels = tuple(c for k, c in schedule if k == key)
+            options = sweep_options(url, models, levels, quick)
+            tests[key] = stack.enter_context(LoadTest(options, frames, _label(frames)))
+            results[key] = tests[key].new_result()
+        for key, concurrency in schedule:
+            results[key].steps.append(tests[key].run_step(concurrency))
+    return results
+
+
+def sweep(
+    url: str, models: tuple[str, ...], concurrency: tuple[int, ...], frames: list[Frame], quick: bool
+) -> LoadTestResult:
+    with LoadTest(sweep_options(url, models, concurrency, quick), frames, _label(frames)) as test:
+        return test.run()
+
+
+def _label(frames: list[Frame]) -> str:
+    return f"{len(frames)} world frames"
+
+
+def _payload(client, model: str, frame: Frame) -> list:
+    """The one place the bench builds request tensors: those the load test would send ``model``."""
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import np_to_triton_dtype
+
+    from clients.loadtest.payload import build_payload, fetch_model_info
+
+    info = fetch_model_info(lambda m: client.get_model_config(m, as_json=True)["config"], model)
+    inputs = []
+    for name, array in build_payload(info, frame):
+        inp = grpcclient.InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype))
+        inputs.append(inp.set_data_from_numpy(array))
+    return inputs
+
+
+def response_bytes(url: str, model: str, frame: Frame) -> int:
+    """Size of one ModelInferResponse for ``frame`` (the output tensors on the wire, gRPC framing
+    aside), with the inputs the load test would send that model."""
+    import tritonclient.grpc as grpcclient
+
+    with grpcclient.InferenceServerClient(url) as client:
+        return client.infer(model, _payload(client, model, frame)).get_response().ByteSize()
+
+
+def raw_fp32_bytes(spec: ModelSpec) -> dict[str, int]:
+    """What shipping the heads' raw FP32 tensors would cost per frame: detection [A, 5+C], the
+    segmentation logits [S,H,W] and depth [1,H/s,W/s]."""
+    from exporters.networks.detection import num_anchors
+
+    h, w = spec.input_hw
+    dh, dw = spec.depth_hw
+    return {
+        "det_raw": num_anchors(spec.input_hw) * (5 + len(spec.det_classes)) * 4,
+        "seg_logits": len(spec.seg_classes) * h * w * 4,
+        "depth_fp32": dh * dw * 4,
+    }
+
+
+def wire_bytes(url: str, ensemble: str, raw_model: str, frame: Frame, spec: ModelSpec) -> WireBytes:
+    return WireBytes(
+        response_bytes(url, ensemble, frame), response_bytes(url, raw_model, frame), raw_fp32_bytes(spec)
+    )
+
+
+def write_video(frames: list[Frame], path: Path) -> Path:
+    import cv2
+
+    h, w = frames[0].image.shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), 10.0, (w, h))
+    for frame in frames:
+        writer.write(cv2.cvtColor(frame.image, cv2.COLOR_RGB2BGR))
+    writer.release()
+    return path
+
+
+def video_fps(url: str, video: Path, out: Path, annotate: bool = True) -> VideoRun:
+    """`percept video` as a user runs it (annotated MP4, JSONL, summary); its summary's frames/s."""
+    entry = "from percept.cli import main; main()"
+    cmd = [sys.executable, "-c", entry, "video", str(video), "--out", str(out), "--url", url, "--no-progress"]
+    start = time.perf_counter()
+    proc = subprocess.run(
+        cmd + ([] if annotate else ["--no-video"]), capture_output=True, text=True, timeout=600
+    )
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"percept video failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    summary = json.loads(next(out.rglob("summary.json")).read_text())
+    return VideoRun(float(summary["fps"]), wall, summary)
