@@ -161,8 +161,8 @@ def locals_for_docker(values: dict) -> dict:
 
 
 def _docker_command(values: dict) -> str:
-    """The same export, run inside the NGC TensorRT image (exporters.export.tensorrt.docker_command)."""
-    from exporters.export.tensorrt import docker_command
+    """The same export, run inside the NGC TensorRT image (exporters.export.tensorrt_plan.docker_command)."""
+    from exporters.export.tensorrt_plan import docker_command
 
     repo_root = Path(__file__).resolve().parents[1]
 

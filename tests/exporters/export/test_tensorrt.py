@@ -21,7 +21,7 @@ FUSION = ModelSpec("fusion-n", input_hw=(128, 224), fusion=True)
 
 
 def test_profile_shapes_come_from_the_spec_and_batch_profile():
-    from exporters.export.tensorrt import profile_shapes
+    from exporters.export.tensorrt_plan import profile_shapes
 
     shapes = profile_shapes(FUSION, BatchProfile(1, 4, 8))
     assert shapes == {
@@ -32,7 +32,7 @@ def test_profile_shapes_come_from_the_spec_and_batch_profile():
 
 
 def test_engine_file_names_per_compute_capability():
-    from exporters.export.tensorrt import cc_model_filenames, plan_filename
+    from exporters.export.tensorrt_plan import cc_model_filenames, plan_filename
 
     assert plan_filename("model.plan", (9, 0)) == "model_sm90.plan"
     assert plan_filename("model.plan", (8, 6)) == "model_sm86.plan"
@@ -43,7 +43,7 @@ def test_engine_file_names_per_compute_capability():
 
 
 def test_sidecar_records_what_the_engine_was_built_from(tmp_path):
-    from exporters.export.tensorrt import sidecar, write_sidecar
+    from exporters.export.tensorrt_plan import sidecar, write_sidecar
 
     opts = TensorRTOptions(
         profile=BatchProfile(1, 4, 8), precision="int8", calibration=CalibrationOptions(images=64, batch=8)
@@ -249,7 +249,7 @@ def test_tensorrt_options_must_agree_with_the_export():
 
 # --- issue 13 (d): the pin, the calibrator, the timing cache, the runner's dtypes -----------------
 def test_tensorrt_version_is_pinned_to_the_serving_images_and_compared_to_the_patch():
-    from exporters.export.tensorrt import TENSORRT_VERSION, check_tensorrt_version, tensorrt_image
+    from exporters.export.tensorrt_plan import TENSORRT_VERSION, check_tensorrt_version, tensorrt_image
     from serving.errors import ExportError
     from serving.model_config import NGC_IMAGE, NGC_TENSORRT_VERSION
     from serving.tensorrt_pin import same_tensorrt, version_key
@@ -279,7 +279,7 @@ def _percept(cwd, *args):
 
 
 def test_print_docker_gives_the_same_export_inside_the_ngc_tensorrt_image(tmp_path):
-    from exporters.export.tensorrt import tensorrt_image
+    from exporters.export.tensorrt_plan import tensorrt_image
 
     args = ["export", "cam-n", "--out", "out", "--engine", "tensorrt", "--precision", "fp16"]
     result = _percept(tmp_path, *args, "--opt-batch", "2", "--print-docker")
@@ -294,7 +294,7 @@ def test_print_docker_gives_the_same_export_inside_the_ngc_tensorrt_image(tmp_pa
 
 
 def test_timing_cache_is_keyed_by_compute_capability_and_tensorrt_version(tmp_path):
-    from exporters.export.tensorrt import timing_cache_path
+    from exporters.export.tensorrt_plan import timing_cache_path
 
     base = tmp_path / "timing.cache"
     a = timing_cache_path(base, (9, 0), "10.5.0.18")
