@@ -51,6 +51,12 @@ def export(
     workspace_mib: int = typer.Option(2048, "--workspace-mib", help="TensorRT workspace limit."),
     timing_cache: Path | None = typer.Option(None, "--timing-cache", help="Default: OUT/timing.cache"),
     opset: int = typer.Option(18, "--opset", help="ONNX opset (>= 17)."),
+    print_docker: bool = typer.Option(
+        False,
+        "--print-docker",
+        help="With --engine tensorrt: print the docker command that builds the engine inside the NGC "
+        "image whose TensorRT the Triton image runs, and exit.",
+    ),
 ) -> None:
     """Export a registered network to a verified ONNX model (and optionally a TensorRT engine)."""
     from exporters.export.options import (
@@ -84,6 +90,7 @@ def export(
             calib = CalibrationOptions(
                 source=calibration,
                 images=calibration_images,
+                batch=opt_batch,  # TensorRT calibrates at the profile's opt shape
                 cache=calibration_cache or out / "calibration.cache",
             )
         trt = TensorRTOptions(
@@ -108,6 +115,11 @@ def export(
         tensorrt=trt,
         seed=seed,
     )
+    if print_docker:
+        if engine != "tensorrt":
+            raise SpecError("--print-docker needs --engine tensorrt")
+        typer.echo(_docker_command(locals_for_docker(locals())))
+        return
     if engine == "tensorrt":
         from exporters.export.tensorrt import import_tensorrt
 
@@ -123,6 +135,50 @@ def export(
     typer.echo(
         f"wrote {result.onnx}" + (f" and {result.engine}" if result.engine else "") + f", {result.report}"
     )
+
+
+_DOCKER_FLAGS = (
+    ("size", "--size"),
+    ("min_batch", "--min-batch"),
+    ("opt_batch", "--opt-batch"),
+    ("max_batch", "--max-batch"),
+    ("precision", "--precision"),
+    ("verify_scenes", "--verify-scenes"),
+    ("verify_batch", "--verify-batch"),
+    ("calibration", "--calibration"),
+    ("calibration_images", "--calibration-images"),
+    ("calibration_cache", "--calibration-cache"),
+    ("workspace_mib", "--workspace-mib"),
+    ("timing_cache", "--timing-cache"),
+    ("opset", "--opset"),
+    ("checkpoint", "--checkpoint"),
+    ("seed", "--seed"),
+)
+
+
+def locals_for_docker(values: dict) -> dict:
+    return {k: values[k] for k in ("network", "out", "random_init", *(n for n, _ in _DOCKER_FLAGS))}
+
+
+def _docker_command(values: dict) -> str:
+    """The same export, run inside the NGC TensorRT image (exporters.export.tensorrt_plan.docker_command)."""
+    from exporters.export.tensorrt_plan import docker_command
+
+    repo_root = Path(__file__).resolve().parents[1]
+
+    def inside(value) -> str:  # the repository is mounted at /opt/perception-serving
+        path = Path(str(value))
+        if path.is_absolute() and repo_root in path.resolve().parents:
+            return "/opt/perception-serving/" + path.resolve().relative_to(repo_root).as_posix()
+        return str(value)
+
+    args = [values["network"], "--out", str(values["out"]), "--engine", "tensorrt"]
+    for name, flag in _DOCKER_FLAGS:
+        if values[name] is not None:
+            args += [flag, inside(values[name])]
+    if values["random_init"]:
+        args.append("--random-init")
+    return docker_command(args, repo_root, Path.cwd(), Path(values["out"]))
 
 
 def import_onnx(

@@ -24,6 +24,9 @@ from serving.spec import SPEC_KEY, ModelSpec, TensorSpec
 ENGINES = ("python", "onnxruntime", "tensorrt_plan")
 # Triton 2.51 == NGC 24.10, the server inside nvidia-pytriton 0.7.0
 NGC_IMAGE = "nvcr.io/nvidia/tritonserver:24.10-py3"
+# the TensorRT inside NGC_IMAGE: an engine must be built by exactly this version (major.minor.patch).
+# NGC 24.10 ships TensorRT 10.5 (NVIDIA Frameworks Support Matrix); change both lines together.
+NGC_TENSORRT_VERSION = "10.5.0"
 
 
 def _pb():
@@ -201,7 +204,9 @@ def network_config(spec: ModelSpec, options: RepositoryOptions, plan_files: dict
             raise ServingError("the tensorrt_plan engine needs at least one engine file (model_sm<cc>.plan)")
         for cc, filename in sorted(plan_files.items()):
             cfg.cc_model_filenames[cc] = filename
-        cfg.default_model_filename = sorted(plan_files.items())[-1][1]
+        # the newest architecture by number: "10.0" after "9.0" (a string sort puts "9.0" last)
+        newest = max(plan_files, key=lambda cc: tuple(int(p) for p in cc.split(".")))
+        cfg.default_model_filename = plan_files[newest]
     _inputs(pb, cfg, spec.network_inputs)
     _outputs(pb, cfg, spec.network_outputs)
     _dynamic_batching(pb, cfg, options.batching)

@@ -20,6 +20,8 @@ from pathlib import Path
 from serving import spec as S
 from serving.errors import ServingError
 from serving.model_config import (
+    NGC_IMAGE,
+    NGC_TENSORRT_VERSION,
     RepositoryOptions,
     config_text,
     ensemble_config,
@@ -33,6 +35,7 @@ from serving.model_config import (
 )
 from serving.onnx_meta import read_provenance, read_spec
 from serving.spec import ModelSpec
+from serving.tensorrt_pin import same_tensorrt
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +93,7 @@ def check_plan_sidecar(plan: Path, spec: ModelSpec, max_batch_size: int) -> None
         log.warning("%s has no sidecar %s: its profile and spec cannot be checked", plan, sidecar.name)
         return
     doc = json.loads(sidecar.read_text())
+    check_plan_tensorrt(plan, doc.get("tensorrt_version"))
     if doc.get("spec_hash") not in (None, spec.spec_hash()):
         raise ServingError(
             f"{plan.name} was built for another spec (hash {doc['spec_hash']}, the ONNX has "
@@ -100,6 +104,19 @@ def check_plan_sidecar(plan: Path, spec: ModelSpec, max_batch_size: int) -> None
         raise ServingError(
             f"{plan.name}: engine profile batch {profile.get('min')}..{profile.get('max')} does not cover "
             f"the dynamic batcher's 1..{max_batch_size}; rebuild the engine or lower --max-batch-size"
+        )
+
+
+def check_plan_tensorrt(plan: Path, built_with: str | None, server: str = NGC_TENSORRT_VERSION) -> None:
+    """An engine loads only in the TensorRT that built it: refuse a plan whose sidecar names another
+    TensorRT than the target server's (NGC_IMAGE ships ``server``)."""
+    if built_with is None:
+        log.warning("%s: the sidecar does not say which TensorRT built it; cannot check", plan.name)
+        return
+    if not same_tensorrt(str(built_with), server):
+        raise ServingError(
+            f"{plan.name} was built by TensorRT {built_with}, but {NGC_IMAGE} runs TensorRT {server}: "
+            "rebuild it inside the matching image (`percept export ... --engine tensorrt --print-docker`)"
         )
 
 

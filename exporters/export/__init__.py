@@ -3,7 +3,11 @@
 1. ``onnx_export``  PerceptionNet -> ONNX (``graph`` wraps the network with in-graph decode + ``nms``,
    seg argmax, FP16 depth; spec + provenance in the metadata)      :func:`export_onnx`
 2. ``verify``       run an artifact and compare it with PyTorch per head on world scenes
-3. ``tensorrt``     ONNX -> TensorRT engine (``calibration`` feeds INT8), verified the same way
+   ``trt_compat``   what the pinned TensorRT's parser would reject or compute differently (rules in
+                    ``trt_rules``, each with its source): a warning block for ONNX, an error for TensorRT
+3. ``tensorrt``     ONNX -> TensorRT engine from ``trt_variant`` (EfficientNMS_TRT in place of the ONNX
+                    NMS subgraph; ``calibration`` feeds INT8), verified the same way; ``tensorrt_plan``
+                    holds the pure parts (the pin, profiles, file names, sidecar)
 4. ``import_onnx``  bring your own ONNX: ``head_spec`` YAML + validation -> ``import_compose`` (graph
    composition) -> the same contract, verified against ``import_reference`` (original file + numpy)
 5. ``run``          the orchestrator behind `percept export` (options in ``options``); export and

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from exporters.export.options import CalibrationOptions
-from serving.errors import SpecError
+from serving.errors import ExportError, SpecError
 from serving.letterbox import network_image
 from serving.spec import IMAGES, LIDAR_DEPTH, ModelSpec
 
@@ -128,34 +128,79 @@ def write_cache(cache: Path, data: bytes, onnx_sha256: str, options: Calibration
     Path(str(cache) + ".json").write_text(json.dumps(meta, sort_keys=True) + "\n")
 
 
-def make_calibrator(spec: ModelSpec, options: CalibrationOptions, onnx_sha256: str):
-    """An ``IInt8EntropyCalibrator2`` over :func:`calibration_batches`; reads ``options.cache`` when
-    it was computed for this ONNX file, writes it after calibrating."""
+class CalibrationFeed:
+    """What the INT8 calibrator's ``get_batch`` does, without TensorRT: next batch -> device buffers.
+
+    TensorRT calls ``get_batch`` from C++ and turns a Python exception there into a generic build
+    failure, so the feed keeps the exception (``error``) and ends calibration; the builder's caller
+    re-raises it with :meth:`raise_if_failed`. Every batch must have exactly ``batch`` frames: TensorRT
+    reads the calibration profile's OPT shape from each pointer, so a smaller batch would be read past
+    its end and a larger one half ignored.
+    """
+
+    def __init__(self, batches: Iterator[dict[str, np.ndarray]], batch: int, to_device) -> None:
+        self.batches = batches
+        self.batch = batch
+        self.to_device = to_device  # numpy array -> (object kept alive, device pointer)
+        self.keep: dict[str, Any] = {}
+        self.count = 0
+        self.error: BaseException | None = None
+
+    def next_pointers(self, names) -> list[int] | None:
+        if self.error is not None:
+            return None
+        try:
+            batch = next(self.batches, None)
+            if batch is None:
+                log.info("calibration: %d batches of %d", self.count, self.batch)
+                return None
+            pointers = []
+            for name in names:
+                array = batch[name]
+                if len(array) != self.batch:
+                    raise SpecError(
+                        f"calibration batch of {len(array)} frames for {name}; TensorRT reads {self.batch}"
+                    )
+                self.keep[name], pointer = self.to_device(np.ascontiguousarray(array))
+                pointers.append(int(pointer))
+            self.count += 1
+            return pointers
+        except BaseException as exc:  # noqa: BLE001 - kept and re-raised after the build
+            self.error = exc
+            return None
+
+    def raise_if_failed(self) -> None:
+        if self.error is not None:
+            raise ExportError(
+                f"INT8 calibration failed in get_batch: {type(self.error).__name__}: {self.error}"
+            ) from self.error
+
+
+def make_calibrator(spec: ModelSpec, options: CalibrationOptions, onnx_sha256: str, opt_batch: int):
+    """An ``IInt8EntropyCalibrator2`` over :func:`calibration_batches` at the profile's ``opt_batch``
+    (== ``options.batch``, see tensorrt.check_calibration_batch); reads ``options.cache`` when it was
+    computed for this ONNX file, writes it after calibrating. Its ``feed`` keeps a ``get_batch`` error."""
     import torch
 
-    from exporters.export.tensorrt import import_tensorrt
+    from exporters.export.tensorrt import check_calibration_batch, import_tensorrt
 
     trt: Any = import_tensorrt()
+    check_calibration_batch(options.batch, opt_batch)
+
+    def to_device(array: np.ndarray):
+        x = torch.from_numpy(array).cuda()
+        return x, x.data_ptr()
 
     class EntropyCalibrator(trt.IInt8EntropyCalibrator2):  # type: ignore[name-defined,misc]
         def __init__(self) -> None:
             super().__init__()
-            self.batches = calibration_batches(spec, options)
-            self.device: dict[str, torch.Tensor] = {}
-            self.count = 0
+            self.feed = CalibrationFeed(calibration_batches(spec, options), opt_batch, to_device)
 
         def get_batch_size(self) -> int:
-            return options.batch
+            return opt_batch
 
         def get_batch(self, names):
-            batch = next(self.batches, None)
-            if batch is None:
-                log.info("calibration: %d batches of %d", self.count, options.batch)
-                return None
-            self.count += 1
-            for name in names:
-                self.device[name] = torch.from_numpy(batch[name]).cuda()
-            return [int(self.device[name].data_ptr()) for name in names]
+            return self.feed.next_pointers(names)
 
         def read_calibration_cache(self):
             if options.cache is not None and cache_matches(options.cache, onnx_sha256):

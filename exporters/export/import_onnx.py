@@ -150,6 +150,7 @@ def import_onnx(
 def run_import(options: ImportOptions, progress: bool = False):
     """`percept import-onnx`: import, verify against the original, write model.onnx + report.json."""
     from exporters.export.staging import stage_onnx, write_report
+    from exporters.export.trt_compat import compat_stage
     from exporters.export.verify import ort_runner, verify
 
     heads = load_head_spec(options.heads)
@@ -180,4 +181,5 @@ def run_import(options: ImportOptions, progress: bool = False):
         )
 
     final, spec, report = stage_onnx(out, write, check)
+    compat_stage(final, "onnx")
     return write_report(out, spec, final, [report])

@@ -126,7 +126,9 @@ def top_k_from_mask(boxes, scores, keep, k: int):
     zero_i = torch.zeros_like(order)
     cls = torch.where(valid, torch.div(order, n_, rounding_mode="floor"), zero_i).to(torch.int32)
     box_idx = torch.remainder(order, n_)
-    out_boxes = torch.gather(boxes, 1, box_idx.unsqueeze(-1).expand(b_, k, 4))
+    # -1, not the batch size: a symbolic batch exports as Shape(images), and TensorRT lets a UINT8
+    # network input feed only a Cast (NvInferRuntimeBase.h, DataType::kUINT8; trt_compat TRT003)
+    out_boxes = torch.gather(boxes, 1, box_idx.unsqueeze(-1).expand(-1, -1, 4))
     out_boxes = torch.where(valid.unsqueeze(-1), out_boxes, torch.zeros_like(out_boxes))
     out_scores = torch.where(valid, top, torch.zeros_like(top))
     return num, out_boxes, out_scores, cls
@@ -139,9 +141,14 @@ def nms_translation_table() -> dict:
 
 def nms_mask_onnx(boxes, scores, max_per_class: int, iou_threshold: float, score_threshold: float):
     """ONNX translation of ``percept::nms_mask``: NonMaxSuppression -> indices -> ScatterND mask."""
-    from onnxscript import ir, opset18
+    from onnxscript import ir, opset13, opset18
 
     op: Any = opset18  # onnxscript's typed signatures reject the untyped values of a translation
+    # ScatterND from opset 13, which has no `reduction` attribute: opset 18's signature always writes
+    # reduction="none", and TensorRT 10.5's importer rejects the attribute's mere presence
+    # (onnx-tensorrt onnxOpImporters.cpp, ScatterND: "Attribute reduction is not supported.";
+    # trt_compat TRT002). In the opset-18 model the node means ScatterND-18 with its default, "none".
+    scatter_nd: Any = opset13.ScatterND
 
     selected = op.NonMaxSuppression(
         boxes,
@@ -155,5 +162,5 @@ def nms_mask_onnx(boxes, scores, max_per_class: int, iou_threshold: float, score
     count = op.Shape(selected, start=0, end=1)
     ones = op.Expand(op.Constant(value=ir.tensor(np.array([1.0], np.float32))), count)
     return op.Greater(
-        op.ScatterND(zeros, selected, ones), op.Constant(value=ir.tensor(np.array(0.0, np.float32)))
+        scatter_nd(zeros, selected, ones), op.Constant(value=ir.tensor(np.array(0.0, np.float32)))
     )

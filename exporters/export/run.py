@@ -47,6 +47,7 @@ def run_export(options: ExportOptions, progress: bool = False) -> ExportResult:
     from exporters.export.freshness import KEY, export_key
     from exporters.export.graph import build_deploy_model, run_eager
     from exporters.export.staging import stage_onnx, write_report
+    from exporters.export.trt_compat import compat_stage
     from exporters.export.verify import ort_runner, verify
 
     if options.engine == "tensorrt":
@@ -76,6 +77,7 @@ def run_export(options: ExportOptions, progress: bool = False) -> ExportResult:
 
     final, _, onnx_report = stage_onnx(out, write, check)
     reports = [onnx_report]
+    compat_stage(final, options.engine)
     engine = None
     if options.engine == "tensorrt":
         from exporters.export.tensorrt import build_and_verify

@@ -13,8 +13,6 @@ library (profiles, names, sidecar, tolerances) is plain Python and tested there.
 
 from __future__ import annotations
 
-import datetime as _dt
-import json
 import logging
 import os
 from pathlib import Path
@@ -22,6 +20,16 @@ from pathlib import Path
 import numpy as np
 
 from exporters.export.options import BatchProfile, TensorRTOptions, Tolerances, VerifyOptions
+from exporters.export.tensorrt_plan import (
+    TENSORRT_VERSION,
+    check_tensorrt_version,
+    plan_filename,
+    profile_shapes,
+    sidecar,
+    tensorrt_image,
+    timing_cache_path,
+    write_sidecar,
+)
 from serving.errors import ExportError, MissingDependencyError
 from serving.spec import ModelSpec
 
@@ -68,71 +76,15 @@ def import_tensorrt():
         err = MissingDependencyError("tensorrt", "export")
         # no extra brings TensorRT: say where it comes from (ImportError's str() reads .msg)
         err.msg = (
-            "tensorrt is not installed: build engines inside the NGC Triton image "
-            "(nvcr.io/nvidia/tritonserver:<yy.mm>-py3, which ships TensorRT) or `pip install tensorrt` "
-            "on a machine with an NVIDIA GPU"
+            "tensorrt is not installed: build engines inside the NGC Triton image's TensorRT "
+            f"({tensorrt_image()}, TensorRT {TENSORRT_VERSION}, as `percept export --engine tensorrt "
+            f"--print-docker` prints) or `pip install tensorrt=={TENSORRT_VERSION}` on a machine with an "
+            "NVIDIA GPU"
         )
         err.args = (err.msg,)
         raise err from exc
+    check_tensorrt_version(str(trt.__version__))
     return trt
-
-
-# --- pure parts -----------------------------------------------------------------------------------
-def profile_shapes(spec: ModelSpec, profile: BatchProfile) -> dict[str, tuple[tuple[int, ...], ...]]:
-    """Input name -> (min, opt, max) shapes of the one optimisation profile."""
-    shapes = {}
-    for t in spec.network_inputs:
-        rest = tuple(int(d) for d in t.dims[1:])
-        shapes[t.name] = tuple((b, *rest) for b in (profile.min, profile.opt, profile.max))
-    return shapes
-
-
-def plan_filename(plan_name: str, compute_capability: tuple[int, int]) -> str:
-    """``model.plan`` + (9, 0) -> ``model_sm90.plan`` (Triton's ``cc_model_filenames`` values)."""
-    major, minor = compute_capability
-    stem = plan_name[: -len(".plan")] if plan_name.endswith(".plan") else plan_name
-    return f"{stem}_sm{major}{minor}.plan"
-
-
-def cc_model_filenames(plan_name: str, capabilities: list[tuple[int, int]]) -> dict[str, str]:
-    """The config.pbtxt ``cc_model_filenames`` map: {"9.0": "model_sm90.plan", ...}."""
-    return {f"{ma}.{mi}": plan_filename(plan_name, (ma, mi)) for ma, mi in capabilities}
-
-
-def sidecar(
-    spec: ModelSpec,
-    options: TensorRTOptions,
-    trt_version: str,
-    gpu_name: str,
-    compute_capability: tuple[int, int],
-    onnx_sha256: str,
-) -> dict:
-    return {
-        "tensorrt_version": trt_version,
-        "gpu_name": gpu_name,
-        "compute_capability": f"{compute_capability[0]}.{compute_capability[1]}",
-        "precision": options.precision,
-        "fallback_precision": "fp16" if options.precision == "int8" else None,
-        "tf32": False if options.precision == "fp32" else None,
-        "profile": options.profile.as_dict(),
-        "profile_shapes": {k: [list(s) for s in v] for k, v in profile_shapes(spec, options.profile).items()},
-        "workspace_mib": options.workspace_mib,
-        "calibration": (
-            {"source": str(options.calibration.source), "images": options.calibration.images}
-            if options.calibration
-            else None
-        ),
-        "spec_hash": spec.spec_hash(),
-        "network": spec.name,
-        "onnx_sha256": onnx_sha256,
-        "built_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-    }
-
-
-def write_sidecar(plan: Path, document: dict) -> Path:
-    path = plan.with_name(plan.name + ".json")
-    path.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
-    return path
 
 
 # --- building (needs TensorRT) --------------------------------------------------------------------
@@ -147,19 +99,27 @@ def _device() -> tuple[str, tuple[int, int]]:
 def build_engine(onnx_path: Path, out_dir: Path, spec: ModelSpec, options: TensorRTOptions) -> Path:
     """Build, write raw under a temporary name, return it (the caller verifies and renames)."""
     from exporters.export.onnx_export import file_sha256
+    from exporters.export.trt_compat import check_file, enforce
+    from exporters.export.trt_variant import write_variant
 
     trt = import_tensorrt()
     gpu_name, cc = _device()
+    if options.precision == "int8":
+        assert options.calibration is not None  # checked by TensorRTOptions
+        check_calibration_batch(options.calibration.batch, options.profile.opt)
+    # TensorRT parses the variant with EfficientNMS_TRT in place of the ONNX NMS (trt_variant.py)
+    variant = write_variant(onnx_path)
+    enforce(check_file(variant), "tensorrt", variant.name)
     logger = trt.Logger(trt.Logger.WARNING)
+    # registers EfficientNMS_TRT & co. for the parser's plugin fallback (Triton's tensorrt backend
+    # does the same at load: initLibNvInferPlugins in triton-inference-server/tensorrt_backend)
+    trt.init_libnvinfer_plugins(logger, "")
     builder = trt.Builder(logger)
-    flags = 0
-    if hasattr(trt.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH"):  # TensorRT < 10; implicit in 10
-        flags = 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
-    network = builder.create_network(flags)
+    network = builder.create_network(0)  # explicit batch is the only mode in TensorRT 10
     parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(str(onnx_path)):
+    if not parser.parse_from_file(str(variant)):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise ExportError(f"TensorRT cannot parse {onnx_path}: {errors}")
+        raise ExportError(f"TensorRT cannot parse {variant}: {errors}")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_mib << 20)
     profile = builder.create_optimization_profile()
@@ -167,30 +127,49 @@ def build_engine(onnx_path: Path, out_dir: Path, spec: ModelSpec, options: Tenso
         profile.set_shape(name, lo, opt, hi)
     config.add_optimization_profile(profile)
     onnx_sha256 = file_sha256(onnx_path)
-    _set_precision(trt, builder, config, profile, spec, options, onnx_sha256)
-    _load_timing_cache(config, options.timing_cache)
+    calibrator = _set_precision(trt, builder, config, profile, spec, options, onnx_sha256)
+    cache_path = None
+    if options.timing_cache is not None:
+        cache_path = timing_cache_path(Path(options.timing_cache), cc, str(trt.__version__))
+    _load_timing_cache(config, cache_path)
     log.info("building %s TensorRT engine for %s (sm%d%d)", options.precision, gpu_name, *cc)
     serialized = builder.build_serialized_network(network, config)
+    if calibrator is not None:  # TensorRT swallows exceptions raised in get_batch: re-raise here
+        calibrator.feed.raise_if_failed()
     if serialized is None:
         raise ExportError(
-            f"TensorRT failed to build a {options.precision} engine from {onnx_path} (see its log)"
+            f"TensorRT failed to build a {options.precision} engine from {variant} (see its log)"
         )
-    if options.timing_cache is not None:  # the build added its timings to the config's cache
-        _save(Path(options.timing_cache), bytes(config.get_timing_cache().serialize()))
+    if cache_path is not None:  # the build added its timings to the config's cache
+        _save(cache_path, bytes(config.get_timing_cache().serialize()))
     final = out_dir / plan_filename(options.plan_name, cc)
     staging = final.with_name(final.name + ".unverified")
     _save(staging, bytes(serialized))  # raw: no header, exactly what Triton loads
     doc = sidecar(spec, options, trt.__version__, gpu_name, cc, onnx_sha256)
+    doc["tensorrt_onnx"] = {"file": variant.name, "sha256": file_sha256(variant)}
     write_sidecar(staging, doc)
     return staging
 
 
+def check_calibration_batch(calibration_batch: int, opt_batch: int) -> None:
+    """TensorRT runs INT8 calibration at the calibration profile's OPT shape, whatever
+    ``get_batch_size`` says: a larger calibration batch would be half ignored, a smaller one read
+    past its buffers. So the two must be equal (issue 13, finding 5)."""
+    if calibration_batch != opt_batch:
+        raise ExportError(
+            f"INT8 calibration batch {calibration_batch} != the profile's opt batch {opt_batch}: "
+            "TensorRT calibrates at the opt shape; give both the same value"
+        )
+
+
 def _set_precision(
     trt, builder, config, profile, spec: ModelSpec, options: TensorRTOptions, onnx_sha256: str
-) -> None:
+):
+    """Set the precision flags; returns the INT8 calibrator (None otherwise), whose feed keeps any
+    exception of ``get_batch`` for the caller to re-raise after the build."""
     if options.precision == "fp32":
         config.clear_flag(trt.BuilderFlag.TF32)  # asked FP32, get FP32: TF32 matmuls are on by default
-        return
+        return None
     if not getattr(builder, "platform_has_fast_fp16", True):
         raise ExportError("this GPU has no fast FP16; build fp32 instead")
     config.set_flag(trt.BuilderFlag.FP16)
@@ -201,14 +180,22 @@ def _set_precision(
 
         assert options.calibration is not None  # checked by TensorRTOptions
         config.set_flag(trt.BuilderFlag.INT8)
-        config.int8_calibrator = make_calibrator(spec, options.calibration, onnx_sha256)
-        config.set_calibration_profile(profile)
+        calibrator = make_calibrator(spec, options.calibration, onnx_sha256, options.profile.opt)
+        config.int8_calibrator = calibrator
+        if not config.set_calibration_profile(profile):
+            raise ExportError("TensorRT refused the calibration profile")
+        return calibrator
+    return None
 
 
 def _load_timing_cache(config, path: Path | None):
     data = Path(path).read_bytes() if path is not None and Path(path).is_file() else b""
     cache = config.create_timing_cache(data)
-    config.set_timing_cache(cache, ignore_mismatch=False)
+    # returns False when the cache does not fit this builder (IBuilderConfig::setTimingCache)
+    if not config.set_timing_cache(cache, ignore_mismatch=False):
+        raise ExportError(
+            f"TensorRT refused the timing cache {path} (built by another TensorRT or GPU?); delete it"
+        )
     return cache
 
 
@@ -231,28 +218,30 @@ def trt_runner(plan: Path, spec: ModelSpec, profile: BatchProfile):
         raise ExportError(f"TensorRT cannot load the engine {plan}")
     context = engine.create_execution_context()
     min_batch, max_batch = profile.min, profile.max
-    torch_dtypes = {
-        "uint8": torch.uint8,
-        "int32": torch.int32,
-        "float16": torch.float16,
-        "float32": torch.float32,
+    # the engine's own tensor types, checked against the spec: buffers are sized from what TensorRT
+    # reads and writes, never from what the spec says it should (issue 13, finding 7)
+    dtypes = {
+        t.name: engine_dtype(trt, engine, t.name, t.dtype)
+        for t in (*spec.network_inputs, *spec.network_outputs)
     }
+    stream = torch.cuda.Stream()  # a created stream: TensorRT warns against the legacy default one
 
     def run_chunk(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         keep = []
-        for t in spec.network_inputs:
-            x = torch.from_numpy(np.ascontiguousarray(inputs[t.name])).cuda()
-            keep.append(x)
-            context.set_input_shape(t.name, tuple(x.shape))
-            context.set_tensor_address(t.name, int(x.data_ptr()))
-        outs = {}
-        for t in spec.network_outputs:
-            shape = tuple(context.get_tensor_shape(t.name))
-            outs[t.name] = torch.empty(shape, dtype=torch_dtypes[t.dtype], device="cuda")
-            context.set_tensor_address(t.name, int(outs[t.name].data_ptr()))
-        stream = torch.cuda.current_stream()
-        if not context.execute_async_v3(stream.cuda_stream):
-            raise ExportError(f"TensorRT execution of {plan} failed")
+        with torch.cuda.stream(stream):
+            for t in spec.network_inputs:
+                host = np.ascontiguousarray(inputs[t.name], dtype=dtypes[t.name])
+                x = torch.from_numpy(host).to("cuda", non_blocking=False)
+                keep.append(x)
+                context.set_input_shape(t.name, tuple(x.shape))
+                context.set_tensor_address(t.name, int(x.data_ptr()))
+            outs = {}
+            for t in spec.network_outputs:
+                shape = tuple(context.get_tensor_shape(t.name))
+                outs[t.name] = torch.from_numpy(np.empty(shape, dtype=dtypes[t.name])).to("cuda")
+                context.set_tensor_address(t.name, int(outs[t.name].data_ptr()))
+            if not context.execute_async_v3(stream.cuda_stream):
+                raise ExportError(f"TensorRT execution of {plan} failed")
         stream.synchronize()
         return {k: v.cpu().numpy() for k, v in outs.items()}
 
@@ -271,6 +260,22 @@ def trt_runner(plan: Path, spec: ModelSpec, profile: BatchProfile):
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
     return run
+
+
+def engine_dtype(trt, engine, name: str, spec_dtype: str) -> np.dtype:
+    """numpy dtype of an engine tensor (``engine.get_tensor_dtype``); ExportError when it is not
+    the spec's."""
+    got = np.dtype(trt.nptype(engine.get_tensor_dtype(name)))
+    check_tensor_dtype(name, got, spec_dtype)
+    return got
+
+
+def check_tensor_dtype(name: str, engine_dtype: np.dtype, spec_dtype: str) -> None:
+    if np.dtype(engine_dtype) != np.dtype(_NP_DTYPES[spec_dtype]):
+        raise ExportError(
+            f"engine tensor {name} is {np.dtype(engine_dtype).name}, the spec says {spec_dtype}: "
+            "the engine does not implement the contract"
+        )
 
 
 def build_and_verify(

@@ -21,7 +21,7 @@ FUSION = ModelSpec("fusion-n", input_hw=(128, 224), fusion=True)
 
 
 def test_profile_shapes_come_from_the_spec_and_batch_profile():
-    from exporters.export.tensorrt import profile_shapes
+    from exporters.export.tensorrt_plan import profile_shapes
 
     shapes = profile_shapes(FUSION, BatchProfile(1, 4, 8))
     assert shapes == {
@@ -32,7 +32,7 @@ def test_profile_shapes_come_from_the_spec_and_batch_profile():
 
 
 def test_engine_file_names_per_compute_capability():
-    from exporters.export.tensorrt import cc_model_filenames, plan_filename
+    from exporters.export.tensorrt_plan import cc_model_filenames, plan_filename
 
     assert plan_filename("model.plan", (9, 0)) == "model_sm90.plan"
     assert plan_filename("model.plan", (8, 6)) == "model_sm86.plan"
@@ -43,7 +43,7 @@ def test_engine_file_names_per_compute_capability():
 
 
 def test_sidecar_records_what_the_engine_was_built_from(tmp_path):
-    from exporters.export.tensorrt import sidecar, write_sidecar
+    from exporters.export.tensorrt_plan import sidecar, write_sidecar
 
     opts = TensorRTOptions(
         profile=BatchProfile(1, 4, 8), precision="int8", calibration=CalibrationOptions(images=64, batch=8)
@@ -182,7 +182,7 @@ def test_engine_builds_verifies_and_is_named_per_compute_capability(tmp_path, pr
     from exporters.export.run import run_export
 
     calib = (
-        CalibrationOptions(images=16, batch=4, cache=tmp_path / "calib.cache")
+        CalibrationOptions(images=16, batch=2, cache=tmp_path / "calib.cache")  # batch == opt
         if precision == "int8"
         else None
     )
@@ -209,7 +209,9 @@ def test_engine_builds_verifies_and_is_named_per_compute_capability(tmp_path, pr
     assert result.engine.name == f"model_sm{major}{minor}.plan"
     doc = json.loads(Path(str(result.engine) + ".json").read_text())
     assert doc["precision"] == precision and doc["compute_capability"] == f"{major}.{minor}"
-    assert (tmp_path / "timing.cache").stat().st_size > 0
+    (cache,) = tmp_path.glob(f"timing.sm{major}{minor}.trt*.cache")  # keyed by GPU and TensorRT
+    assert cache.stat().st_size > 0
+    assert (tmp_path / "out" / "model.trt.onnx").is_file()  # what TensorRT parsed (EfficientNMS_TRT)
     if precision == "int8":
         assert (tmp_path / "calib.cache").stat().st_size > 0
     import tensorrt as trt
@@ -243,3 +245,120 @@ def test_tensorrt_options_must_agree_with_the_export():
             profile=BatchProfile(1, 1, 1),
             tensorrt=TensorRTOptions(),
         )
+
+
+# --- issue 13 (d): the pin, the calibrator, the timing cache, the runner's dtypes -----------------
+def test_tensorrt_version_is_pinned_to_the_serving_images_and_compared_to_the_patch():
+    from exporters.export.tensorrt_plan import TENSORRT_VERSION, check_tensorrt_version, tensorrt_image
+    from serving.errors import ExportError
+    from serving.model_config import NGC_IMAGE, NGC_TENSORRT_VERSION
+    from serving.tensorrt_pin import same_tensorrt, version_key
+
+    assert TENSORRT_VERSION == NGC_TENSORRT_VERSION
+    assert tensorrt_image() == "nvcr.io/nvidia/tensorrt:" + NGC_IMAGE.split(":")[1]  # same release
+    assert version_key("10.5.0.18") == (10, 5, 0) and version_key("10.5") == (10, 5, 0)
+    assert same_tensorrt("10.5.0.18", "10.5.0") and not same_tensorrt("10.6.0", "10.5.0")
+    assert not same_tensorrt("11.0.0.1", "10.5.0")
+    assert not same_tensorrt("10.5.0.18", "10.5.0.17")  # the build number too, where both have one
+    check_tensorrt_version(NGC_TENSORRT_VERSION + ".18")
+    with pytest.raises(ExportError, match=r"TensorRT 11.0.0 is installed.*--print-docker"):
+        check_tensorrt_version("11.0.0")
+
+
+def _percept(cwd, *args):
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[3]
+    cli = [
+        sys.executable,
+        "-c",
+        f"import sys; sys.path.insert(0, {str(root)!r}); from percept.cli import main; main()",
+    ]
+    return subprocess.run([*cli, *args], capture_output=True, text=True, timeout=120, cwd=cwd)
+
+
+def test_print_docker_gives_the_same_export_inside_the_ngc_tensorrt_image(tmp_path):
+    from exporters.export.tensorrt_plan import tensorrt_image
+
+    args = ["export", "cam-n", "--out", "out", "--engine", "tensorrt", "--precision", "fp16"]
+    result = _percept(tmp_path, *args, "--opt-batch", "2", "--print-docker")
+    assert result.returncode == 0, result.stderr
+    line = result.stdout.strip()
+    assert line.startswith("docker run --rm --gpus all ") and tensorrt_image() in line
+    assert f"-w {tmp_path.resolve()}" in line and "/opt/perception-serving" in line
+    assert "percept export cam-n --out out --engine tensorrt" in line and "--opt-batch 2" in line
+    assert "--precision fp16" in line and "--print-docker" not in line
+    bad = _percept(tmp_path, "export", "cam-n", "--out", "out", "--print-docker")
+    assert bad.returncode != 0 and "needs --engine tensorrt" in bad.stderr
+
+
+def test_timing_cache_is_keyed_by_compute_capability_and_tensorrt_version(tmp_path):
+    from exporters.export.tensorrt_plan import timing_cache_path
+
+    base = tmp_path / "timing.cache"
+    a = timing_cache_path(base, (9, 0), "10.5.0.18")
+    assert a == tmp_path / "timing.sm90.trt10.5.0.cache"
+    assert timing_cache_path(base, (8, 6), "10.5.0.18") != a
+    assert timing_cache_path(base, (9, 0), "10.6.0") != a
+
+
+def test_calibration_batch_must_be_the_profiles_opt_batch():
+    from exporters.export.tensorrt import check_calibration_batch
+    from serving.errors import ExportError
+
+    check_calibration_batch(4, 4)
+    with pytest.raises(ExportError, match="calibration batch 8 != the profile's opt batch 4"):
+        check_calibration_batch(8, 4)  # the old defaults: half of every batch ignored
+    with pytest.raises(ExportError, match="calibration batch 2 != the profile's opt batch 4"):
+        check_calibration_batch(2, 4)  # TensorRT would read past the buffers
+
+
+def _feed(batches, batch=2):
+    from exporters.export.calibration import CalibrationFeed
+
+    kept = []
+
+    def to_device(array):
+        kept.append(array)
+        return array, array.ctypes.data
+
+    return CalibrationFeed(iter(batches), batch, to_device), kept
+
+
+def test_calibration_feed_hands_out_full_batches_then_ends():
+    frames = {IMAGES: np.zeros((2, 3, 4, 4), np.uint8)}
+    feed, kept = _feed([frames, frames])
+    assert len(feed.next_pointers([IMAGES])) == 1
+    assert len(feed.next_pointers([IMAGES])) == 1
+    assert feed.next_pointers([IMAGES]) is None and feed.count == 2
+    feed.raise_if_failed()  # nothing to re-raise
+
+
+def test_calibration_feed_keeps_a_get_batch_exception_and_re_raises_it_after_the_build():
+    from serving.errors import ExportError
+
+    def broken():
+        yield {IMAGES: np.zeros((2, 3, 4, 4), np.uint8)}
+        raise OSError("disk gone")
+
+    feed, _ = _feed(broken())
+    assert feed.next_pointers([IMAGES]) is not None
+    assert feed.next_pointers([IMAGES]) is None  # TensorRT sees the end of calibration, not a crash
+    assert feed.next_pointers([IMAGES]) is None
+    with pytest.raises(ExportError, match="get_batch: OSError: disk gone") as info:
+        feed.raise_if_failed()
+    assert isinstance(info.value.__cause__, OSError)
+    short, _ = _feed([{IMAGES: np.zeros((1, 3, 4, 4), np.uint8)}], batch=2)
+    assert short.next_pointers([IMAGES]) is None
+    with pytest.raises(ExportError, match="batch of 1 frames for images; TensorRT reads 2"):
+        short.raise_if_failed()
+
+
+def test_runner_refuses_an_engine_whose_tensor_types_are_not_the_specs():
+    from exporters.export.tensorrt import check_tensor_dtype
+    from serving.errors import ExportError
+
+    check_tensor_dtype("num_dets", np.dtype(np.int32), "int32")
+    with pytest.raises(ExportError, match="engine tensor depth is float32, the spec says float16"):
+        check_tensor_dtype("depth", np.dtype(np.float32), "float16")

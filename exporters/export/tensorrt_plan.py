@@ -1,0 +1,129 @@
+"""What a TensorRT plan is, in plain Python (no TensorRT needed, tested on every machine): the pinned
+TensorRT version and the image that builds with it, the optimisation profile shapes, the
+per-compute-capability file names, the timing-cache key and the provenance sidecar.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from pathlib import Path
+
+from exporters.export.options import BatchProfile, TensorRTOptions
+from serving.errors import ExportError
+from serving.model_config import NGC_IMAGE, NGC_TENSORRT_VERSION
+from serving.spec import ModelSpec
+from serving.tensorrt_pin import same_tensorrt, version_key
+
+# The pin: an engine is only loadable by the TensorRT that built it (serialized engines must match
+# major.minor.patch), so it is built by the TensorRT of the Triton image that serves it. The value
+# lives next to NGC_IMAGE in serving.model_config (`percept repo build` checks sidecars against it
+# without importing exporters); this is its name on the export side. `pip install tensorrt` today
+# gives 11.x, which removed BuilderFlag.FP16/INT8 and IBuilderConfig.int8_calibrator, used below
+# (docs.nvidia.com/deeplearning/tensorrt/latest/api/migration/tensorrt-10x-to-11x-python-api-reference.html).
+TENSORRT_VERSION = NGC_TENSORRT_VERSION
+
+
+# --- the pin (pure) -------------------------------------------------------------------------------
+def check_tensorrt_version(installed: str) -> None:
+    if not same_tensorrt(installed):
+        raise ExportError(
+            f"TensorRT {installed} is installed, but {NGC_IMAGE} serves engines of TensorRT "
+            f"{TENSORRT_VERSION} only: build inside the matching image (`percept export ... --engine "
+            "tensorrt --print-docker` prints the command)"
+        )
+
+
+def tensorrt_image() -> str:
+    """The NGC TensorRT container of the Triton image's release (same month, same TensorRT)."""
+    release = NGC_IMAGE.rsplit(":", 1)[1].split("-", 1)[0]  # "24.10"
+    return f"nvcr.io/nvidia/tensorrt:{release}-py3"
+
+
+def docker_command(export_args: list[str], repo_root: Path, workdir: Path, out_dir: Path) -> str:
+    """The command that runs ``percept export <export_args>`` inside :func:`tensorrt_image`.
+
+    The repository is mounted and installed with its ``export`` extra; the working
+    directory and the output folder are mounted at the same paths, so the arguments' paths hold.
+    """
+    import shlex
+
+    mounts = [(Path(repo_root).resolve(), "/opt/perception-serving")]
+    for folder in (Path(workdir).resolve(), Path(out_dir).resolve()):
+        if not any(folder == m or m in folder.parents for m, _ in mounts[1:]):
+            mounts.append((folder, str(folder)))
+    volumes = " ".join(f"-v {shlex.quote(str(src))}:{shlex.quote(dst)}" for src, dst in mounts)
+    inner = "pip install -q '/opt/perception-serving[export]' && percept export " + " ".join(
+        shlex.quote(a) for a in export_args
+    )
+    return (
+        f"docker run --rm --gpus all {volumes} -w {shlex.quote(str(Path(workdir).resolve()))} "
+        f"{tensorrt_image()} bash -c {shlex.quote(inner)}"
+    )
+
+
+def timing_cache_path(base: Path, compute_capability: tuple[int, int], trt_version: str) -> Path:
+    """``timing.cache`` -> ``timing.sm90.trt10.5.0.cache``: timings are only valid for one GPU
+    architecture and one TensorRT version, so each pair gets its own file."""
+    base = Path(base)
+    major, minor = compute_capability
+    version = ".".join(str(v) for v in version_key(trt_version))
+    return base.with_name(f"{base.stem}.sm{major}{minor}.trt{version}{base.suffix or '.cache'}")
+
+
+# --- pure parts -----------------------------------------------------------------------------------
+def profile_shapes(spec: ModelSpec, profile: BatchProfile) -> dict[str, tuple[tuple[int, ...], ...]]:
+    """Input name -> (min, opt, max) shapes of the one optimisation profile."""
+    shapes = {}
+    for t in spec.network_inputs:
+        rest = tuple(int(d) for d in t.dims[1:])
+        shapes[t.name] = tuple((b, *rest) for b in (profile.min, profile.opt, profile.max))
+    return shapes
+
+
+def plan_filename(plan_name: str, compute_capability: tuple[int, int]) -> str:
+    """``model.plan`` + (9, 0) -> ``model_sm90.plan`` (Triton's ``cc_model_filenames`` values)."""
+    major, minor = compute_capability
+    stem = plan_name[: -len(".plan")] if plan_name.endswith(".plan") else plan_name
+    return f"{stem}_sm{major}{minor}.plan"
+
+
+def cc_model_filenames(plan_name: str, capabilities: list[tuple[int, int]]) -> dict[str, str]:
+    """The config.pbtxt ``cc_model_filenames`` map: {"9.0": "model_sm90.plan", ...}."""
+    return {f"{ma}.{mi}": plan_filename(plan_name, (ma, mi)) for ma, mi in capabilities}
+
+
+def sidecar(
+    spec: ModelSpec,
+    options: TensorRTOptions,
+    trt_version: str,
+    gpu_name: str,
+    compute_capability: tuple[int, int],
+    onnx_sha256: str,
+) -> dict:
+    return {
+        "tensorrt_version": trt_version,
+        "gpu_name": gpu_name,
+        "compute_capability": f"{compute_capability[0]}.{compute_capability[1]}",
+        "precision": options.precision,
+        "fallback_precision": "fp16" if options.precision == "int8" else None,
+        "tf32": False if options.precision == "fp32" else None,
+        "profile": options.profile.as_dict(),
+        "profile_shapes": {k: [list(s) for s in v] for k, v in profile_shapes(spec, options.profile).items()},
+        "workspace_mib": options.workspace_mib,
+        "calibration": (
+            {"source": str(options.calibration.source), "images": options.calibration.images}
+            if options.calibration
+            else None
+        ),
+        "spec_hash": spec.spec_hash(),
+        "network": spec.name,
+        "onnx_sha256": onnx_sha256,
+        "built_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def write_sidecar(plan: Path, document: dict) -> Path:
+    path = plan.with_name(plan.name + ".json")
+    path.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+    return path
