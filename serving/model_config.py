@@ -19,6 +19,7 @@ from serving.ensemble import (
     preprocess_outputs,
 )
 from serving.errors import MissingDependencyError, ServingError
+from serving.ort_session import OrtSettings
 from serving.spec import SPEC_KEY, ModelSpec, TensorSpec
 
 ENGINES = ("python", "onnxruntime", "tensorrt_plan")
@@ -192,8 +193,9 @@ def network_config(spec: ModelSpec, options: RepositoryOptions, plan_files: dict
     cfg = pb.ModelConfig(name=network_model_name(spec), max_batch_size=options.batching.max_batch_size)
     if options.engine == "python":
         cfg.backend = "python"
-        _param(cfg, "intra_op_threads", options.intra_op_threads)
-        _param(cfg, "allow_spinning", int(options.allow_spinning))
+        ort = OrtSettings(intra_op_threads=options.intra_op_threads, allow_spinning=options.allow_spinning)
+        for key, value in ort.to_parameters().items():
+            _param(cfg, key, value)
     elif options.engine == "onnxruntime":
         cfg.platform = "onnxruntime_onnx"
         cfg.default_model_filename = "model.onnx"

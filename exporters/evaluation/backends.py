@@ -34,20 +34,20 @@ def _per_image(outputs: dict[str, np.ndarray], batch: int) -> list[dict[str, np.
 
 
 def torch_predictor(model) -> Predictor:
-    """Run a PerceptionNet eagerly through the export stage's deploy wrapper, so decode, class-aware
+    """Run a PerceptionNet eagerly through the export stage's export graph, so decode, class-aware
     NMS (its numpy reference kernel), argmax and the FP16 depth cast are the very rules the exported
     ONNX graph applies: the torch and ONNX backends score alike."""
     try:
         import torch  # noqa: F401
     except ImportError as exc:
         raise MissingDependencyError("torch", "export") from exc
-    from exporters.export.graph import build_deploy_model, run_eager
+    from exporters.export.graph import build_export_graph, run_eager
 
     spec: ModelSpec = model.spec
-    deploy = build_deploy_model(model, spec)
+    graph = build_export_graph(model, spec)
 
     def predict(images: np.ndarray, lidar: np.ndarray | None) -> list[dict[str, np.ndarray]]:
-        return _per_image(run_eager(deploy, _feeds(spec, images, lidar)), len(images))
+        return _per_image(run_eager(graph, _feeds(spec, images, lidar)), len(images))
 
     return predict
 

@@ -1,6 +1,6 @@
-"""The deploy wrapper: PerceptionNet plus the in-graph post-processing the spec's outputs need.
+"""The export graph: PerceptionNet plus the in-graph post-processing the spec's outputs need.
 
-``DeployModel(net, spec)(images[, lidar_depth])`` returns the spec's ``network_outputs`` in order:
+``ExportGraph(net, spec)(images[, lidar_depth])`` returns the spec's ``network_outputs`` in order:
 detections decoded and NMS'd to a fixed top-K (model-input pixels), the segmentation argmax as a
 uint8 class map and depth as FP16 metres squeezed to [B, H/s, W/s]. The same module is exported to
 ONNX and run eagerly as the PyTorch reference of verification.
@@ -21,7 +21,7 @@ except ImportError as exc:  # pragma: no cover - the export extra brings torch
 from exporters.export.nms import nms_op, top_k_from_mask
 
 
-class DeployModel(torch.nn.Module):
+class ExportGraph(torch.nn.Module):
     """``net`` (a PerceptionNet) with decode + NMS, argmax and the FP16 depth cast."""
 
     def __init__(self, net: torch.nn.Module, spec: ModelSpec) -> None:
@@ -47,10 +47,10 @@ class DeployModel(torch.nn.Module):
         return tuple(out[t.name] for t in spec.network_outputs)
 
 
-def build_deploy_model(net, spec: ModelSpec) -> DeployModel:
+def build_export_graph(net, spec: ModelSpec) -> ExportGraph:
     """Wrap ``net`` (with ``spec``) for export; eval mode, no gradients."""
     _check_top_k(net, spec)
-    model = DeployModel(net, spec).eval()
+    model = ExportGraph(net, spec).eval()
     for p in model.parameters():
         p.requires_grad_(False)
     return model
@@ -68,8 +68,8 @@ def _check_top_k(net, spec: ModelSpec) -> None:
         )
 
 
-def run_eager(model: DeployModel, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Run the deploy model on numpy inputs keyed by spec input names -> numpy outputs by name."""
+def run_eager(model: ExportGraph, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Run the export graph on numpy inputs keyed by spec input names -> numpy outputs by name."""
     spec = model.spec
     args = [torch.from_numpy(np.ascontiguousarray(inputs[t.name])) for t in spec.network_inputs]
     with torch.inference_mode():

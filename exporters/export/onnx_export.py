@@ -68,13 +68,13 @@ def export_onnx(model, path: str | Path, options: OnnxOptions, provenance_extra:
     """Export PerceptionNet ``model`` (with ``model.spec``) to ``path``; returns ``path``."""
     import torch
 
-    from exporters.export.graph import build_deploy_model
+    from exporters.export.graph import build_export_graph
     from exporters.export.nms import nms_translation_table
 
     spec: ModelSpec = model.spec
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    deploy = build_deploy_model(model, spec)
+    graph = build_export_graph(model, spec)
     profile = options.batch_profile
     example = _example_inputs(spec, batch=max(2, profile.opt))
     batch = torch.export.Dim(BATCH_DIM, min=1, max=max(profile.max, 2))
@@ -82,7 +82,7 @@ def export_onnx(model, path: str | Path, options: OnnxOptions, provenance_extra:
     log.info("exporting %s %dx%d to ONNX (opset %d)", spec.name, *spec.input_hw, options.opset)
     try:
         program = torch.onnx.export(
-            deploy,
+            graph,
             example,
             dynamo=True,
             dynamic_shapes=dynamic_shapes,

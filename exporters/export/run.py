@@ -45,7 +45,7 @@ def run_export(options: ExportOptions, progress: bool = False) -> ExportResult:
     """Run every stage ``options`` asks for; returns the artifacts and verification reports."""
     from exporters.export import onnx_export
     from exporters.export.freshness import KEY, export_key
-    from exporters.export.graph import build_deploy_model, run_eager
+    from exporters.export.graph import build_export_graph, run_eager
     from exporters.export.staging import stage_onnx, write_report
     from exporters.export.trt_compat import compat_stage
     from exporters.export.verify import ort_runner, verify
@@ -61,10 +61,10 @@ def run_export(options: ExportOptions, progress: bool = False) -> ExportResult:
     out = Path(options.out_dir)
     extra: dict[str, object] = {"seed": options.seed} if options.checkpoint is None else {}
     extra[KEY] = export_key(options.network, onnx_opts, options.input_hw, options.seed)
-    deploy = build_deploy_model(model, spec)
+    graph = build_export_graph(model, spec)
 
     def reference(inputs):
-        return run_eager(deploy, inputs)
+        return run_eager(graph, inputs)
 
     def write(staging: Path):
         onnx_export.export_onnx(model, staging, onnx_opts, provenance_extra=extra)

@@ -10,7 +10,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from serving.network_session import OrtSettings
+from serving.ort_session import OrtSettings
 
 PACKAGES = ("onnxruntime", "torch", "numpy", "tritonclient", "nvidia-pytriton", "onnx")
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from clients.loadtest.frames import Frame
 from serving.letterbox import network_image
-from serving.network_session import OrtSettings
+from serving.ort_session import OrtSettings
 from serving.spec import ModelSpec
 
 ORT_BATCHES = (1, 2, 4, 8)
@@ -81,7 +81,7 @@ def timed(fn: Callable[[], object], min_time_s: float, min_runs: int) -> list[fl
 
 def _ort_session(onnx_path: Path, settings: OrtSettings):
     """The one place the bench opens an ONNX Runtime session: as the served network model does."""
-    from serving.network_session import network_session
+    from serving.ort_session import network_session
 
     return network_session(onnx_path, settings)
 
@@ -105,8 +105,8 @@ class OrtInProcess:
         return BatchThroughput({b: b / float(np.median(self.times(b, min_time_s))) for b in ORT_BATCHES})
 
 
-def torch_eager(deploy, images: np.ndarray, threads: int, min_time_s: float) -> TorchEager:
-    """``deploy`` (the network the ONNX was exported from) in PyTorch eager on the same inputs."""
+def torch_eager(graph, images: np.ndarray, threads: int, min_time_s: float) -> TorchEager:
+    """``graph`` (the network the ONNX was exported from) in PyTorch eager on the same inputs."""
     import torch
 
     fps: dict[int, float] = {}
@@ -114,13 +114,13 @@ def torch_eager(deploy, images: np.ndarray, threads: int, min_time_s: float) -> 
         torch.set_num_threads(threads)
         for batch in TORCH_BATCHES:
             x = torch.from_numpy(np.ascontiguousarray(np.resize(images, (batch, *images.shape[1:]))))
-            times = timed(functools.partial(deploy, x), min_time_s, 3)
+            times = timed(functools.partial(graph, x), min_time_s, 3)
             fps[batch] = batch / float(np.median(times))
             if batch == 1:
                 latency = float(np.median(times)) * 1e3
         torch.set_num_threads(1)  # on a crowded host one thread can beat two: say so when it does
         x = torch.from_numpy(np.ascontiguousarray(images[:1]))
-        one_thread = float(np.median(timed(lambda: deploy(x), min_time_s, 3))) * 1e3
+        one_thread = float(np.median(timed(lambda: graph(x), min_time_s, 3))) * 1e3
         torch.set_num_threads(threads)
     policy = os.environ.get("OMP_WAIT_POLICY", "unset")
     return TorchEager(threads, policy, BatchThroughput(fps), latency, one_thread)

@@ -31,14 +31,14 @@ def export_networks(out: Path, names: tuple[str, ...], fresh: bool) -> dict[str,
     }
 
 
-def load_deploy_model(name: str):
-    """The deploy wrapper that the ONNX of ``name`` was exported from (same weights), in eval mode."""
-    from exporters.export.graph import build_deploy_model
+def load_export_graph(name: str):
+    """The export graph that the ONNX of ``name`` was exported from (same weights), in eval mode."""
+    from exporters.export.graph import build_export_graph
     from exporters.export.run import load_network
     from exporters.weights import shipped_checkpoint
 
     model = load_network(name, shipped_checkpoint(name), None, seed=0)
-    return build_deploy_model(model, model.spec).eval()
+    return build_export_graph(model, model.spec).eval()
 
 
 def weights_used(onnx: dict[str, Path]) -> dict[str, str]:

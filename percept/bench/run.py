@@ -80,7 +80,7 @@ def measure_all(out: Path, fresh: bool, quick: bool) -> Bench:
         min_time = 1.5 if quick else 3.0
         bench.torch = bench.stage(
             "torch",
-            lambda: measure.torch_eager(networks.load_deploy_model(FUSED), images, threads, min_time),
+            lambda: measure.torch_eager(networks.load_export_graph(FUSED), images, threads, min_time),
         )
         matmuls = [bench.stage("matmul_before", measure.matmul_peak)]
         bench.gflops_per_frame = bench.stage(

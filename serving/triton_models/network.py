@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from serving.network_session import OrtSettings, network_session
+from serving.ort_session import OrtSettings, network_session
 from serving.processing import concat_batches, split_batches
 from serving.spec import SPEC_KEY, ModelSpec
 

@@ -6,7 +6,7 @@ import pytest
 
 from percept.bench.facts import MachineFacts, ServedModelFacts, ServerFacts
 from percept.bench.served import WireBytes
-from serving.network_session import OrtSettings
+from serving.ort_session import OrtSettings
 
 
 def _machine(**changes) -> MachineFacts:

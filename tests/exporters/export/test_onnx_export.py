@@ -78,11 +78,11 @@ def test_onnx_checker_opset_and_metadata_round_trip(exported):
 
 
 def test_onnx_matches_pytorch_eager(exported):
-    from exporters.export.graph import build_deploy_model, run_eager
+    from exporters.export.graph import build_export_graph, run_eager
 
     net, path = exported
     inputs = random_inputs(net.spec, 2, seed=1)
-    ref = run_eager(build_deploy_model(net, net.spec), inputs)
+    ref = run_eager(build_export_graph(net, net.spec), inputs)
     got = _run(path, inputs)
     assert (got[NUM_DETS] == ref[NUM_DETS]).all() and ref[NUM_DETS].min() > 0
     np.testing.assert_allclose(got[DET_SCORES], ref[DET_SCORES], atol=1e-5)

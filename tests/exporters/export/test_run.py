@@ -94,14 +94,14 @@ def _perturb(src: Path, dst: Path, factor: float = 1.5) -> None:
 
 
 def test_verification_fails_for_a_perturbed_onnx(cli_export, checkpoint, tmp_path):
-    from exporters.export.graph import build_deploy_model, run_eager
+    from exporters.export.graph import build_export_graph, run_eager
     from exporters.export.verify import ort_runner, verify
     from exporters.networks import load_checkpoint
 
     out, _ = cli_export
     _perturb(out / "model.onnx", tmp_path / "bad.onnx")
     net, _ = load_checkpoint(checkpoint, input_hw=SMALL_HW)
-    deploy = build_deploy_model(net, net.spec)
+    deploy = build_export_graph(net, net.spec)
     report = verify(
         ort_runner(tmp_path / "bad.onnx"),
         lambda x: run_eager(deploy, x),
