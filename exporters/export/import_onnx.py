@@ -1,35 +1,13 @@
 """Stage 4 (bring your own ONNX): a YOLOP/HybridNets/TwinLiteNet-style file + a YAML head spec ->
 an ONNX with the spec's network tensors, verified and ready for the same repository machinery.
 
-The head spec (YAML) says what the file's tensors are::
-
-    name: yolop                      # served model name
-    input:
-      name: images                   # the file's input tensor
-      layout: NCHW                   # NCHW | NHWC
-      dtype: float32                 # float32: normalised outside the file | uint8: raw pixels
-      size: [384, 640]               # only needed when the file's H/W are dynamic
-      mean: [123.675, 116.28, 103.53]  # (x - mean) / std on the 0..255 RGB scale; x/255 is
-      std: [58.395, 57.12, 57.375]     # mean [0,0,0], std [255,255,255]
-      pad_value: 114                 # letterbox padding the file was trained with
-    detection:                       # optional
-      output: det_out                # pre-NMS [B, N, 5 + C]
-      layout: cxcywh                 # cxcywh | xyxy box columns, then objectness, then C classes
-      activation: none               # none (already probabilities) | sigmoid (logits)
-      classes: [car, truck, pedestrian]
-    segmentation:                    # optional: two 2-channel maps, or one N-channel map
-      drivable: drive_area_seg       # [B, 2, H, W], channel 1 = drivable
-      lane: lane_line_seg            # [B, 2, H, W], channel 1 = lane marking (drawn over drivable)
-      # map: seg_out                 # [B, N, H, W] with `classes: [...]` (N names)
-    depth:                           # optional
-      output: depth                  # [B, 1, H/s, W/s] or [B, H/s, W/s], s in 1, 2, 4
-      scale: 1.0                     # metres per unit
-    top_k: 100
-    score_threshold: 0.25
-    iou_threshold: 0.45
+The head spec (YAML) says what the file's tensors are; its schema and one worked example per
+layout (YOLOP/YOLOv5 rows, YOLOv8 channel-first, HybridNets anchor deltas, two 2-channel maps, one
+softmax or sigmoid map, metric or relative depth) are in README.md ("Bring your own ONNX"), the
+facts each layout rests on in head_spec.py, the validation in import_validate.py.
 
 In front of the file: uint8 NCHW ``images`` -> float -> (x - mean) / std (-> NHWC). Behind it:
-box decoding, objectness x class score, class-aware ``NonMaxSuppression`` and the fixed top-K
+box decoding per format, class-aware ``NonMaxSuppression`` and the fixed top-K
 (the same algorithm as exported networks, see nms.py), argmax to a uint8 class map (lane over
 drivable over background), depth squeezed and cast to FP16. Verification compares the result with
 the original file run through ONNX Runtime plus numpy post-processing of the same algorithm.
@@ -43,19 +21,16 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from exporters.export.head_spec import (
-    DRIVABLE_LANE_CLASSES,
-    WORLD_DET_CLASSES,
-    HeadSpec,
+from exporters.export.head_spec import DRIVABLE_LANE_CLASSES, WORLD_DET_CLASSES, HeadSpec, load_head_spec
+from exporters.export.import_compose import compose
+from exporters.export.import_reference import postprocess_numpy, reference_runner
+from exporters.export.import_validate import (
     is_symbolic,
-    load_head_spec,
     model_spec,
     probe_output_shapes,
     validate,
     validate_input,
 )
-from exporters.export.import_compose import compose
-from exporters.export.import_reference import postprocess_numpy, reference_runner
 from exporters.export.options import BatchProfile, VerifyOptions
 from serving.errors import ExportError, SpecError
 from serving.spec import ModelSpec
