@@ -29,6 +29,9 @@ class _Graph:
     def __init__(self, graph) -> None:
         self.graph = graph
         self.count = 0
+        # the file's own names, so that a fresh name never collides with one of them
+        self.taken = {n for node in graph.node for n in (*node.input, *node.output, node.name)}
+        self.taken |= {t.name for t in (*graph.initializer, *graph.input, *graph.output)}
 
     def const(self, value: np.ndarray, hint: str = "c") -> str:
         from onnx import numpy_helper
@@ -39,7 +42,8 @@ class _Graph:
 
     def fresh(self, hint: str) -> str:
         self.count += 1
-        return f"percept_import/{hint}_{self.count}"
+        name = f"percept_import/{hint}_{self.count}"
+        return self.fresh(hint) if name in self.taken else name
 
     def op(self, op_type: str, inputs: list[str], out: str | None = None, **attrs: Any) -> str:
         from onnx import helper
