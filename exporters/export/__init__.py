@@ -8,7 +8,7 @@
 3. ``tensorrt``     ONNX -> TensorRT engine from ``trt_variant`` (EfficientNMS_TRT in place of the ONNX
                     NMS subgraph; ``calibration`` feeds INT8), verified the same way; ``tensorrt_plan``
                     holds the pure parts (the pin, profiles, file names, sidecar)
-4. ``import_onnx``  bring your own ONNX: ``head_spec`` YAML + validation -> ``import_compose`` (graph
+4. ``import_onnx``  bring your own ONNX: ``head_spec`` YAML, ``import_validate`` -> ``import_compose`` (graph
    composition) -> the same contract, verified against ``import_reference`` (original file + numpy)
 5. ``run``          the orchestrator behind `percept export` (options in ``options``); export and
    import stage, verify, rename and report through ``staging``

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 from exporters.export.options import BatchProfile, VerifyOptions
 from serving.errors import ExportError, SpecError
 from serving.spec import DET_BOXES, DET_SCORES, NUM_DETS, SEG_MASK
+from tests.exporters.export.import_fixtures import write_heads
 
 torch = pytest.importorskip("torch")
 ort = pytest.importorskip("onnxruntime")
@@ -96,16 +96,7 @@ def yolop(tmp_path_factory):
 
 
 def _heads_file(folder: Path, **changes) -> Path:
-    heads = yaml.safe_load(yaml.safe_dump(HEADS))
-    for dotted, value in changes.items():
-        node = heads
-        *parents, leaf = dotted.split("__")
-        for key in parents:
-            node = node[key]
-        node[leaf] = value
-    path = folder / "heads.yaml"
-    path.write_text(yaml.safe_dump(heads))
-    return path
+    return write_heads(folder, HEADS, **changes)
 
 
 def _options(model, heads, out, **kw):
