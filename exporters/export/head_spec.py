@@ -15,8 +15,12 @@ Layouts, and the facts each rests on (checked against the exporters' source as w
   dy, dx, dh, dw order, ``classification`` [B, N, C] scores (the EfficientDet ``Classifier`` ends in
   a sigmoid), anchors [N, 4] or [1, N, 4] as y1, x1, y2, x2 input pixels, given as an output of the
   file or as a ``.npy`` beside the head spec. Decoded as EfficientDet's ``BBoxTransform``
-  (zylo117/Yet-Another-EfficientDet-Pytorch, which HybridNets reuses): y_c = dy * h_a + y_ca,
-  x_c = dx * w_a + x_ca, h = exp(dh) * h_a, w = exp(dw) * w_a, then ``ClipBoxes`` to the image.
+  (zylo117/Yet-Another-EfficientDet-Pytorch, which HybridNets reuses; read again in its source:
+  "anchors: [batchsize, boxes, (y1, x1, y2, x2)], regression: [batchsize, boxes, (dy, dx, dh, dw)]",
+  adapted from google/automl efficientdet): y_c = dy * h_a + y_ca, x_c = dx * w_a + x_ca,
+  h = exp(dh) * h_a, w = exp(dw) * w_a, then ``ClipBoxes`` to the image. No delta std scaling:
+  RetinaNet-style heads (dx, dy first, std 0.1/0.2) are a different layout. The common HybridNets
+  ONNX exports (e.g. PINTO_model_zoo 276_HybridNets) ship ``anchors_{H}x{W}.npy`` of shape [1, N, 4].
 * segmentation: two 2-channel maps (YOLOP drivable + lane), or one [B, C, H, W] map:
   ``activation: softmax`` (C = len(classes), id = argmax; softmax is monotonic so the logits' argmax)
   or ``activation: sigmoid`` (C = len(classes) - 1 independent per-class maps, class 0 background

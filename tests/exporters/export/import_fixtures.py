@@ -81,6 +81,20 @@ def yolov8_onnx(path: Path, hw=DET_HW, classes: int = len(CLASSES)) -> Path:
     return b.save(path)
 
 
+def yolov5_onnx(path: Path, hw=DET_HW, classes: int = len(CLASSES)) -> Path:
+    """ultralytics YOLOv5 export: output0 [B, N, 5 + C] rows cx, cy, w, h pixels, objectness, classes."""
+    b = _Builder(hw, seed=1)
+    h, w = hw
+    n = (h // CELL) * (w // CELL)
+    p = b.g.op("Sigmoid", [b.conv(b.pooled(), 5 + classes, 4.0)])
+    p = b.g.op(
+        "Transpose", [b.g.op("Reshape", [p, b.c(np.array([0, 5 + classes, -1], np.int64))])], perm=[0, 2, 1]
+    )
+    scale = np.array([w, h, w / 2, h / 2] + [1.0] * (1 + classes), np.float32)
+    b.output(b.g.op("Mul", [p, b.c(scale)]), "output0", ["batch", n, 5 + classes])
+    return b.save(path)
+
+
 def hybridnets_anchors(hw=DET_HW) -> np.ndarray:
     """[N, 4] y1, x1, y2, x2 pixels, cell-major then size: the order the regression rows come in."""
     h, w = hw
@@ -139,6 +153,7 @@ def _det(fmt: str, **kw) -> dict:
 
 
 HEADS = {
+    "yolov5": {"name": "yolov5-tiny", "input": PLAIN_INPUT, "detection": _det("yolo")},
     "yolov8": {"name": "yolov8-tiny", "input": PLAIN_INPUT, "detection": _det("yolov8")},
     "hybridnets-npy": {
         "name": "hybridnets-tiny",
@@ -182,6 +197,7 @@ HEADS["hybridnets-output"] = {
 def write_layout(name: str, folder: Path) -> tuple[Path, dict]:
     """The fixture file of layout ``name`` in ``folder`` (with anchors.npy where it needs one)."""
     builders = {
+        "yolov5": lambda p: yolov5_onnx(p),
         "yolov8": lambda p: yolov8_onnx(p),
         "hybridnets-npy": lambda p: hybridnets_onnx(p),
         "hybridnets-output": lambda p: hybridnets_onnx(p, anchors_output=True),

@@ -1,4 +1,4 @@
-"""Head layouts users bring (YOLOv8, HybridNets anchors, sigmoid maps, metric and relative depth):
+"""Head layouts users bring (YOLOv5, YOLOv8, HybridNets anchors, sigmoid maps, metric and relative depth):
 each generated fixture imports, passes verification and equals the numpy reference."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from tests.exporters.export.import_fixtures import write_heads, write_layout
 ort = pytest.importorskip("onnxruntime")
 
 LAYOUTS = {
+    "yolov5": {"detection"},
     "yolov8": {"detection"},
     "hybridnets-npy": {"detection", "segmentation"},
     "hybridnets-output": {"detection", "segmentation"},
@@ -118,6 +119,11 @@ def test_anchor_deltas_decode_as_efficientdet_bbox_transform():
 @pytest.mark.parametrize(
     ("layout", "change", "message"),
     [
+        (
+            "yolov5",
+            {"detection__format": "yolov8"},
+            "'output0' has 96 channels, expected 4 \\+ 3 classes = 7",
+        ),
         ("yolov8", {"detection__classes": ["car"]}, "'output0' has 7 channels, expected 4 \\+ 1 classes = 5"),
         (
             "yolov8",
