@@ -73,3 +73,18 @@ def test_detection_segmentation_model_through_the_client_has_no_depth(tiny_serve
     assert result.seg is not None and len(result.detections or ()) == 2
     line = result.to_dict()
     assert "depth_m" not in line and "seg_fraction" in line and len(line["detections"]) == 2
+
+
+def test_loadtest_drives_pipelines_of_other_heads(tiny_server):
+    from clients.loadtest import LoadTest, LoadTestOptions, load_frames
+
+    models = ("seg360_pipeline", "detseg_pipeline")
+    quick = dict(warmup_s=0.5, window_s=1.0, max_windows=2, stable_windows=2, tolerance=0.9, workers=1)
+    options = LoadTestOptions(url=tiny_server.grpc_url, models=models, concurrency=(1,), **quick)
+    with LoadTest(options, load_frames(2, seed=3), "world") as test:
+        step = test.run().steps[0]
+    assert step.client_errors_total == 0, step.errors
+    assert step.successes > 0
+    assert {m: step.server_successes_total[m] for m in models} == dict.fromkeys(
+        models, step.client_successes_total
+    )
