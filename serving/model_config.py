@@ -160,7 +160,8 @@ def pipeline_names(specs: list[ModelSpec], overrides: tuple[tuple[str, str], ...
         else:
             names[net] = net + PIPELINE_SUFFIX
     values = list(names.values())
-    clash = {n for n in values if values.count(n) > 1} | (set(values) & set(nets))
+    others = {n + stage for n in nets for stage in ("", "_preprocess", "_postprocess")}
+    clash = {n for n in values if values.count(n) > 1} | (set(values) & others)
     if clash:
         raise ServingError(f"two models would be named {', '.join(sorted(clash))}: give --name NET=ENSEMBLE")
     return names

@@ -33,6 +33,8 @@ def test_a_given_name_wins_and_a_clash_is_refused():
     assert pipeline_names([CAM, CAM_S], (("cam_n", "front"),))["cam_s"] == S.ENSEMBLE_CAMERA
     with pytest.raises(ServingError, match="two models would be named perception"):
         pipeline_names([CAM, SEG], (("seg360", S.ENSEMBLE_CAMERA),))
+    with pytest.raises(ServingError, match="named cam_n_preprocess"):
+        pipeline_names([CAM], (("cam_n", "cam_n_preprocess"),))
     with pytest.raises(ServingError, match="no network 'nope'"):
         pipeline_names([CAM], (("nope", "x"),))
     with pytest.raises(ServingError, match="bad model name"):
