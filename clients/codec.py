@@ -83,7 +83,9 @@ def network_inputs(
 
 def _detections(
     spec: ModelSpec, outputs: Mapping[str, np.ndarray], to_source: Letterbox | None
-) -> tuple[Detection, ...]:
+) -> tuple[Detection, ...] | None:
+    if "detection" not in spec.tasks:
+        return None
     if S.NUM_DETS not in outputs:
         return ()
     n = int(np.asarray(outputs[S.NUM_DETS]).reshape(-1)[0])

@@ -28,7 +28,8 @@ class Detection:
 
 @dataclass(frozen=True, eq=False)
 class PerceptionResult:
-    """One image's outputs.
+    """One image's outputs; a head the model lacks is ``None`` (``detections`` too: ``()`` is a
+    detector that found nothing).
 
     ``seg``: uint8 class ids, ``depth``: float16 metres. Both cover the letterboxed content only
     (the padding is cut away): at model resolution (seg) and 1/depth_stride of it (depth), or at the
@@ -36,7 +37,7 @@ class PerceptionResult:
     ``depth_at_source()`` give them at the source size either way.
     """
 
-    detections: tuple[Detection, ...]
+    detections: tuple[Detection, ...] | None
     seg: np.ndarray | None
     depth: np.ndarray | None
     letterbox: Letterbox
@@ -80,8 +81,8 @@ class PerceptionResult:
         return out
 
     def to_dict(self) -> dict:
-        return {
-            "detections": [d.to_dict() for d in self.detections],
-            "source_hw": list(self.source_hw),
-            **self.dense_summary(),
-        }
+        """A JSONL line: only the heads the model has (no ``detections`` key without a detector)."""
+        out: dict = {}
+        if self.detections is not None:
+            out["detections"] = [d.to_dict() for d in self.detections]
+        return {**out, "source_hw": list(self.source_hw), **self.dense_summary()}

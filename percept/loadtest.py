@@ -17,7 +17,8 @@ def loadtest(
         [ENSEMBLE_CAMERA],
         "--model",
         "-m",
-        help="Model to drive: an ensemble (perception, perception_fusion) or a raw network (cam_n). "
+        help="Model to drive: any served ensemble (perception, perception_fusion, NET_pipeline) or raw "
+        "network (cam_n); what it takes is read from its served spec. "
         "Repeat it to send every frame to each model in turn (one unit = the whole round).",
     ),
     concurrency: str = typer.Option(

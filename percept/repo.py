@@ -39,12 +39,22 @@ def build(
     no_warmup: bool = typer.Option(False, "--no-warmup", help="Skip the network's warm-up request."),
     no_ensembles: bool = typer.Option(False, "--no-ensembles", help="Raw network models only."),
     link: bool = typer.Option(False, "--link", help="Symlink the ONNX/plan files instead of copying."),
+    name: list[str] = typer.Option(
+        [],
+        "--name",
+        help="NET=ENSEMBLE: the ensemble name of network NET (repeatable); default perception / "
+        "perception_fusion for the first camera / fusion network with every head, NET_pipeline otherwise.",
+    ),
 ) -> None:
     """Write config.pbtxt, model.py and the network files for each ONNX into OUT."""
     from serving.ensemble import FrameLimits
+    from serving.errors import ServingError
     from serving.model_config import BatchingOptions, RepositoryOptions
     from serving.repository import build_repository
 
+    pairs = [n.partition("=") for n in name]
+    if any(not net or not sep or not ens for net, sep, ens in pairs):
+        raise ServingError(f"--name takes NET=ENSEMBLE, got {', '.join(name)}")
     options = RepositoryOptions(
         engine=engine,
         batching=BatchingOptions(
@@ -64,6 +74,7 @@ def build(
         warmup=not no_warmup,
         ensembles=not no_ensembles,
         link=link,
+        pipeline_names=tuple((net, ens) for net, _, ens in pairs),
     )
     names = build_repository(list(onnx), out, options)
     typer.echo(f"wrote {len(names)} models to {out}: {', '.join(names)}")

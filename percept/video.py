@@ -17,7 +17,11 @@ def video(
     out: Path = typer.Option(..., "--out", "-o", help="Output folder: one sub-folder per input."),
     backend: str = typer.Option("triton", help="'triton' (gRPC to a server) or 'local' (ONNX Runtime here)."),
     url: str = typer.Option("127.0.0.1:8001", help="Triton gRPC address host:port."),
-    model: str = typer.Option("perception", help="Model for video inputs (ensemble, or raw net with --raw)."),
+    model: str = typer.Option(
+        "perception",
+        help="Model for video inputs: any served pipeline (its heads are read from the server), "
+        "or a raw net with --raw.",
+    ),
     fusion_model: str = typer.Option("perception_fusion", help="Model for KITTI (camera + LiDAR) inputs."),
     raw: bool = typer.Option(False, help="Letterbox and decode in the client against a raw network model."),
     onnx: Path | None = typer.Option(None, help="--backend local: camera model ONNX."),

@@ -7,6 +7,7 @@ with ``google.protobuf.text_format``, so a field Triton does not know cannot be 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from serving import spec as S
@@ -23,6 +24,7 @@ from serving.ort_session import OrtSettings
 from serving.spec import SPEC_KEY, ModelSpec, TensorSpec
 
 ENGINES = ("python", "onnxruntime", "tensorrt_plan")
+_MODEL_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 # Triton 2.51 == NGC 24.10, the server inside nvidia-pytriton 0.7.0
 NGC_IMAGE = "nvcr.io/nvidia/tritonserver:24.10-py3"
 # the TensorRT inside NGC_IMAGE: an engine must be built by exactly this version (major.minor.patch).
@@ -84,8 +86,14 @@ class RepositoryOptions:
     ensembles: bool = True
     gpu: bool | None = None  # instance kind of the network; None: GPU for tensorrt_plan/onnxruntime
     link: bool = False  # symlink the ONNX/plan files into the repository instead of copying
+    # (network, ensemble) pairs naming a network's ensemble; the network by its model or spec name
+    pipeline_names: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
+        for net, ens in self.pipeline_names:
+            for name in (net, ens):
+                if not _MODEL_NAME.fullmatch(name):
+                    raise ServingError(f"bad model name {name!r}: use letters, digits, '_', '-' or '.'")
         if self.engine not in ENGINES:
             raise ServingError(f"unknown engine {self.engine!r}; choose one of {', '.join(ENGINES)}")
         for name in (
@@ -119,8 +127,44 @@ def postprocess_model_name(spec: ModelSpec) -> str:
     return f"{network_model_name(spec)}_postprocess"
 
 
+PIPELINE_SUFFIX = "_pipeline"
+
+
 def ensemble_name(spec: ModelSpec) -> str:
-    return S.ENSEMBLE_FUSION if spec.fusion else S.ENSEMBLE_CAMERA
+    """The ensemble of ``spec`` when it is the first network of its kind in a repository."""
+    return pipeline_names([spec])[network_model_name(spec)]
+
+
+def pipeline_names(specs: list[ModelSpec], overrides: tuple[tuple[str, str], ...] = ()) -> dict[str, str]:
+    """Network model name -> its ensemble's name, for the networks of one repository, in order.
+
+    An override (``RepositoryOptions.pipeline_names``) wins; otherwise the first camera and the
+    first fusion network with every head keep the demo's ``perception`` / ``perception_fusion``,
+    and every other network's ensemble is its model name + ``_pipeline``.
+    """
+    nets = {network_model_name(s): s for s in specs}
+    given: dict[str, str] = {}
+    for net, ens in overrides:
+        key = net if net in nets else net.replace("-", "_")
+        if key not in nets:
+            raise ServingError(f"--name {net}={ens}: no network {net!r} among {', '.join(nets)}")
+        given[key] = ens
+    names: dict[str, str] = {}
+    taken: set[bool] = set()
+    for net, spec in nets.items():
+        if net in given:
+            names[net] = given[net]
+        elif set(spec.tasks) == set(S.TASKS) and spec.fusion not in taken:
+            names[net] = S.ENSEMBLE_FUSION if spec.fusion else S.ENSEMBLE_CAMERA
+            taken.add(spec.fusion)
+        else:
+            names[net] = net + PIPELINE_SUFFIX
+    values = list(names.values())
+    others = {n + stage for n in nets for stage in ("", "_preprocess", "_postprocess")}
+    clash = {n for n in values if values.count(n) > 1} | (set(values) & others)
+    if clash:
+        raise ServingError(f"two models would be named {', '.join(sorted(clash))}: give --name NET=ENSEMBLE")
+    return names
 
 
 def _internal(name: str, stage: str) -> str:
@@ -255,11 +299,12 @@ def postprocess_config(spec: ModelSpec, options: RepositoryOptions):
     return cfg
 
 
-def ensemble_config(spec: ModelSpec, options: RepositoryOptions):
-    """preprocess -> network -> postprocess; the ensemble's inputs/outputs are the pipeline tensors."""
+def ensemble_config(spec: ModelSpec, options: RepositoryOptions, name: str | None = None):
+    """preprocess -> network -> postprocess; the ensemble's inputs/outputs are the pipeline tensors
+    (outputs only for the heads ``spec`` has). ``name``: default :func:`ensemble_name`."""
     pb = _pb()
     cfg = pb.ModelConfig(
-        name=ensemble_name(spec), platform="ensemble", max_batch_size=options.batching.max_batch_size
+        name=name or ensemble_name(spec), platform="ensemble", max_batch_size=options.batching.max_batch_size
     )
     _inputs(pb, cfg, pipeline_inputs(spec), reshape=False)
     _outputs(pb, cfg, pipeline_outputs(spec), reshape=False)

@@ -1,11 +1,13 @@
 """Write a Triton model repository from exported ONNX files and the spec they carry.
 
-Per network: the network model (engine ``python`` running ONNX Runtime, ``onnxruntime`` or
-``tensorrt_plan``); for the first camera-only and the first fusion network with every task, a
-``<net>_preprocess`` and ``<net>_postprocess`` python model and the ensemble ``perception`` /
-``perception_fusion``. Every config.pbtxt comes from :mod:`serving.model_config`; each python model's
-model.py is one import of its ``TritonPythonModel`` from :mod:`serving.triton_models` (the stub runs
-the environment's ``python3``, where ``serving`` is installed), so the code is never copied.
+Per network, whatever heads it has: the network model (engine ``python`` running ONNX Runtime,
+``onnxruntime`` or ``tensorrt_plan``), a ``<net>_preprocess`` and ``<net>_postprocess`` python model
+and an ensemble named by :func:`serving.model_config.pipeline_names` (``perception`` /
+``perception_fusion`` for the first camera and fusion network with every head, ``<net>_pipeline``
+for the others, or the name given), so several pipelines load and serve side by side. Every
+config.pbtxt comes from :mod:`serving.model_config`; each python model's model.py is one import
+of its ``TritonPythonModel`` from :mod:`serving.triton_models` (the stub runs the environment's
+``python3``, where ``serving`` is installed), so the code is never copied.
 """
 
 from __future__ import annotations
@@ -25,9 +27,9 @@ from serving.model_config import (
     RepositoryOptions,
     config_text,
     ensemble_config,
-    ensemble_name,
     network_config,
     network_model_name,
+    pipeline_names,
     postprocess_config,
     postprocess_model_name,
     preprocess_config,
@@ -143,14 +145,6 @@ def model_py(module: str) -> str:
     )
 
 
-def _pipeline_nets(artifacts: list[NetworkArtifact]) -> list[NetworkArtifact]:
-    chosen: dict[bool, NetworkArtifact] = {}
-    for a in artifacts:
-        if set(a.spec.tasks) == set(S.TASKS) and a.spec.fusion not in chosen:
-            chosen[a.spec.fusion] = a
-    return list(chosen.values())
-
-
 def write_configs(artifacts: list[NetworkArtifact], out_dir: Path, options: RepositoryOptions) -> list[str]:
     """Every config.pbtxt and model.py (no weights); returns the model names written."""
     names = [network_model_name(a.spec) for a in artifacts]
@@ -165,7 +159,8 @@ def write_configs(artifacts: list[NetworkArtifact], out_dir: Path, options: Repo
             _write(out_dir / name / "1" / "model.py", model_py("network"))
         written.append(name)
     if options.ensembles:
-        for a in _pipeline_nets(artifacts):
+        ensembles = pipeline_names([a.spec for a in artifacts], options.pipeline_names)
+        for a in artifacts:
             for model, cfg, module in (
                 (preprocess_model_name(a.spec), preprocess_config(a.spec, options), "preprocess"),
                 (postprocess_model_name(a.spec), postprocess_config(a.spec, options), "postprocess"),
@@ -173,8 +168,8 @@ def write_configs(artifacts: list[NetworkArtifact], out_dir: Path, options: Repo
                 _write(out_dir / model / "config.pbtxt", config_text(cfg))
                 _write(out_dir / model / "1" / "model.py", model_py(module))
                 written.append(model)
-            ens = ensemble_name(a.spec)
-            _write(out_dir / ens / "config.pbtxt", config_text(ensemble_config(a.spec, options)))
+            ens = ensembles[network_model_name(a.spec)]
+            _write(out_dir / ens / "config.pbtxt", config_text(ensemble_config(a.spec, options, ens)))
             (out_dir / ens / "1").mkdir(parents=True, exist_ok=True)
             (out_dir / ens / "1" / ".gitkeep").touch()
             written.append(ens)

@@ -85,7 +85,7 @@ DET_CLASSES = "det_classes"
 SEG_MASK = "seg_mask"
 DEPTH = "depth"
 
-# Pipeline (ensemble `perception` / `perception_fusion`) tensors, per request (batch axis implicit):
+# Pipeline (ensemble) tensors, per request (batch axis implicit):
 IMAGE = "image"  # uint8 HxWx3 RGB raw frame, any size
 IMAGE_ENCODED = "image_encoded"  # uint8 [N] bytes of a JPEG/PNG file
 POINTS = "points"  # float32 [N,4] x,y,z,intensity in the LiDAR frame (ragged N)
@@ -98,6 +98,8 @@ CLASS_NAMES = "class_names"  # bytes [K]
 
 TASKS = ("detection", "segmentation", "depth")
 
+# the ensembles of the first camera and the first fusion network with every head in a repository
+# (the default demo's); every other network's ensemble is named after it (serving.model_config)
 ENSEMBLE_CAMERA = "perception"
 ENSEMBLE_FUSION = "perception_fusion"
 
@@ -129,8 +131,9 @@ class ModelSpec:
 
     def __post_init__(self) -> None:
         h, w = self.input_hw
-        if h <= 0 or w <= 0 or h % 32 or w % 32:
-            raise SpecError(f"input size {h}x{w} must be positive multiples of 32")
+        # any positive size: a stride rule belongs to a network family (exporters.networks), not here
+        if h <= 0 or w <= 0:
+            raise SpecError(f"input size {h}x{w} must be positive")
         if self.depth_stride not in (1, 2, 4):
             raise SpecError(f"depth_stride must be 1, 2 or 4, got {self.depth_stride}")
         if not self.det_classes or len(self.seg_classes) < 2:

@@ -23,8 +23,20 @@ def tiny_spec(fusion: bool = False) -> ModelSpec:
     return ModelSpec(name="tiny-fusion" if fusion else "tiny", input_hw=(64, 96), top_k=4, fusion=fusion)
 
 
+def byom_specs() -> tuple[ModelSpec, ModelSpec]:
+    """Two "bring your own model" shapes: segmentation only at 360x640 (not multiples of 32), and
+    detection + segmentation without depth at 72x120."""
+    return (
+        ModelSpec(name="seg360", input_hw=(360, 640), tasks=("segmentation",)),
+        ModelSpec(name="detseg", input_hw=(72, 120), top_k=4, tasks=("detection", "segmentation")),
+    )
+
+
 def make_tiny_onnx(spec: ModelSpec, path: str | Path) -> Path:
-    """Write the tiny network for ``spec`` (two detections: needs top_k >= 2, three classes) to ``path``."""
+    """Write the tiny network for ``spec`` (two detections: needs top_k >= 2, three classes) to ``path``.
+
+    Any input size and any subset of heads: the graph computes every head and outputs those of
+    ``spec.tasks`` (``spec.network_outputs``)."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 

@@ -13,6 +13,7 @@ from clients.options import ClientOptions
 from clients.results import PerceptionResult
 from clients.video.sources import FrameItem
 from serving.errors import SpecError
+from serving.spec import ModelSpec
 
 
 class TritonBackend:
@@ -35,8 +36,9 @@ class TritonBackend:
             )
         return self._clients[fusion]
 
-    async def prepare(self, fusion: bool) -> None:
-        await self._client(fusion).model_info()
+    async def prepare(self, fusion: bool) -> ModelSpec:
+        """Read the served model's spec (its heads decide what is drawn and written)."""
+        return (await self._client(fusion).model_info()).spec
 
     async def infer(self, item: FrameItem, fusion: bool) -> PerceptionResult:
         return await self._client(fusion).infer(
@@ -71,8 +73,9 @@ class LocalBackend:
             self._models[fusion] = LocalModel(path)
         return self._models[fusion]
 
-    async def prepare(self, fusion: bool) -> None:
-        await asyncio.get_running_loop().run_in_executor(self._pool, self._model, fusion)
+    async def prepare(self, fusion: bool) -> ModelSpec:
+        model = await asyncio.get_running_loop().run_in_executor(self._pool, self._model, fusion)
+        return model.spec
 
     async def infer(self, item: FrameItem, fusion: bool) -> PerceptionResult:
         model = self._model(fusion)

@@ -1,4 +1,8 @@
-"""Annotated frames: boxes with labels and scores, segmentation overlay, a depth colour-map panel."""
+"""Annotated frames: boxes with labels and scores, segmentation overlay, a depth colour-map panel.
+
+Only the heads the model has are drawn: without a depth head the frame has no depth panel (the
+video is the source's width, not twice it).
+"""
 
 from __future__ import annotations
 
@@ -82,8 +86,11 @@ def annotate(
     header: str = "",
     error: str | None = None,
     lidar_depth: np.ndarray | None = None,
+    depth_head: bool = True,
 ) -> np.ndarray:
-    """An RGB source frame and its result -> a BGR image: annotated frame | depth panel."""
+    """An RGB source frame and its result -> a BGR image: annotated frame | depth panel, the panel
+    only for a model with a depth head (``depth_head``, so that a frame without a result keeps the
+    video's layout)."""
     bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
     h, w = bgr.shape[:2]
     scale = max(0.4, min(h, w) / 800)
@@ -93,7 +100,7 @@ def annotate(
         if seg is not None:
             bgr = overlay_segmentation(bgr, seg)
         thick = max(2, round(min(h, w) / 300))
-        for det in result.detections:
+        for det in result.detections or ():
             x1, y1, x2, y2 = (int(round(v)) for v in det.box)
             colour = BOX_COLOURS[det.class_id % len(BOX_COLOURS)]
             cv2.rectangle(bgr, (x1, y1), (x2, y2), colour, thick)
@@ -103,4 +110,6 @@ def annotate(
         _label(bgr, header, 2, int(22 * scale / 0.5), (255, 255, 255), scale)
     if error:
         _label(bgr, f"ERROR: {error}"[:80], 2, h // 2, (0, 0, 255), scale)
+    if not depth_head:
+        return bgr
     return np.concatenate([bgr, depth_panel(depth, (h, w), lidar_depth)], axis=1)

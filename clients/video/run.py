@@ -41,6 +41,7 @@ from clients.video.report import InputResult, RunReport, is_complete, write_json
 from clients.video.sources import FrameItem, InputError, InputSource, discover, open_reader
 from serving.errors import PerceptionError, SpecError
 from serving.lidar import project_to_depth_image
+from serving.spec import ModelSpec
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ class _InputRun:
         self.slot = slot
         self.out = options.out_dir / source.name
         self.result = InputResult(source, "failed")
+        self.spec: ModelSpec | None = None  # the model's, read by prepare: its heads decide the panels
         self._stop = threading.Event()
         self._writer_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"write-{source.name}")
         self._getter_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"get-{source.name}")
@@ -133,12 +135,18 @@ class _InputRun:
                 self.video.skip(item.index)
             else:
                 header = f"{self.source.name} #{item.index} t={item.timestamp:.2f}s"
-                if result is not None:
+                if result is not None and result.detections is not None:
                     header += f" {len(result.detections)} objects"
+                depth_head = self.spec is None or "depth" in self.spec.tasks
                 lidar = None
-                if item.points is not None and item.projection is not None and result is not None:
+                if (
+                    item.points is not None
+                    and item.projection is not None
+                    and result is not None
+                    and depth_head
+                ):
                     lidar = project_to_depth_image(item.points, item.projection, result.source_hw)[0]
-                frame = annotate(item.image, result, header, record.get("error"), lidar)
+                frame = annotate(item.image, result, header, record.get("error"), lidar, depth_head)
                 self.video.write(item.index, frame)
         self.journal.append(record)
         self.result.frames = len(self.journal)
@@ -169,7 +177,7 @@ class _InputRun:
                 return self.result
             try:
                 reader = open_reader(self.source)
-                await self.backend.prepare(self.source.fusion)
+                self.spec = await self.backend.prepare(self.source.fusion)
             except (InputError, SpecError) as exc:
                 self.result.message = str(exc)
                 log.error("%s", exc)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from exporters.networks.registry import check_input_size
 from serving.errors import SpecError
 from serving.spec import DEFAULT_INPUT_HW
 
@@ -28,10 +29,8 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def check_size(hw: tuple[int, int]) -> tuple[int, int]:
-    h, w = int(hw[0]), int(hw[1])
-    if h <= 0 or w <= 0 or h % 32 or w % 32:
-        raise SpecError(f"input size {h}x{w} must be positive multiples of 32")
-    return h, w
+    """`percept export --size` exports a registered network: its backbone's stride rule applies."""
+    return check_input_size((int(hw[0]), int(hw[1])))
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,18 @@ from serving.spec import DEFAULT_INPUT_HW, TASKS, ModelSpec
 BASE_WIDTHS = (64, 128, 256, 512, 1024)
 BASE_DEPTHS = (3, 6, 6, 3)
 BASE_NECK_DEPTH = 3
+# the backbone's output stride: the registered networks run at multiples of it (not a contract rule)
+BACKBONE_STRIDE = 32
+
+
+def check_input_size(hw: tuple[int, int]) -> tuple[int, int]:
+    """The registered networks' size rule: positive multiples of :data:`BACKBONE_STRIDE`."""
+    h, w = hw
+    if h <= 0 or w <= 0 or h % BACKBONE_STRIDE or w % BACKBONE_STRIDE:
+        raise SpecError(f"input size {h}x{w} must be positive multiples of {BACKBONE_STRIDE}")
+    return hw
+
+
 # Keys of PerceptionNet.forward's output dict (raw head outputs, before the exporter's decode/argmax)
 DET_OUT = "det"
 SEG_OUT = "seg"
@@ -97,7 +109,7 @@ class NetworkConfig:
     def spec(self, input_hw: Sequence[int] = DEFAULT_INPUT_HW) -> ModelSpec:
         if len(input_hw) != 2:
             raise SpecError(f"network {self.name!r}: input_hw must be (height, width), got {input_hw!r}")
-        hw = (int(input_hw[0]), int(input_hw[1]))
+        hw = check_input_size((int(input_hw[0]), int(input_hw[1])))
         return ModelSpec(name=self.name, input_hw=hw, fusion=self.fusion, tasks=self.tasks)
 
 

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.tiny_onnx import make_tiny_onnx, tiny_spec
+from tests.tiny_onnx import byom_specs, make_tiny_onnx, tiny_spec
 
 
 @pytest.fixture(scope="session")
@@ -38,12 +38,21 @@ def write_video(path: Path, frames: int, hw: tuple[int, int] = (96, 160), fps: f
 
 
 @pytest.fixture(scope="session")
-def tiny_repository(tmp_path_factory, tiny_onnx, tiny_fusion_onnx) -> Path:
-    """A real model repository (serving.repository) for the tiny camera and fusion models."""
+def byom_onnx(tmp_path_factory) -> dict[str, Path]:
+    """The tiny models of tests.tiny_onnx.byom_specs (other heads, other sizes) by spec name."""
+    d = tmp_path_factory.mktemp("byom")
+    return {s.name: make_tiny_onnx(s, d / f"{s.name}.onnx") for s in byom_specs()}
+
+
+@pytest.fixture(scope="session")
+def tiny_repository(tmp_path_factory, tiny_onnx, tiny_fusion_onnx, byom_onnx) -> Path:
+    """A real model repository (serving.repository): the tiny camera and fusion models (ensembles
+    perception / perception_fusion) and the byom models (seg360_pipeline, detseg_pipeline), so
+    that one server holds several pipelines side by side."""
     from serving.repository import build_repository
 
     repo = tmp_path_factory.mktemp("tiny_repo")
-    build_repository([tiny_onnx, tiny_fusion_onnx], repo)
+    build_repository([tiny_onnx, tiny_fusion_onnx, *byom_onnx.values()], repo)
     return repo
 
 
