@@ -13,6 +13,7 @@ from exporters.export.import_compose import _Graph
 
 DET_HW = (64, 96)
 DEPTH_HW = (224, 224)  # a multiple of 14 (ViT patches) and of 32
+TWIN_HW = (360, 640)  # TwinLiteNet's BDD100K input size: not a multiple of 32
 CLASSES = ["car", "truck", "pedestrian"]
 SEG_CLASSES = ["background", "road", "lane"]
 CELL = 8  # the detection fixtures' one feature stride
@@ -133,6 +134,14 @@ def sigmoid_map_onnx(path: Path, hw=DET_HW) -> Path:
     return b.save(path)
 
 
+def two_map_onnx(path: Path, hw=TWIN_HW) -> Path:
+    """TwinLiteNet-style: float RGB / 255 in, two [B, 2, H, W] logit maps (drivable, lane) out."""
+    b = _Builder(hw)
+    b.output(b.seg_logits(hw, [None, "y"]), "drive", ["batch", 2, *hw])
+    b.output(b.seg_logits(hw, [None, "x"]), "lane", ["batch", 2, *hw])
+    return b.save(path)
+
+
 def depth_onnx(path: Path, hw=DEPTH_HW, dynamic_hw: bool = True, patch: int = 14) -> Path:
     """Depth-Anything-style: 14-pixel patches, output predicted_depth [B, H, W] (positive, inverse
     depth for a relative model); dynamic H/W like the Hugging Face export."""
@@ -177,6 +186,11 @@ HEADS = {
             "threshold": 0.5,
         },
     },
+    "two-map": {
+        "name": "twinlite-tiny",
+        "input": PLAIN_INPUT,
+        "segmentation": {"drivable": "drive", "lane": "lane"},
+    },
     "depth-relative": {
         "name": "depth-anything-tiny",
         "input": {**PLAIN_INPUT, "size": list(DEPTH_HW), "stride": 14},
@@ -202,6 +216,7 @@ def write_layout(name: str, folder: Path) -> tuple[Path, dict]:
         "hybridnets-npy": lambda p: hybridnets_onnx(p),
         "hybridnets-output": lambda p: hybridnets_onnx(p, anchors_output=True),
         "sigmoid-map": lambda p: sigmoid_map_onnx(p),
+        "two-map": lambda p: two_map_onnx(p),
         "depth-relative": lambda p: depth_onnx(p),
         "depth-metric": lambda p: depth_onnx(p),
     }

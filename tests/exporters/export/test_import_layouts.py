@@ -19,6 +19,7 @@ LAYOUTS = {
     "hybridnets-npy": {"detection", "segmentation"},
     "hybridnets-output": {"detection", "segmentation"},
     "sigmoid-map": {"segmentation"},
+    "two-map": {"segmentation"},  # TwinLiteNet-style, at 360x640
     "depth-relative": {"depth"},
     "depth-metric": {"depth"},
 }
