@@ -208,6 +208,7 @@ class VerifyReport:
     heads: list[HeadResult]
     metrics: dict = field(default_factory=dict)
     seconds: dict = field(default_factory=dict)
+    notes: dict = field(default_factory=dict)  # e.g. the INT8 layers kept in FP32
 
     @property
     def passed(self) -> bool:
@@ -224,6 +225,7 @@ class VerifyReport:
             "heads": {h.head: {"passed": h.passed, **h.numbers} for h in self.heads},
             "metrics": self.metrics,
             "inference_seconds": self.seconds,
+            **({"notes": self.notes} if self.notes else {}),
         }
 
     def write(self, path: str | Path) -> Path:

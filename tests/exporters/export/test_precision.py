@@ -203,3 +203,35 @@ def test_cli_asks_which_engine_a_reduced_precision_is_for(tmp_path):
             [*cli, *args, "--out", str(tmp_path)], capture_output=True, text=True, timeout=120
         )
         assert proc.returncode == 1 and proc.stderr.strip().startswith(message), proc.stderr
+
+
+def test_fallback_keeps_the_failing_heads_own_layers_first(fp16_export):
+    import onnx
+
+    from exporters.export.precision import quantizable_nodes
+    from exporters.export.sensitivity import fallback_order, scope_name
+
+    proto = onnx.load(str(fp16_export[0] / "model.onnx"))
+    layers = quantizable_nodes(proto)
+    ranked = [(name, float(i)) for i, name in enumerate(layers)]  # any ranking
+    scopes = {n.name: scope_name(n) for n in proto.graph.node}
+    order = fallback_order(proto, ranked, ["depth"], ("detection", "segmentation", "depth"))
+    assert sorted(order) == sorted(layers)
+    own = [scopes[n] for n in order[:4]]
+    assert all(s.startswith("net.depth_head.") for s in own), own
+
+
+@pytest.mark.slow
+def test_int8_missing_a_bound_keeps_sensitive_layers_in_fp32(fp16_export, reference, tmp_path):
+    from exporters.export.precision_stage import FALLBACK_STEPS, precision_stage
+
+    spec, run_reference = reference
+    never = Tolerances(seg_agreement=1.0)  # unreachable: every fallback step is tried
+    calibration = CalibrationOptions(images=8, batch=4)
+    options = _options(tmp_path, "int8", bounds=never, calibration=calibration)
+    final, report = precision_stage(fp16_export[0] / "model.onnx", tmp_path, spec, options, run_reference)
+    assert not report.passed and not final.exists()
+    kept = report.notes["fp32_layers"]
+    assert len(kept) == FALLBACK_STEPS[-1] and all(name.startswith("net.") for name in kept)
+    assert [a["fp32_layers"] for a in report.notes["attempts"]] == [0, *FALLBACK_STEPS]
+    assert report.to_dict()["notes"] == report.notes
