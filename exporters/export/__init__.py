@@ -8,6 +8,9 @@
 3. ``tensorrt``     ONNX -> TensorRT engine from ``trt_variant`` (EfficientNMS_TRT in place of the ONNX
                     NMS subgraph; ``calibration`` feeds INT8), verified the same way; ``tensorrt_plan``
                     holds the pure parts (the pin, profiles, file names, sidecar)
+   ``precision``    strongly typed reduced precision for `--engine onnx`: FP16-typed / QDQ INT8 ONNX,
+                    verified by ``precision_stage`` with the bounds of ``tolerances``; ``sensitivity``
+                    picks the INT8 layers to keep in FP32 when a bound is missed
 4. ``import_onnx``  bring your own ONNX: ``head_spec`` YAML, ``import_validate`` -> ``import_compose`` (graph
    composition) -> the same contract, verified against ``import_reference`` (original file + numpy)
 5. ``run``          the orchestrator behind `percept export` (options in ``options``); export and

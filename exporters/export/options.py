@@ -116,8 +116,11 @@ class CalibrationOptions:
     batch: int = 8
     cache: Path | None = None  # read when present (skips calibration), written after calibration
     seed: int = 0
+    method: str = "entropy"  # "entropy" | "percentile" (the ONNX INT8 path; TensorRT's is entropy)
 
     def __post_init__(self) -> None:
+        if self.method not in ("entropy", "percentile"):
+            raise SpecError(f"calibration method must be entropy or percentile, got {self.method!r}")
         if self.images < 1 or self.batch < 1:
             raise SpecError(f"calibration needs images >= 1 and batch >= 1, got {self.images}, {self.batch}")
         if self.source != "world" and not Path(self.source).is_dir():
@@ -163,6 +166,9 @@ class ExportOptions:
     onnx: OnnxOptions | None = None  # None: OnnxOptions() with this profile and checkpoint
     tensorrt: TensorRTOptions | None = None
     seed: int = 0  # random init when there is no checkpoint
+    # engine onnx, precision fp16/int8: model.<precision>.onnx beside the FP32 model.onnx
+    calibration: CalibrationOptions | None = None  # INT8 ONNX (QDQ) calibration data
+    bounds: Tolerances | None = None  # None: exporters.export.tolerances.TOLERANCES[precision]
 
     def __post_init__(self) -> None:
         if self.input_hw is not None:
@@ -171,10 +177,12 @@ class ExportOptions:
             raise SpecError(f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
         if self.precision not in PRECISIONS:
             raise SpecError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
-        if self.engine == "onnx" and self.precision != "fp32":
-            raise SpecError(
-                f"precision {self.precision} needs --engine tensorrt (the ONNX model is FP32 with FP16 depth)"
-            )
+        if self.engine == "onnx" and self.precision == "int8" and self.calibration is None:
+            raise SpecError("INT8 needs calibration data (--calibration world|IMAGE_DIR)")
+        if self.calibration is not None and not (self.engine == "onnx" and self.precision == "int8"):
+            raise SpecError("calibration options are for --engine onnx --precision int8")
+        if self.bounds is not None and not (self.engine == "onnx" and self.precision != "fp32"):
+            raise SpecError("reduced-precision bounds are for --engine onnx --precision fp16|int8")
         if self.engine == "tensorrt" and self.tensorrt is None:
             raise SpecError("engine tensorrt needs TensorRT options")
         if self.tensorrt is not None and self.tensorrt.precision != self.precision:

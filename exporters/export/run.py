@@ -1,8 +1,10 @@
-"""The orchestrator of `percept export`: network -> ONNX -> verify -> [TensorRT -> verify] -> report.
+"""The orchestrator of `percept export`: network -> ONNX -> verify -> [FP16/INT8 ONNX -> verify]
+[TensorRT -> verify] -> report.
 
 Every artifact is written under a temporary name, verified, and only then renamed to its final
-name (``model.onnx``, ``model_sm<cc>.plan``); a failed stage removes its partial file, writes
-``report.failed.json`` and raises :class:`ExportError` (staging.py, shared with import-onnx).
+name (``model.onnx``, ``model.<precision>.onnx``, ``model_sm<cc>.plan``); a failed stage removes
+its partial file, writes ``report.failed.json`` and raises :class:`ExportError` (staging.py, shared
+with import-onnx).
 """
 
 from __future__ import annotations
@@ -78,7 +80,13 @@ def run_export(options: ExportOptions, progress: bool = False) -> ExportResult:
     final, _, onnx_report = stage_onnx(out, write, check)
     reports = [onnx_report]
     compat_stage(final, options.engine)
-    engine = None
+    engine = reduced = None
+    if options.engine == "onnx" and options.precision != "fp32":
+        from exporters.export.precision_stage import precision_stage
+
+        reduced, reduced_report = precision_stage(final, out, spec, options, reference, progress)
+        reports.append(reduced_report)
+        fail_if(reports, out, spec)
     if options.engine == "tensorrt":
         from exporters.export.tensorrt import build_and_verify
 
@@ -88,4 +96,4 @@ def run_export(options: ExportOptions, progress: bool = False) -> ExportResult:
         )
         reports.append(trt_report)
         fail_if(reports, out, spec)
-    return write_report(out, spec, final, reports, engine)
+    return write_report(out, spec, final, reports, engine, reduced)

@@ -30,6 +30,7 @@ class ExportResult:
     report: Path
     verification: list[VerifyReport] = field(default_factory=list)
     engine: Path | None = None
+    reduced: Path | None = None  # model.<precision>.onnx (--engine onnx --precision fp16|int8)
 
     def lines(self) -> list[str]:
         return [f"[{r.label}] {line}" for r in self.verification for line in r.lines()]
@@ -79,7 +80,12 @@ def _why(numbers: dict) -> str:
 
 
 def write_report(
-    out: Path, spec: ModelSpec, onnx: Path, reports: list[VerifyReport], engine: Path | None = None
+    out: Path,
+    spec: ModelSpec,
+    onnx: Path,
+    reports: list[VerifyReport],
+    engine: Path | None = None,
+    reduced: Path | None = None,
 ) -> ExportResult:
     """``out/report.json`` (atomically) for artifacts that passed every verification."""
     from serving.onnx_meta import read_provenance
@@ -90,11 +96,15 @@ def write_report(
         "spec": spec.to_dict(),
         "spec_hash": spec.spec_hash(),
         "provenance": read_provenance(onnx),
-        "artifacts": {"onnx": onnx.name, **({"engine": engine.name} if engine else {})},
+        "artifacts": {
+            "onnx": onnx.name,
+            **({"engine": engine.name} if engine else {}),
+            **({"reduced_onnx": reduced.name} if reduced else {}),
+        },
         "verification": [r.to_dict() for r in reports],
         "passed": True,
     }
     tmp = report_path.with_name(report_path.name + ".tmp")
     tmp.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
     os.replace(tmp, report_path)
-    return ExportResult(onnx, report_path, reports, engine)
+    return ExportResult(onnx, report_path, reports, engine, reduced)

@@ -5,7 +5,8 @@ INT8 (entropy calibration, FP16 fallback for layers without INT8 kernels, calibr
 a timing cache reused across builds, a workspace limit. The engine is written raw (what
 ``trtexec --saveEngine`` writes and Triton's ``tensorrt_plan`` backend loads) under a per-compute-
 capability name (``model.plan`` -> ``model_sm90.plan``, for ``cc_model_filenames``) with a sidecar
-``model_sm90.plan.json``, then verified against PyTorch with the precision's bounds below.
+``model_sm90.plan.json``, then verified against PyTorch with the precision's bounds
+(exporters.export.tolerances).
 
 TensorRT cannot be installed on the project's CI machines; everything here that does not need the
 library (profiles, names, sidecar, tolerances) is plain Python and tested there.
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from exporters.export.options import BatchProfile, TensorRTOptions, Tolerances, VerifyOptions
+from exporters.export.options import BatchProfile, TensorRTOptions, VerifyOptions
 from exporters.export.tensorrt_plan import (
     TENSORRT_VERSION,
     check_tensorrt_version,
@@ -30,41 +31,11 @@ from exporters.export.tensorrt_plan import (
     timing_cache_path,
     write_sidecar,
 )
+from exporters.export.tolerances import TOLERANCES
 from serving.errors import ExportError, MissingDependencyError
 from serving.spec import ModelSpec
 
 log = logging.getLogger(__name__)
-
-# Verification bounds per precision. FP32 engines differ from PyTorch by kernel choice only, so the
-# ONNX bounds hold (borderline NMS decisions excepted, as for ONNX Runtime). FP16 carries ~3 decimal
-# digits through ~40 layers: class maps may flip on boundaries, depth is bounded at the 99th
-# percentile, a few low-margin detections may differ. INT8 (entropy calibration) is looser again;
-# the metric deltas are what a deployment should watch.
-TOLERANCES: dict[str, Tolerances] = {
-    "fp32": Tolerances(),
-    "fp16": Tolerances(
-        seg_agreement=0.99,
-        depth_rel_error=0.02,
-        depth_quantile=0.99,
-        det_iou=0.9,
-        det_score_diff=0.02,
-        max_unmatched_fraction=0.05,
-        d_map50=0.02,
-        d_miou=0.01,
-        d_abs_rel=0.005,
-    ),
-    "int8": Tolerances(
-        seg_agreement=0.97,
-        depth_rel_error=0.1,
-        depth_quantile=0.99,
-        det_iou=0.8,
-        det_score_diff=0.1,
-        max_unmatched_fraction=0.15,
-        d_map50=0.05,
-        d_miou=0.03,
-        d_abs_rel=0.02,
-    ),
-}
 
 _NP_DTYPES = {"uint8": np.uint8, "int32": np.int32, "float16": np.float16, "float32": np.float32}
 

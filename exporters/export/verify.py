@@ -208,6 +208,7 @@ class VerifyReport:
     heads: list[HeadResult]
     metrics: dict = field(default_factory=dict)
     seconds: dict = field(default_factory=dict)
+    notes: dict = field(default_factory=dict)  # e.g. the INT8 layers kept in FP32
 
     @property
     def passed(self) -> bool:
@@ -224,6 +225,7 @@ class VerifyReport:
             "heads": {h.head: {"passed": h.passed, **h.numbers} for h in self.heads},
             "metrics": self.metrics,
             "inference_seconds": self.seconds,
+            **({"notes": self.notes} if self.notes else {}),
         }
 
     def write(self, path: str | Path) -> Path:
@@ -279,7 +281,7 @@ def verify(
                 for ev, out in zip(evaluators, (ref, cand), strict=True):
                     ev.add({k: v[i] for k, v in out.items()}, scene)
     metrics = _metric_parity(evaluators) if evaluators is not None else {}
-    delta = metrics.get("delta", {})
+    delta = {**metrics.get("delta", {}), "map": metrics.get("delta_map")}
     heads: list[HeadResult] = []
     if "detection" in spec.tasks:
         heads.append(_detection_result(det, tol, delta))
@@ -314,6 +316,9 @@ def _evaluators(spec: ModelSpec):
 def _metric_parity(evaluators) -> dict:
     ref, cand = (ev.result() for ev in evaluators)
     delta = {k: cand[k] - ref[k] for k in ("map50", "miou", "abs_rel") if k in ref}
+    if "map50_95" in ref:  # reported (detection head's d_map), not bounded
+        delta_map = cand["map50_95"] - ref["map50_95"]
+        return {"reference": ref, "candidate": cand, "delta": delta, "delta_map": delta_map}
     return {"reference": ref, "candidate": cand, "delta": delta}
 
 
@@ -339,6 +344,7 @@ def _detection_result(s: DetectionStats, tol: Tolerances, delta: dict) -> HeadRe
         "min_iou": s.min_iou,
         "max_score_diff": s.max_score_diff,
         "d_map50": d_map,
+        "d_map": delta.get("map"),
     }
     return HeadResult("detection", ok, line, numbers)
 
