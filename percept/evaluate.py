@@ -8,6 +8,8 @@ from pathlib import Path
 
 import typer
 
+from serving.spec import ModelSpec
+
 # metric key -> (label, format); ap50_<cls> / iou_<cls> rows are added from the spec
 _ROWS = (
     ("map50", "det mAP@0.5"),
@@ -22,19 +24,30 @@ _ROWS = (
 def eval_command(
     network: str = typer.Option(None, "--network", "-n", help="Registered network (e.g. cam-n)."),
     checkpoint: Path = typer.Option(None, help="Checkpoint for the torch backend (default: shipped)."),
-    backend: str = typer.Option("torch", help="torch (a checkpoint) or onnx (an exported file)."),
+    backend: str = typer.Option(
+        "torch", help="torch (a checkpoint), onnx (an exported file) or triton (a served pipeline)."
+    ),
     onnx: Path = typer.Option(None, "--onnx", help="The .onnx file for --backend onnx."),
+    url: str = typer.Option("127.0.0.1:8001", help="--backend triton: the server's gRPC host:port."),
+    model: str = typer.Option(
+        "perception", help="--backend triton: the served pipeline (its spec is read from the server)."
+    ),
     scenes: int = typer.Option(200, help="Validation scenes (the first N of the fixed split)."),
     json_out: Path = typer.Option(None, "--json", help="Also write the metrics to this JSON file."),
 ) -> None:
-    """Evaluate a network (PyTorch checkpoint or ONNX file) on the fixed validation split."""
+    """Evaluate a network (PyTorch checkpoint, ONNX file or served pipeline) on the fixed validation
+    split; metrics for the heads it has."""
     from rich.console import Console
     from rich.table import Table
 
-    from exporters.evaluation.run import evaluate_model
+    if backend == "triton":
+        spec, metrics = evaluate_served(url, model, scenes)
+    else:
+        from exporters.evaluation.run import evaluate_model
 
-    spec, metrics = evaluate_model(network, checkpoint, backend, onnx, num_scenes=scenes)
-    table = Table(title=f"{spec.name} on {scenes} validation scenes ({backend})")
+        spec, metrics = evaluate_model(network, checkpoint, backend, onnx, num_scenes=scenes)
+    source = f"triton {model}" if backend == "triton" else backend
+    table = Table(title=f"{spec.name} on {scenes} validation scenes ({source})")
     table.add_column("metric")
     table.add_column("value", justify="right")
     rows = [(k, label) for k, label in _ROWS if k in metrics]
@@ -45,6 +58,15 @@ def eval_command(
         table.add_row(label, "n/a" if math.isnan(v) else f"{v:.4f}")
     Console().print(table)
     if json_out is not None:
-        json_out.write_text(
-            json.dumps({"network": spec.name, "backend": backend, **metrics}, indent=2) + "\n"
-        )
+        json_out.write_text(json.dumps({"network": spec.name, "backend": source, **metrics}, indent=2) + "\n")
+
+
+def evaluate_served(url: str, model: str, num_scenes: int) -> tuple[ModelSpec, dict[str, float]]:
+    """Score a served pipeline with the in-process evaluator. The glue lives here because it joins
+    the two sides: clients (the served predictor) and exporters (the scorer) may not import each
+    other."""
+    from clients.evaluation import ServedPredictor
+    from exporters.evaluation.run import evaluate_scenes
+
+    with ServedPredictor(url, model) as predict:
+        return predict.spec, evaluate_scenes(predict, predict.spec, num_scenes=num_scenes)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -26,8 +27,24 @@ def _lidar_image(scene, hw: tuple[int, int]) -> np.ndarray:
     return project_to_depth_image(scene.points, scene.projection, hw)
 
 
-def evaluate_predictor(
-    predict: Predictor,
+# world scenes of one batch -> one prediction dict per scene (the served backend predicts from the
+# scene itself: the frame plus its LiDAR points and projection, which the server projects)
+ScenePredictor = Callable[[Sequence[Any]], list[dict[str, np.ndarray]]]
+
+
+def _over_scenes(predict: Predictor, spec: ModelSpec) -> ScenePredictor:
+    """An in-process predictor (network inputs) as a scene predictor."""
+
+    def run(scenes: Sequence[Any]) -> list[dict[str, np.ndarray]]:
+        images = np.stack([sc.image.transpose(2, 0, 1) for sc in scenes])
+        lidar = np.stack([_lidar_image(sc, spec.input_hw) for sc in scenes]) if spec.fusion else None
+        return predict(images, lidar)
+
+    return run
+
+
+def evaluate_scenes(
+    predict: ScenePredictor,
     spec: ModelSpec,
     seeds: Iterable[int] | None = None,
     num_scenes: int = 200,
@@ -44,11 +61,7 @@ def evaluate_predictor(
     bar = tqdm(total=len(seeds), desc=f"eval {spec.name}", unit="scene", disable=not progress)
     for i in range(0, len(seeds), batch_size):
         scenes = [render_scene(s, hw=hw, lidar=spec.fusion) for s in seeds[i : i + batch_size]]
-        images = np.stack([sc.image.transpose(2, 0, 1) for sc in scenes])
-        lidar = None
-        if spec.fusion:
-            lidar = np.stack([_lidar_image(sc, hw) for sc in scenes])
-        for pred, scene in zip(predict(images, lidar), scenes, strict=True):
+        for pred, scene in zip(predict(scenes), scenes, strict=True):
             ev.add(pred, scene)
         bar.update(len(scenes))
     bar.close()
@@ -56,6 +69,18 @@ def evaluate_predictor(
     metrics["seconds"] = time.perf_counter() - start
     log.info("evaluated %s on %d scenes in %.1fs", spec.name, len(seeds), metrics["seconds"])
     return metrics
+
+
+def evaluate_predictor(
+    predict: Predictor,
+    spec: ModelSpec,
+    seeds: Iterable[int] | None = None,
+    num_scenes: int = 200,
+    batch_size: int = 4,
+    progress: bool = True,
+) -> dict[str, float]:
+    """:func:`evaluate_scenes` for a predictor of network inputs (torch or ONNX Runtime)."""
+    return evaluate_scenes(_over_scenes(predict, spec), spec, seeds, num_scenes, batch_size, progress)
 
 
 def evaluate_model(

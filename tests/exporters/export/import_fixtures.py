@@ -142,6 +142,23 @@ def two_map_onnx(path: Path, hw=TWIN_HW) -> Path:
     return b.save(path)
 
 
+def yolop_onnx(path: Path, hw=DET_HW, classes: int = len(CLASSES)) -> Path:
+    """YOLOP-style: one file with yolo-format detection det_out [B, N, 5 + C] (like YOLOv5) and two
+    [B, 2, H, W] logit maps drive_area_seg / lane_line_seg (like TwinLiteNet)."""
+    b = _Builder(hw, seed=2)
+    h, w = hw
+    n = (h // CELL) * (w // CELL)
+    p = b.g.op("Sigmoid", [b.conv(b.pooled(), 5 + classes, 4.0)])
+    p = b.g.op(
+        "Transpose", [b.g.op("Reshape", [p, b.c(np.array([0, 5 + classes, -1], np.int64))])], perm=[0, 2, 1]
+    )
+    scale = np.array([w, h, w / 2, h / 2] + [1.0] * (1 + classes), np.float32)
+    b.output(b.g.op("Mul", [p, b.c(scale)]), "det_out", ["batch", n, 5 + classes])
+    b.output(b.seg_logits(hw, [None, "y"]), "drive_area_seg", ["batch", 2, *hw])
+    b.output(b.seg_logits(hw, [None, "x"]), "lane_line_seg", ["batch", 2, *hw])
+    return b.save(path)
+
+
 def depth_onnx(path: Path, hw=DEPTH_HW, dynamic_hw: bool = True, patch: int = 14) -> Path:
     """Depth-Anything-style: 14-pixel patches, output predicted_depth [B, H, W] (positive, inverse
     depth for a relative model); dynamic H/W like the Hugging Face export."""
@@ -191,6 +208,12 @@ HEADS = {
         "input": PLAIN_INPUT,
         "segmentation": {"drivable": "drive", "lane": "lane"},
     },
+    "yolop": {
+        "name": "yolop-tiny",
+        "input": PLAIN_INPUT,
+        "detection": {"output": "det_out", "format": "yolo", "classes": CLASSES},
+        "segmentation": {"drivable": "drive_area_seg", "lane": "lane_line_seg"},
+    },
     "depth-relative": {
         "name": "depth-anything-tiny",
         "input": {**PLAIN_INPUT, "size": list(DEPTH_HW), "stride": 14},
@@ -217,6 +240,7 @@ def write_layout(name: str, folder: Path) -> tuple[Path, dict]:
         "hybridnets-output": lambda p: hybridnets_onnx(p, anchors_output=True),
         "sigmoid-map": lambda p: sigmoid_map_onnx(p),
         "two-map": lambda p: two_map_onnx(p),
+        "yolop": lambda p: yolop_onnx(p),
         "depth-relative": lambda p: depth_onnx(p),
         "depth-metric": lambda p: depth_onnx(p),
     }
