@@ -130,3 +130,13 @@ def make_tiny_onnx(spec: ModelSpec, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(path))
     return path
+
+
+def gradient_rgb(hw: tuple[int, int], blue: int = 90) -> np.ndarray:
+    """Red rising downwards, green to the right: every class of the tiny segmentations shows up."""
+    h, w = hw
+    rgb = np.zeros((h, w, 3), np.uint8)
+    rgb[..., 0] = np.linspace(0, 255, h)[:, None].astype(np.uint8)
+    rgb[..., 1] = np.linspace(0, 255, w)[None].astype(np.uint8)
+    rgb[..., 2] = blue
+    return rgb

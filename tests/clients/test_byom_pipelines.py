@@ -13,6 +13,7 @@ from serving.letterbox import network_image
 from serving.ort_session import create_session
 from serving.repository import read_repository_specs
 from tests.serving.triton_helpers import infer
+from tests.tiny_onnx import gradient_rgb
 
 pytestmark = pytest.mark.triton
 
@@ -26,13 +27,7 @@ PIPELINES = {  # the names serving.model_config.pipeline_names gives them, in th
 
 
 def _scene(hw=(480, 800)) -> np.ndarray:
-    """Red rising downwards, green to the right: every class of the tiny segmentation shows up."""
-    h, w = hw
-    rgb = np.zeros((h, w, 3), np.uint8)
-    rgb[..., 0] = np.linspace(0, 255, h)[:, None].astype(np.uint8)
-    rgb[..., 1] = np.linspace(0, 255, w)[None].astype(np.uint8)
-    rgb[..., 2] = 90
-    return rgb
+    return gradient_rgb(hw)
 
 
 def test_segmentation_only_360x640_from_jpeg_equals_onnx_runtime_in_process(tiny_server, byom_onnx):

@@ -85,6 +85,12 @@ def yolov8_onnx(path: Path, hw=DET_HW, classes: int = len(CLASSES)) -> Path:
 def yolov5_onnx(path: Path, hw=DET_HW, classes: int = len(CLASSES)) -> Path:
     """ultralytics YOLOv5 export: output0 [B, N, 5 + C] rows cx, cy, w, h pixels, objectness, classes."""
     b = _Builder(hw, seed=1)
+    _yolo_rows(b, hw, classes, "output0")
+    return b.save(path)
+
+
+def _yolo_rows(b: _Builder, hw, classes: int, name: str) -> None:
+    """A yolo-format output ``name``: [B, N, 5 + C] sigmoided rows scaled to cx, cy, w, h pixels."""
     h, w = hw
     n = (h // CELL) * (w // CELL)
     p = b.g.op("Sigmoid", [b.conv(b.pooled(), 5 + classes, 4.0)])
@@ -92,8 +98,7 @@ def yolov5_onnx(path: Path, hw=DET_HW, classes: int = len(CLASSES)) -> Path:
         "Transpose", [b.g.op("Reshape", [p, b.c(np.array([0, 5 + classes, -1], np.int64))])], perm=[0, 2, 1]
     )
     scale = np.array([w, h, w / 2, h / 2] + [1.0] * (1 + classes), np.float32)
-    b.output(b.g.op("Mul", [p, b.c(scale)]), "output0", ["batch", n, 5 + classes])
-    return b.save(path)
+    b.output(b.g.op("Mul", [p, b.c(scale)]), name, ["batch", n, 5 + classes])
 
 
 def hybridnets_anchors(hw=DET_HW) -> np.ndarray:
@@ -146,14 +151,7 @@ def yolop_onnx(path: Path, hw=DET_HW, classes: int = len(CLASSES)) -> Path:
     """YOLOP-style: one file with yolo-format detection det_out [B, N, 5 + C] (like YOLOv5) and two
     [B, 2, H, W] logit maps drive_area_seg / lane_line_seg (like TwinLiteNet)."""
     b = _Builder(hw, seed=2)
-    h, w = hw
-    n = (h // CELL) * (w // CELL)
-    p = b.g.op("Sigmoid", [b.conv(b.pooled(), 5 + classes, 4.0)])
-    p = b.g.op(
-        "Transpose", [b.g.op("Reshape", [p, b.c(np.array([0, 5 + classes, -1], np.int64))])], perm=[0, 2, 1]
-    )
-    scale = np.array([w, h, w / 2, h / 2] + [1.0] * (1 + classes), np.float32)
-    b.output(b.g.op("Mul", [p, b.c(scale)]), "det_out", ["batch", n, 5 + classes])
+    _yolo_rows(b, hw, classes, "det_out")
     b.output(b.seg_logits(hw, [None, "y"]), "drive_area_seg", ["batch", 2, *hw])
     b.output(b.seg_logits(hw, [None, "x"]), "lane_line_seg", ["batch", 2, *hw])
     return b.save(path)

@@ -22,6 +22,7 @@ from serving import spec as S
 from serving.letterbox import network_image
 from tests.clients.conftest import write_video
 from tests.exporters.export.import_fixtures import TWIN_HW, write_heads, write_layout
+from tests.tiny_onnx import gradient_rgb
 
 pytest.importorskip("onnx", reason="import-onnx needs the export extra (onnx)")
 pytestmark = pytest.mark.triton
@@ -76,12 +77,7 @@ def twin_server(exported_onnx, imported_twin, imported_yolop, tmp_path_factory):
 
 
 def _road_scene(hw=(720, 1280)) -> np.ndarray:
-    h, w = hw
-    rgb = np.zeros((h, w, 3), np.uint8)
-    rgb[..., 0] = np.linspace(0, 255, h)[:, None].astype(np.uint8)
-    rgb[..., 1] = np.linspace(0, 255, w)[None].astype(np.uint8)
-    rgb[..., 2] = 60
-    return rgb
+    return gradient_rgb(hw, blue=60)
 
 
 def test_a_360x640_two_map_model_is_imported_at_its_own_size(imported_twin):
