@@ -12,12 +12,11 @@ from serving import spec as S
 from serving.letterbox import network_image
 from serving.ort_session import create_session
 from serving.repository import read_repository_specs
-from tests.serving.triton_helpers import infer
+from tests.serving.triton_helpers import check_pipelines_answer_with_their_heads, infer
 from tests.tiny_onnx import gradient_rgb
 
 pytestmark = pytest.mark.triton
 
-PROJ = np.array([[80, 0, 100, 0], [0, 80, 60, 0], [0, 0, 1, 0]], np.float32)
 PIPELINES = {  # the names serving.model_config.pipeline_names gives them, in the builder's order
     "tiny": S.ENSEMBLE_CAMERA,
     "tiny-fusion": S.ENSEMBLE_FUSION,
@@ -48,17 +47,7 @@ def test_segmentation_only_360x640_from_jpeg_equals_onnx_runtime_in_process(tiny
 def test_every_pipeline_of_the_repository_is_ready_and_answers_with_its_heads(tiny_server):
     specs = {s.name: s for s in read_repository_specs(tiny_server.options.repository)}
     assert set(specs) == set(PIPELINES)
-    frame = _scene((120, 200))
-    for net, ensemble in PIPELINES.items():
-        with PerceptionClient(tiny_server.grpc_url, model=ensemble) as client:
-            assert client.spec == specs[net]  # read from the server, not assumed
-            lidar = {"points": np.array([[0, 0, 10, 1]], np.float32), "projection": PROJ}
-            result = client.infer(frame=frame, **(lidar if client.spec.fusion else {}))
-        tasks = specs[net].tasks
-        assert (result.detections is not None) == ("detection" in tasks), ensemble
-        assert (result.seg is not None) == ("segmentation" in tasks), ensemble
-        assert (result.depth is not None) == ("depth" in tasks), ensemble
-        assert result.source_hw == (120, 200)
+    check_pipelines_answer_with_their_heads(tiny_server.grpc_url, PIPELINES, specs, _scene((120, 200)))
 
 
 def test_detection_segmentation_model_through_the_client_has_no_depth(tiny_server):

@@ -126,3 +126,26 @@ def check_not_empty(outputs: dict[str, np.ndarray]) -> None:
 
 
 # --- the raw network --------------------------------------------------------------------------
+
+
+ONE_POINT = np.array([[0, 0, 10, 1]], np.float32)  # one LiDAR return, for fusion pipelines
+PROJ = np.array([[80, 0, 100, 0], [0, 80, 60, 0], [0, 0, 1, 0]], np.float32)
+
+
+def check_pipelines_answer_with_their_heads(
+    url: str, pipelines: dict, specs: dict, frame: np.ndarray
+) -> None:
+    """Each ensemble of ``pipelines`` (network spec name -> ensemble) is ready, reports the spec the
+    repository holds, and answers ``frame`` with exactly the heads its network has."""
+    from clients import PerceptionClient
+
+    for net, ensemble in pipelines.items():
+        with PerceptionClient(url, model=ensemble) as client:
+            assert client.is_ready() and client.spec == specs[net]  # read from the server, not assumed
+            lidar = {"points": ONE_POINT, "projection": PROJ} if client.spec.fusion else {}
+            result = client.infer(frame=frame, **lidar)
+        tasks = specs[net].tasks
+        assert (result.detections is not None) == ("detection" in tasks), ensemble
+        assert (result.seg is not None) == ("segmentation" in tasks), ensemble
+        assert (result.depth is not None) == ("depth" in tasks), ensemble
+        assert result.source_hw == frame.shape[:2]

@@ -22,6 +22,7 @@ from serving import spec as S
 from serving.letterbox import network_image
 from tests.clients.conftest import write_video
 from tests.exporters.export.import_fixtures import TWIN_HW, write_heads, write_layout
+from tests.serving.triton_helpers import check_pipelines_answer_with_their_heads
 from tests.tiny_onnx import gradient_rgb
 
 pytest.importorskip("onnx", reason="import-onnx needs the export extra (onnx)")
@@ -35,7 +36,6 @@ PIPELINES = {  # network -> the ensemble serving.model_config.pipeline_names giv
     "yolop-tiny": "yolop_tiny_pipeline",
 }
 YOLOP = PIPELINES["yolop-tiny"]
-PROJ = np.array([[80, 0, 100, 0], [0, 80, 60, 0], [0, 0, 1, 0]], np.float32)
 
 
 def _import(layout: str, folder: Path) -> tuple[Path, Path, Path]:
@@ -110,23 +110,12 @@ def test_imported_360x640_model_served_from_jpeg_equals_the_original_file(import
 
 
 def test_one_repository_serves_cam_n_fusion_n_and_two_imported_models(twin_server):
-    from clients import PerceptionClient
     from serving.repository import read_repository_specs
 
     specs = {s.name: s for s in read_repository_specs(twin_server.options.repository)}
     assert set(specs) == set(PIPELINES)
     assert specs["yolop-tiny"].tasks == ("detection", "segmentation")
-    frame = _road_scene((120, 200))
-    lidar = {"points": np.array([[0, 0, 10, 1]], np.float32), "projection": PROJ}
-    for net, ensemble in PIPELINES.items():
-        with PerceptionClient(twin_server.grpc_url, model=ensemble) as client:
-            assert client.is_ready() and client.spec == specs[net]  # read from the server
-            result = client.infer(frame=frame, **(lidar if client.spec.fusion else {}))
-        tasks = specs[net].tasks
-        assert (result.detections is not None) == ("detection" in tasks), ensemble
-        assert (result.seg is not None) == ("segmentation" in tasks), ensemble
-        assert (result.depth is not None) == ("depth" in tasks), ensemble
-        assert result.source_hw == (120, 200)
+    check_pipelines_answer_with_their_heads(twin_server.grpc_url, PIPELINES, specs, _road_scene((120, 200)))
 
 
 def test_percept_video_on_the_yolop_pipeline_has_detections_and_no_depth(tmp_path, twin_server):
