@@ -79,7 +79,8 @@ def run_export(options: ExportOptions, progress: bool = False) -> ExportResult:
 
     final, _, onnx_report = stage_onnx(out, write, check)
     reports = [onnx_report]
-    compat_stage(final, options.engine)
+    if options.engine == "onnx":  # the TensorRT build runs the stage on the file it parses
+        compat_stage(final, "onnx")
     engine = reduced = None
     if options.engine == "onnx" and options.precision != "fp32":
         from exporters.export.precision_stage import precision_stage

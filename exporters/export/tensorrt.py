@@ -70,17 +70,18 @@ def _device() -> tuple[str, tuple[int, int]]:
 def build_engine(onnx_path: Path, out_dir: Path, spec: ModelSpec, options: TensorRTOptions) -> Path:
     """Build, write raw under a temporary name, return it (the caller verifies and renames)."""
     from exporters.export.onnx_export import file_sha256
-    from exporters.export.trt_compat import check_file, enforce
-    from exporters.export.trt_variant import write_variant
+    from exporters.export.trt_compat import compat_stage
+    from exporters.export.trt_variant import variant_path
 
     trt = import_tensorrt()
     gpu_name, cc = _device()
     if options.precision == "int8":
         assert options.calibration is not None  # checked by TensorRTOptions
         check_calibration_batch(options.calibration.batch, options.profile.opt)
-    # TensorRT parses the variant with EfficientNMS_TRT in place of the ONNX NMS (trt_variant.py)
-    variant = write_variant(onnx_path)
-    enforce(check_file(variant), "tensorrt", variant.name)
+    # TensorRT parses the variant with EfficientNMS_TRT in place of the ONNX NMS (trt_variant.py):
+    # the compatibility stage writes it and fails on any error finding
+    compat_stage(onnx_path, "tensorrt")
+    variant = variant_path(onnx_path)
     logger = trt.Logger(trt.Logger.WARNING)
     # registers EfficientNMS_TRT & co. for the parser's plugin fallback (Triton's tensorrt backend
     # does the same at load: initLibNvInferPlugins in triton-inference-server/tensorrt_backend)
