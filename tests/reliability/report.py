@@ -47,7 +47,8 @@ class Recorder:
             lines.append("|---|---|---|---:|---|")
             for r in (r for r in self.rows if r.section == section):
                 cells = [r.case, r.sent, r.came_back, _seconds(r.seconds), r.server_after]
-                lines.append("| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells) + " |")
+                escaped = (c.replace("|", "\\|").replace("\n", " ") for c in cells)
+                lines.append("| " + " | ".join(escaped) + " |")
         return "\n".join(lines) + "\n"
 
     def write_if_asked(self) -> Path | None:
