@@ -42,6 +42,26 @@ def import_grpc_aio():
     return aioclient
 
 
+def channel_args(load_balancing: str) -> list[tuple[str, int | str]]:
+    """The gRPC channel arguments of both clients: tritonclient's own defaults plus the
+    load-balancing policy (one of clients.options.LB_POLICIES).
+
+    tritonclient passes ``channel_args`` to the channel *instead of* its defaults (message size
+    limits, keepalive), so those are rebuilt from tritonclient's own constants, not copied.
+    """
+    grpcclient = import_grpc()
+    keepalive = grpcclient.KeepAliveOptions()
+    return [
+        ("grpc.max_send_message_length", grpcclient.MAX_GRPC_MESSAGE_SIZE),
+        ("grpc.max_receive_message_length", grpcclient.MAX_GRPC_MESSAGE_SIZE),
+        ("grpc.keepalive_time_ms", keepalive.keepalive_time_ms),
+        ("grpc.keepalive_timeout_ms", keepalive.keepalive_timeout_ms),
+        ("grpc.keepalive_permit_without_calls", keepalive.keepalive_permit_without_calls),
+        ("grpc.http2.max_pings_without_data", keepalive.http2_max_pings_without_data),
+        ("grpc.lb_policy_name", load_balancing),
+    ]
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     """What the client needs to know of a served model, read once from its config."""

@@ -11,6 +11,9 @@ from serving.spec import ENSEMBLE_CAMERA
 
 DEFAULT_URL = "127.0.0.1:8001"
 DEFAULT_MAX_REQUEST_BYTES = 64 << 20  # Triton's default gRPC message limit is larger; this catches mistakes
+# gRPC load-balancing policies (the channel's ``grpc.lb_policy_name``): round_robin spreads requests
+# over every address the target resolves to (a headless Service's pods); pick_first pins one.
+LB_POLICIES = ("round_robin", "pick_first")
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,10 @@ class ClientOptions:
     ``timeout_s``: the deadline of every call. ``max_request_bytes``: requests above it fail with
     RequestTooLargeError before anything is sent. ``shared_memory``: send inputs through system
     shared memory (server on the same host only).
+    ``url``: ``host:port``, or any gRPC target: ``dns:///name:port`` (every A record of the name, e.g.
+    a headless Kubernetes Service) or ``ipv4:10.0.0.1:8001,10.0.0.2:8001``. ``load_balancing``: one of
+    LB_POLICIES; with round_robin each request goes to the next ready address, so a fleet behind
+    one name shares the load per request, not per connection.
     """
 
     url: str = DEFAULT_URL
@@ -84,10 +91,13 @@ class ClientOptions:
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     shared_memory: bool = False
     resize_to_source: bool = False
+    load_balancing: str = "round_robin"
 
     def __post_init__(self) -> None:
         if not self.url or ":" not in self.url:
             raise SpecError(f"url must be host:port, got {self.url!r}")
+        if self.load_balancing not in LB_POLICIES:
+            raise SpecError(f"load_balancing must be one of {LB_POLICIES}, got {self.load_balancing!r}")
         if self.timeout_s <= 0:
             raise SpecError(f"timeout_s must be > 0, got {self.timeout_s}")
         if self.max_request_bytes < 1:

@@ -1,0 +1,135 @@
+"""Per-request load balancing over several server addresses, on two real tritonservers.
+
+A headless Kubernetes Service gives a gRPC client one DNS name with an A record per ready pod
+(deploy/k8s/service-grpc.yaml). No name on this host resolves to several addresses, so the tests
+give gRPC the address list itself (an ``ipv4:`` target): the same list the DNS resolver hands to
+the channel's load-balancing policy, which is what the client library chooses. The two servers
+listen on the same port of 127.0.0.1 and 127.0.0.2, as pods of one Service do. Each server's own
+statistics say where the requests went. ~25 s on an idle 2-core machine (two server starts).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from serving.model_config import network_model_name
+from serving.spec import ENSEMBLE_CAMERA
+from tests.serving.triton_helpers import stats
+from tests.tiny_onnx import tiny_spec
+
+pytestmark = pytest.mark.triton
+
+FRAMES = 8
+SECOND_LOOPBACK = "127.0.0.2"
+NETWORK = network_model_name(tiny_spec())  # the raw network model the tiny pipeline runs
+
+
+@pytest.fixture(scope="module")
+def two_servers(tiny_onnx, tmp_path_factory):
+    """Two tritonservers serving the tiny camera pipeline on one port of two loopback addresses."""
+    from serving.launcher import ServerOptions, TritonServer
+    from serving.repository import build_repository
+
+    repo = tmp_path_factory.mktemp("lb_repo")
+    build_repository([tiny_onnx], repo)
+    first = TritonServer(ServerOptions(repo))
+    first.start()
+    try:
+        second = TritonServer(
+            ServerOptions(
+                repo,
+                address=SECOND_LOOPBACK,
+                grpc_port=first.grpc_port,
+                http_port=first.http_port,
+                metrics_port=first.metrics_port,
+            )
+        )
+        second.start()
+        try:
+            yield first, second
+        finally:
+            second.stop()
+    finally:
+        first.stop()
+
+
+def _target(servers) -> str:
+    return "ipv4:" + ",".join(s.grpc_url for s in servers)
+
+
+def _network_counts(servers) -> list[int]:
+    return [stats(s.grpc_url, NETWORK)[0] for s in servers]
+
+
+def _frame(i: int) -> np.ndarray:
+    rng = np.random.default_rng(i)
+    return rng.integers(0, 255, (48, 80, 3), dtype=np.uint8)
+
+
+def _sync_requests(target: str, policy: str) -> None:
+    from clients import PerceptionClient
+
+    with PerceptionClient(target, load_balancing=policy) as client:
+        for i in range(FRAMES):
+            client.infer(frame=_frame(i))
+
+
+def _deltas(servers, before) -> list[int]:
+    return [after - b for after, b in zip(_network_counts(servers), before, strict=True)]
+
+
+def test_round_robin_spreads_requests_of_one_client_over_every_address(two_servers):
+    before = _network_counts(two_servers)
+    _sync_requests(_target(two_servers), "round_robin")
+    deltas = _deltas(two_servers, before)
+    assert sum(deltas) == FRAMES
+    # both ready: strict rotation; the first request may leave before the second connection is up
+    assert min(deltas) >= FRAMES // 2 - 1, deltas
+
+
+def test_pick_first_pins_one_connection_to_one_server(two_servers):
+    """What an L4 Service does to a gRPC client: every request on the one connection it opened."""
+    before = _network_counts(two_servers)
+    _sync_requests(_target(two_servers), "pick_first")
+    assert sorted(_deltas(two_servers, before)) == [0, FRAMES]
+
+
+def test_async_client_balances_requests_in_flight(two_servers):
+    from clients import AsyncPerceptionClient
+
+    before = _network_counts(two_servers)
+
+    async def run() -> None:
+        async with AsyncPerceptionClient(_target(two_servers), model=ENSEMBLE_CAMERA) as client:
+            await client.infer(frame=_frame(0))  # connects; model info read once
+            await asyncio.gather(*(client.infer(frame=_frame(i)) for i in range(1, FRAMES)))
+
+    asyncio.run(run())
+    deltas = _deltas(two_servers, before)
+    assert sum(deltas) == FRAMES and min(deltas) >= 1, deltas
+
+
+def test_unknown_policy_is_refused_before_connecting():
+    from clients import ClientOptions
+    from serving.errors import SpecError
+
+    with pytest.raises(SpecError, match="load_balancing must be one of"):
+        ClientOptions(load_balancing="least_request")
+
+
+def test_a_server_that_goes_away_leaves_the_requests_to_the_others(two_servers):
+    """A pod removed (scale-down, crash): no request fails, the rest go to the address still up.
+    Stops the second server, so it is the last test of the module."""
+    from clients import PerceptionClient
+
+    first, second = two_servers
+    with PerceptionClient(_target(two_servers)) as client:
+        client.infer(frame=_frame(0))
+        second.stop()
+        before = _network_counts([first])[0]
+        for i in range(FRAMES):
+            client.infer(frame=_frame(i))  # UNAVAILABLE from the stopped one is retried, then skipped
+    assert _network_counts([first])[0] - before == FRAMES
