@@ -2,11 +2,10 @@
 
 import json
 import re
-from pathlib import Path
 
 import yaml
 
-DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
+from tests.deploy.files import DEPLOY, grouping_labels, rules
 
 # NGC release <-> Triton server version of the tritonserver inside nvidia-pytriton 0.7.0
 NGC_RELEASE = "24.10"
@@ -42,8 +41,29 @@ def test_ports_agree_between_compose_kubernetes_and_prometheus():
     assert prom["scrape_configs"][0]["static_configs"][0]["targets"] == ["triton:8002"]
 
 
-def test_dashboard_queries_only_triton_metric_families():
+def test_dashboard_legends_name_labels_the_query_keeps():
     dashboard = json.loads((DEPLOY / "grafana" / "dashboards" / "perception-serving.json").read_text())
-    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
-    names = {m for e in exprs for m in re.findall(r"\bnv_[a-z_]+", e)}
-    assert names and all(n.startswith(("nv_inference_", "nv_gpu_")) for n in names)
+    for panel in dashboard["panels"]:
+        for target in panel["targets"]:
+            legend = set(re.findall(r"\{\{\s*(\w+)\s*\}\}", target.get("legendFormat", "")))
+            assert legend <= grouping_labels(target["expr"]), f"panel {panel['title']!r}: legend {legend}"
+
+
+def test_prometheus_loads_the_rules_that_compose_mounts():
+    prom = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    mounts = {}  # container path -> file here
+    for volume in compose["services"]["prometheus"]["volumes"]:
+        source, target, *_ = volume.split(":")
+        mounts[target] = source
+    for rule_file in prom["rule_files"]:
+        assert (DEPLOY / mounts[rule_file].removeprefix("./")).is_file(), rule_file
+
+
+def test_every_rule_records_or_alerts_with_a_severity_and_a_summary():
+    for rule in rules():
+        assert ("alert" in rule) != ("record" in rule), rule
+        if "alert" in rule:
+            assert rule["labels"]["severity"] in {"warning", "critical"} and rule["annotations"]["summary"]
+        else:
+            assert re.fullmatch(r"[a-z_]+:[a-z_]+:[a-z0-9_]+", rule["record"]), "level:metric:operations"
