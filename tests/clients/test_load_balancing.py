@@ -5,12 +5,15 @@ A headless Kubernetes Service gives a gRPC client one DNS name with an A record 
 give gRPC the address list itself (an ``ipv4:`` target): the same list the DNS resolver hands to
 the channel's load-balancing policy, which is what the client library chooses. The two servers
 listen on the same port of 127.0.0.1 and 127.0.0.2, as pods of one Service do. Each server's own
-statistics say where the requests went. ~25 s on an idle 2-core machine (two server starts).
+statistics say where the requests went. Like the Deployment, the servers close every connection
+after a maximum age (here 1 s, so that it happens during the tests), which makes clients resolve
+the name again and find new pods. ~20 s on an idle 2-core machine (two server starts).
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 
 import numpy as np
 import pytest
@@ -25,6 +28,7 @@ pytestmark = pytest.mark.triton
 FRAMES = 8
 SECOND_LOOPBACK = "127.0.0.2"
 NETWORK = network_model_name(tiny_spec())  # the raw network model the tiny pipeline runs
+MAX_CONNECTION_AGE = ("--grpc-max-connection-age=1000", "--grpc-max-connection-age-grace=5000")
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +39,7 @@ def two_servers(tiny_onnx, tmp_path_factory):
 
     repo = tmp_path_factory.mktemp("lb_repo")
     build_repository([tiny_onnx], repo)
-    first = TritonServer(ServerOptions(repo))
+    first = TritonServer(ServerOptions(repo, extra_args=MAX_CONNECTION_AGE))
     first.start()
     try:
         second = TritonServer(
@@ -45,6 +49,7 @@ def two_servers(tiny_onnx, tmp_path_factory):
                 grpc_port=first.grpc_port,
                 http_port=first.http_port,
                 metrics_port=first.metrics_port,
+                extra_args=MAX_CONNECTION_AGE,
             )
         )
         second.start()
@@ -118,6 +123,23 @@ def test_unknown_policy_is_refused_before_connecting():
 
     with pytest.raises(SpecError, match="load_balancing must be one of"):
         ClientOptions(load_balancing="least_request")
+
+
+def test_connections_closed_at_their_maximum_age_lose_no_request(two_servers):
+    """The servers close each connection after a second (GOAWAY, requests in flight finish); the
+    client reconnects and keeps both servers busy, and every request succeeds."""
+    from clients import PerceptionClient
+
+    before = _network_counts(two_servers)
+    sent = 0
+    with PerceptionClient(_target(two_servers)) as client:
+        end = time.monotonic() + 3.0  # three connection lifetimes
+        while time.monotonic() < end:
+            client.infer(frame=_frame(sent))
+            sent += 1
+            time.sleep(0.05)
+    deltas = _deltas(two_servers, before)
+    assert sum(deltas) == sent and min(deltas) >= sent // 4, deltas
 
 
 def test_a_server_that_goes_away_leaves_the_requests_to_the_others(two_servers):
