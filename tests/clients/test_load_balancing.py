@@ -1,25 +1,27 @@
-"""Per-request load balancing over several server addresses, on two real tritonservers.
+"""Per-request load balancing over every address of one DNS name, on two real tritonservers.
 
 A headless Kubernetes Service gives a gRPC client one DNS name with an A record per ready pod
-(deploy/k8s/service-grpc.yaml). No name on this host resolves to several addresses, so the tests
-give gRPC the address list itself (an ``ipv4:`` target): the same list the DNS resolver hands to
-the channel's load-balancing policy, which is what the client library chooses. The two servers
-listen on the same port of 127.0.0.1 and 127.0.0.2, as pods of one Service do. Each server's own
-statistics say where the requests went. Like the Deployment, the servers close every connection
-after a maximum age (here 1 s, so that it happens during the tests), which makes clients resolve
-the name again and find new pods. ~20 s on an idle 2-core machine (two server starts).
+(deploy/k8s/service-grpc.yaml). Here a DNS server on loopback (tests/clients/dns.py) answers a
+name with 127.0.0.1 and 127.0.0.2, where two tritonservers listen on the same port, as the pods of
+one Service do; the client gets ``dns://<that server>/<name>:<port>``, so gRPC's own DNS resolver
+and load-balancing policy do the work. Each server's own statistics say where the requests went.
+Like the Deployment, the servers close every connection after a maximum age (here 1 s, so that it
+happens during the tests). ~25 s on an idle 2-core machine (two server starts).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pytest
 
 from serving.model_config import network_model_name
 from serving.spec import ENSEMBLE_CAMERA
+from tests.clients.dns import dns_server
 from tests.serving.triton_helpers import stats
 from tests.tiny_onnx import tiny_spec
 
@@ -27,13 +29,25 @@ pytestmark = pytest.mark.triton
 
 FRAMES = 8
 SECOND_LOOPBACK = "127.0.0.2"
+NAME = "perception-serving-grpc.test"
 NETWORK = network_model_name(tiny_spec())  # the raw network model the tiny pipeline runs
 MAX_CONNECTION_AGE = ("--grpc-max-connection-age=1000", "--grpc-max-connection-age-grace=5000")
 
 
+@dataclass(frozen=True)
+class Fleet:
+    first: Any  # serving.launcher.TritonServer
+    second: Any
+    target: str  # the gRPC target: the DNS name, resolved by the loopback DNS server
+
+    def __iter__(self):
+        return iter((self.first, self.second))
+
+
 @pytest.fixture(scope="module")
 def two_servers(tiny_onnx, tmp_path_factory):
-    """Two tritonservers serving the tiny camera pipeline on one port of two loopback addresses."""
+    """Two tritonservers serving the tiny camera pipeline on one port of two loopback addresses,
+    and a DNS name with both addresses."""
     from serving.launcher import ServerOptions, TritonServer
     from serving.repository import build_repository
 
@@ -54,15 +68,12 @@ def two_servers(tiny_onnx, tmp_path_factory):
         )
         second.start()
         try:
-            yield first, second
+            with dns_server(NAME, (first.options.address, second.options.address)) as dns_port:
+                yield Fleet(first, second, f"dns://127.0.0.1:{dns_port}/{NAME}:{first.grpc_port}")
         finally:
             second.stop()
     finally:
         first.stop()
-
-
-def _target(servers) -> str:
-    return "ipv4:" + ",".join(s.grpc_url for s in servers)
 
 
 def _network_counts(servers) -> list[int]:
@@ -88,7 +99,7 @@ def _deltas(servers, before) -> list[int]:
 
 def test_round_robin_spreads_requests_of_one_client_over_every_address(two_servers):
     before = _network_counts(two_servers)
-    _sync_requests(_target(two_servers), "round_robin")
+    _sync_requests(two_servers.target, "round_robin")
     deltas = _deltas(two_servers, before)
     assert sum(deltas) == FRAMES
     # both ready: strict rotation; the first request may leave before the second connection is up
@@ -98,7 +109,7 @@ def test_round_robin_spreads_requests_of_one_client_over_every_address(two_serve
 def test_pick_first_pins_one_connection_to_one_server(two_servers):
     """What an L4 Service does to a gRPC client: every request on the one connection it opened."""
     before = _network_counts(two_servers)
-    _sync_requests(_target(two_servers), "pick_first")
+    _sync_requests(two_servers.target, "pick_first")
     assert sorted(_deltas(two_servers, before)) == [0, FRAMES]
 
 
@@ -108,7 +119,7 @@ def test_async_client_balances_requests_in_flight(two_servers):
     before = _network_counts(two_servers)
 
     async def run() -> None:
-        async with AsyncPerceptionClient(_target(two_servers), model=ENSEMBLE_CAMERA) as client:
+        async with AsyncPerceptionClient(two_servers.target, model=ENSEMBLE_CAMERA) as client:
             await client.infer(frame=_frame(0))  # connects; model info read once
             await asyncio.gather(*(client.infer(frame=_frame(i)) for i in range(1, FRAMES)))
 
@@ -132,7 +143,7 @@ def test_connections_closed_at_their_maximum_age_lose_no_request(two_servers):
 
     before = _network_counts(two_servers)
     sent = 0
-    with PerceptionClient(_target(two_servers)) as client:
+    with PerceptionClient(two_servers.target) as client:
         end = time.monotonic() + 3.0  # three connection lifetimes
         while time.monotonic() < end:
             client.infer(frame=_frame(sent))
@@ -148,7 +159,7 @@ def test_a_server_that_goes_away_leaves_the_requests_to_the_others(two_servers):
     from clients import PerceptionClient
 
     first, second = two_servers
-    with PerceptionClient(_target(two_servers)) as client:
+    with PerceptionClient(two_servers.target) as client:
         client.infer(frame=_frame(0))
         second.stop()
         before = _network_counts([first])[0]
