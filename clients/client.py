@@ -67,7 +67,7 @@ class PerceptionClient:
         self._client = grpcclient.InferenceServerClient(
             self.options.url,
             ssl=tls is not None,
-            channel_args=_core.channel_args(self.options.load_balancing),
+            channel_args=_core.channel_args(self.options.lb_policy),
             **(tls.paths() if tls else {}),
         )
         self._info: dict[str, _core.ModelInfo] = {}

@@ -79,7 +79,8 @@ class ClientOptions:
     ``url``: ``host:port``, or any gRPC target: ``dns:///name:port`` (every A record of the name, e.g.
     a headless Kubernetes Service) or ``ipv4:10.0.0.1:8001,10.0.0.2:8001``. ``load_balancing``: one of
     LB_POLICIES; with round_robin each request goes to the next ready address, so a fleet behind
-    one name shares the load per request, not per connection.
+    one name shares the load per request, not per connection. Left as None: round_robin, or
+    pick_first with ``shared_memory`` (a region is registered with one server, the one on this host).
     """
 
     url: str = DEFAULT_URL
@@ -91,16 +92,28 @@ class ClientOptions:
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     shared_memory: bool = False
     resize_to_source: bool = False
-    load_balancing: str = "round_robin"
+    load_balancing: str | None = None
 
     def __post_init__(self) -> None:
         if not self.url or ":" not in self.url:
             raise SpecError(f"url must be host:port, got {self.url!r}")
-        if self.load_balancing not in LB_POLICIES:
+        if self.load_balancing is not None and self.load_balancing not in LB_POLICIES:
             raise SpecError(f"load_balancing must be one of {LB_POLICIES}, got {self.load_balancing!r}")
+        if self.shared_memory and self.lb_policy != "pick_first":
+            raise SpecError(
+                "shared memory regions are registered with one server: use load_balancing='pick_first' "
+                "(the default with shared_memory=True)"
+            )
         if self.timeout_s <= 0:
             raise SpecError(f"timeout_s must be > 0, got {self.timeout_s}")
         if self.max_request_bytes < 1:
             raise SpecError(f"max_request_bytes must be >= 1, got {self.max_request_bytes}")
         if self.shared_memory and self.tls is not None:
             raise SpecError("shared memory is for a server on this host; it makes no sense with TLS")
+
+    @property
+    def lb_policy(self) -> str:
+        """The load-balancing policy the channel gets (``load_balancing`` or its default)."""
+        if self.load_balancing is not None:
+            return self.load_balancing
+        return "pick_first" if self.shared_memory else "round_robin"

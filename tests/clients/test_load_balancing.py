@@ -136,6 +136,20 @@ def test_unknown_policy_is_refused_before_connecting():
         ClientOptions(load_balancing="least_request")
 
 
+def test_shared_memory_keeps_one_server_and_refuses_round_robin():
+    from dataclasses import replace
+
+    from clients import ClientOptions
+    from clients._core import channel_args
+    from serving.errors import SpecError
+
+    assert ClientOptions().lb_policy == "round_robin"
+    assert replace(ClientOptions(), shared_memory=True).lb_policy == "pick_first"
+    assert ("grpc.lb_policy_name", "round_robin") in channel_args(ClientOptions().lb_policy)
+    with pytest.raises(SpecError, match="registered with one server"):
+        ClientOptions(shared_memory=True, load_balancing="round_robin")
+
+
 def test_connections_closed_at_their_maximum_age_lose_no_request(two_servers):
     """The servers close each connection after a second (GOAWAY, requests in flight finish); the
     client reconnects and keeps both servers busy, and every request succeeds."""
