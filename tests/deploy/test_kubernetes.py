@@ -100,7 +100,11 @@ def _predictor_framework_schema(definitions: dict) -> dict:
     return schema
 
 
-FRAMEWORKS = ("sklearn", "xgboost", "tensorflow", "pytorch", "triton", "onnx", "pmml", "lightgbm", "paddle")
+# InferenceServicePredictorSpec: `model` (with a modelFormat) or one of the framework fields
+FRAMEWORKS = (
+    "model",
+    *("sklearn", "xgboost", "tensorflow", "pytorch", "triton", "onnx", "pmml", "lightgbm", "paddle"),
+)
 
 
 def _framework_pairs() -> list[tuple[str, str]]:
@@ -117,7 +121,10 @@ def _inference_service_schema() -> dict:
         "properties": {
             "apiVersion": {"const": "serving.kserve.io/v1beta1"},
             "kind": {"const": "InferenceService"},
-            "metadata": {"type": "object", "required": ["name"]},
+            "metadata": {
+                "$ref": "#/$defs/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta",
+                "required": ["name"],
+            },
             "spec": {
                 "type": "object",
                 "required": ["predictor"],
@@ -127,9 +134,7 @@ def _inference_service_schema() -> dict:
                         # KServe: exactly one framework (or `model`) per predictor
                         "minProperties": 1,
                         "properties": {"triton": _predictor_framework_schema(definitions)},
-                        "not": {
-                            "anyOf": [{"required": [a, b]} for a in FRAMEWORKS for b in FRAMEWORKS if a < b]
-                        },
+                        "not": {"anyOf": [{"required": list(pair)} for pair in _framework_pairs()]},
                     }
                 },
             },
@@ -142,12 +147,13 @@ def test_kserve_inference_service_matches_the_kserve_v1beta1_fields():
     validator = jsonschema.Draft202012Validator(_inference_service_schema())
     validator.validate(doc)
     triton = doc["spec"]["predictor"]["triton"]
-    for broken in (
-        {**triton, "storageURI": triton["storageUri"]},  # unknown field (KServe's is storageUri)
-        {**triton, "ports": [{"name": "h2c", "containerPort": "8001"}]},  # a Container field, wrong type
+    for predictor in (
+        {"triton": {**triton, "storageURI": triton["storageUri"]}},  # unknown field (KServe's: storageUri)
+        {"triton": {**triton, "ports": [{"name": "h2c", "containerPort": "8001"}]}},  # Container field type
+        {"triton": triton, "onnx": triton},  # two frameworks
     ):
         with pytest.raises(jsonschema.ValidationError):
-            validator.validate({**doc, "spec": {"predictor": {"triton": broken}}})
+            validator.validate({**doc, "spec": {"predictor": predictor}})
 
 
 # --- the objects agree ------------------------------------------------------------------------
