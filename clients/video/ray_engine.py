@@ -15,6 +15,7 @@ import logging
 import shutil
 import time
 from collections import deque
+from concurrent import futures
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -30,6 +31,11 @@ from clients.video.units import write_summary as write_input_summary
 log = logging.getLogger(__name__)
 
 TICK_S = 0.25  # how often the driver looks at the units in flight (and the bar moves)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 @dataclass
@@ -109,24 +115,40 @@ class _Driver:
     def run(self, bar: RunBar) -> None:
         ray, r = self.ray, self.options.ray
         self.manifest.timing("ray_connected")
-        slots = [self._new_slot() for _ in range(min(r.workers, max(1, len(self.todo))))] if self.todo else []
-        last_event = time.perf_counter()
+        slots = [self._new_slot() for _ in range(min(r.workers, len(self.todo)))]
         for name, item in self.inputs.items():  # inputs whose units were all committed before
             if item.units and all(self.manifest.unit(u)["state"] == "committed" for u in item.units):
                 self._join(name)
+        try:
+            self._loop(slots, bar)
+        finally:
+            self.manifest.timing("units_done")
+            for slot in slots:
+                with contextlib.suppress(Exception):  # a worker already gone has nothing to close
+                    ray.get(slot.actor.close.remote(), timeout=10)
+                ray.kill(slot.actor)
+            futures.wait(list(self.joins.values()))
+            self.joiner.shutdown(wait=True)
+            self.manifest.timing("joined")
+        self._show(bar, [])
+
+    def _loop(self, slots: list[Slot], bar: RunBar) -> None:
+        ray, r = self.ray, self.options.ray
+        last_event = time.perf_counter()
         while (self.todo and not self.stopped) or any(s.busy for s in slots):
             for slot in slots:
                 if slot.ready is None and slot.busy is None and self.todo and not self.stopped:
                     self._dispatch(slot, self.todo.popleft())
             refs = [s.ready for s in slots if s.ready is not None] + [s.busy[0] for s in slots if s.busy]
-            if not refs:
-                break  # stopped with nothing in flight
             done, _ = ray.wait(refs, num_returns=1, timeout=TICK_S)
             if done:
                 last_event = time.perf_counter()
             for slot in slots:
                 if slot.ready is not None and slot.ready in done:
-                    slot.info, slot.ready = ray.get(slot.ready), None
+                    try:
+                        slot.info, slot.ready = ray.get(slot.ready), None
+                    except ray.exceptions.RayError as exc:  # e.g. a node without this package
+                        raise EngineError(f"a Ray worker could not start: {_first_line(exc)}") from exc
                     if "workers_ready" not in self.manifest.data["timing"]:
                         self.manifest.timing("workers_ready")
                 elif slot.busy and slot.busy[0] in done:
@@ -140,16 +162,6 @@ class _Driver:
                     f"CPU={res.get('CPU', 0):g}, GPU={res.get('GPU', 0):g}"
                 )
             self._show(bar, slots)
-        self.manifest.timing("units_done")
-        for slot in slots:
-            with contextlib.suppress(Exception):  # a worker already gone has nothing to close
-                ray.get(slot.actor.close.remote(), timeout=10)
-            ray.kill(slot.actor)
-        for future in list(self.joins.values()):
-            future.result()
-        self.joiner.shutdown(wait=True)
-        self.manifest.timing("joined")
-        self._show(bar, [])
 
     def _dispatch(self, slot: Slot, unit: Unit) -> None:
         attempt = self.manifest.start(unit, slot.info)
@@ -171,7 +183,7 @@ class _Driver:
             slots[slots.index(slot)] = self._new_slot()
             return
         except ray.exceptions.RayTaskError as exc:
-            self._failed(unit, str(exc.cause if exc.cause is not None else exc).splitlines()[0])
+            self._failed(unit, _first_line(exc.cause if exc.cause is not None else exc))
             return
         item = self.inputs[unit.input]
         if outcome["status"] == "complete":

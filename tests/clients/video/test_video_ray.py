@@ -249,3 +249,8 @@ def test_unreachable_ray_address_is_one_line(tmp_path, videos):
     lines = proc.stderr.strip().splitlines()
     assert lines == [f"error: cannot reach the Ray cluster at {address}: Connection refused"]
     assert not (tmp_path / "short").exists()
+
+
+def test_ray_is_imported_only_with_the_ray_engine():
+    code = "import sys, clients.video, clients.video.units, percept.video; assert 'ray' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
