@@ -132,12 +132,12 @@ def test_ray_engine_writes_the_local_runs_bytes_and_a_rerun_skips(
         run_video([str(p) for p in videos.values()], replace(options, ray=RayOptions(shard_frames=50)))
 
 
-def _kill_when_running(out: Path, unit: str, lines: int, kills: int, stop: threading.Event) -> list[int]:
+def _kill_when_running(out: Path, unit: str, lines: int, kills: int, run: threading.Thread) -> list[int]:
     """Kill the worker running ``unit`` once its attempt has written ``lines`` frames, ``kills``
-    times (each attempt once); returns the pids killed."""
+    times (each attempt once), while the run goes on; returns the pids killed."""
     name, start = unit.split(":")[0], int(unit.split(":")[1].split("-")[0])
     killed: list[int] = []
-    while len(killed) < kills and not stop.is_set():
+    while len(killed) < kills and run.is_alive():
         partials = list(
             (out / name / "units").glob(f".{start:08d}.attempt{len(killed) + 1}/results.jsonl.partial")
         )
@@ -161,13 +161,9 @@ def test_worker_killed_mid_unit_is_retried_without_a_missing_or_repeated_frame(
     ray_runtime, tiny_server, videos, local_run, tmp_path
 ):
     out = tmp_path / "out"
-    stop = threading.Event()
     thread, box = _run_in_thread([str(videos["long"])], _ray(out, tiny_server.grpc_url, shard=75))
-    try:
-        killed = _kill_when_running(out, "long:75-end", 10, 1, stop)
-    finally:
-        stop.set()
-        thread.join(timeout=240)
+    killed = _kill_when_running(out, "long:75-end", 10, 1, thread)
+    thread.join(timeout=240)
     assert len(killed) == 1 and box["report"].exit_code == EXIT_OK
     records = out / "long" / "results.jsonl"
     assert _frames(records) == list(range(150))
@@ -184,13 +180,9 @@ def test_a_unit_that_keeps_failing_is_reported_then_a_rerun_finishes_it(
     out = tmp_path / "out"
     options = replace(_ray(out, "unused:1", shard=60, max_attempts=2), backend="local", onnx=tiny_onnx)
     inputs = [str(videos["long"]), str(videos["short"])]
-    stop = threading.Event()
     thread, box = _run_in_thread(inputs, options)
-    try:
-        killed = _kill_when_running(out, "long:60-120", 5, 2, stop)
-    finally:
-        stop.set()
-        thread.join(timeout=240)
+    killed = _kill_when_running(out, "long:60-120", 5, 2, thread)
+    thread.join(timeout=240)
     report = box["report"]
     assert len(killed) == 2 and report.exit_code == EXIT_FAILED
     status = {r.source.name: r.status for r in report.results}
