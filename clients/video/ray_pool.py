@@ -5,6 +5,7 @@ or ONNX Runtime in the actor. The driver that hands units out is clients.video.r
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -16,6 +17,8 @@ from clients.video.options import VideoOptions
 from clients.video.sources import InputSource
 from clients.video.units import Unit, run_unit
 from serving.errors import MissingDependencyError, SpecError
+
+log = logging.getLogger(__name__)
 
 WORKER_START_TIMEOUT_S = 120.0  # no worker up by then: the cluster has no room for one
 PROBE_TIMEOUT_S = 5.0  # a TCP connect to the Ray address before ray.init (which waits minutes)
@@ -90,6 +93,26 @@ def _probe(address: str) -> None:
         raise EngineError(f"cannot reach the Ray cluster at {address}: {exc.strerror or exc}") from exc
 
 
+QUIET = {"logging_level": logging.ERROR, "log_to_driver": False}  # errors reach the driver as results
+LOCAL_START_TRIES = 3  # ray.init gives a new raylet a fixed 30 s to register: a loaded host can miss it
+
+
+def start_local(num_cpus: int) -> None:
+    """A local Ray runtime on this machine with ``num_cpus`` CPUs and no dashboard."""
+    ray = import_ray()
+    for attempt in range(1, LOCAL_START_TRIES + 1):
+        try:
+            ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, **QUIET)
+            return
+        except Exception as exc:  # ray.init raises a bare Exception when the raylet is late
+            with contextlib.suppress(Exception):
+                ray.shutdown()
+            why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            if attempt == LOCAL_START_TRIES:
+                raise EngineError(f"cannot start a local Ray runtime ({attempt} tries): {why}") from exc
+            log.warning("starting a local Ray runtime failed (%s); trying again", why)
+
+
 def connect(options: VideoOptions) -> bool:
     """Join the cluster of --ray-address, or start a local runtime; True when this call started or
     joined it (and so shuts it down), False when the process already had one (a test, a notebook)."""
@@ -97,16 +120,13 @@ def connect(options: VideoOptions) -> bool:
     if ray.is_initialized():
         return False
     r = options.ray
-    quiet = {"logging_level": logging.ERROR, "log_to_driver": False}
     if r.address is None:
-        ray.init(
-            address="local", num_cpus=max(1, round(r.workers * r.num_cpus)), include_dashboard=False, **quiet
-        )
+        start_local(max(1, round(r.workers * r.num_cpus)))
         return True
     if r.address != "auto":
         _probe(r.address)
     try:
-        ray.init(address=r.address, **quiet)
+        ray.init(address=r.address, **QUIET)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise EngineError(f"cannot reach the Ray cluster at {r.address}: {str(exc).splitlines()[0]}") from exc
     return True

@@ -9,7 +9,6 @@ module takes ~60-80 s there.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import signal
 import subprocess
@@ -39,9 +38,9 @@ PERCEPT = str(Path(sys.executable).parent / "percept")
 def ray_runtime():
     import ray
 
-    ray.init(
-        address="local", num_cpus=2, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False
-    )
+    from clients.video.ray_pool import start_local
+
+    start_local(num_cpus=2)  # the engine's own start (retried: a loaded host can be slow to start)
     try:
         yield ray
     finally:
