@@ -104,12 +104,14 @@ def test_units_plan_and_seeking_reads_the_same_frames(tmp_path):
 
 @pytest.mark.triton
 def test_ray_engine_writes_the_local_runs_bytes_and_a_rerun_skips(
-    ray_runtime, tiny_server, videos, local_run, tmp_path
+    ray_runtime, tiny_server, videos, local_run, tmp_path, capsys
 ):
     out = tmp_path / "out"
     options = _ray(out, tiny_server.grpc_url)
-    report = run_video([str(p) for p in videos.values()], options)
+    report = run_video([str(p) for p in videos.values()], replace(options, progress=True))
     assert report.exit_code == EXIT_OK
+    bar = capsys.readouterr().err.split("\r")[-1]  # the run's one bar, as last drawn
+    assert "173/173" in bar and "frame/s" in bar and "units 5/5 done, 0 failed" in bar
     for name, n in (("long", 150), ("short", 23)):
         assert (out / name / "results.jsonl").read_bytes() == (
             local_run / name / "results.jsonl"
@@ -245,3 +247,36 @@ def test_unreachable_ray_address_is_one_line(tmp_path, videos):
 def test_ray_is_imported_only_with_the_ray_engine():
     code = "import sys, clients.video, clients.video.units, percept.video; assert 'ray' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_kitti_sequence_with_dense_arrays_cut_into_units_equals_the_local_engine(
+    ray_runtime, tiny_onnx, tiny_fusion_onnx, tmp_path
+):
+    from clients.video.sources import FrameItem
+    from world.kitti import write_kitti_sequence
+
+    rng = np.random.default_rng(3)
+    proj = np.array([[80, 0, 80, 0], [0, 80, 48, 0], [0, 0, 1, 0]], np.float32)
+    points = (rng.normal(0, 4, (300, 4)) + [0, 0, 12, 0]).astype(np.float32)
+    frames = [
+        FrameItem(i, i * 0.1, rng.integers(0, 255, (96, 160, 3), dtype=np.uint8), points, proj)
+        for i in range(9)
+    ]
+    seq = tmp_path / "seq"
+    write_kitti_sequence(seq, frames)
+    (seq / "image_2" / "000004.png").write_bytes(b"\x89PNG broken")  # a bad frame inside a unit
+    common = {"backend": "local", "onnx": tiny_onnx, "fusion_onnx": tiny_fusion_onnx, "save_dense": True}
+    local = VideoOptions(out_dir=tmp_path / "local", progress=False, **common)
+    assert run_video([str(seq)], local).exit_code == EXIT_FAILED  # the one bad frame
+    ray = replace(_ray(tmp_path / "ray", "unused:1", shard=4), **common)
+    report = run_video([str(seq)], ray)
+    assert report.exit_code == EXIT_FAILED and report.results[0].errors == 1
+    assert report.results[0].status == "complete"
+    a, b = tmp_path / "local" / "seq", tmp_path / "ray" / "seq"
+    assert (b / "results.jsonl").read_bytes() == (a / "results.jsonl").read_bytes()
+    assert sorted(p.name for p in (b / "dense").iterdir()) == sorted(p.name for p in (a / "dense").iterdir())
+    for path in (a / "dense").iterdir():  # the same seg and depth arrays, frame by frame
+        mine, theirs = np.load(b / "dense" / path.name), np.load(path)
+        assert sorted(mine.files) == sorted(theirs.files)
+        assert all(np.array_equal(mine[k], theirs[k]) for k in theirs.files)
+    assert _video_frames(b / "annotated.mp4") == _video_frames(a / "annotated.mp4") == 8  # no picture for #4
