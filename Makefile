@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c constraints.txt -e ".[client,server,export,dev]"
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[client,server,export,ray,dev]"
 	touch $(STAMP)
 
 install: $(STAMP)

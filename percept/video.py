@@ -43,12 +43,35 @@ def video(
         False, "--shared-memory", help="Send frames through system shared memory (server on this host)."
     ),
     progress: bool = typer.Option(True, help="Progress bars."),
+    engine: str = typer.Option(
+        "local", help="'local' (this process) or 'ray' (units over a pool of Ray actors, run.json)."
+    ),
+    ray_address: str | None = typer.Option(
+        None,
+        help="--engine ray: 'auto', host:port or ray://host:10001 of an existing cluster; "
+        "none: a local Ray runtime with --workers CPUs.",
+    ),
+    workers: int = typer.Option(2, help="--engine ray: worker actors, each with its own channel or ORT."),
+    shard_frames: int | None = typer.Option(
+        None, help="--engine ray: cut inputs into units of this many frames (none: a unit per input)."
+    ),
+    num_gpus: float = typer.Option(0.0, help="--engine ray: GPUs each worker actor reserves."),
+    max_attempts: int = typer.Option(3, help="--engine ray: tries of a unit before it is reported failed."),
 ) -> None:
     """Run every frame of every input through the perception model; write an annotated MP4, a JSONL
     of per-frame results and a summary JSON per input. Exit code: 0 all complete, 1 an input or some
-    frames failed, 3 stopped because the server went away (run again with --resume)."""
+    frames failed, 3 stopped because the server went away (run again with --resume).
+
+    With --engine ray the inputs (cut by --shard-frames) are units spread over --workers Ray actors;
+    each unit is committed atomically and recorded in OUT/run.json, so the same command run again
+    skips what is committed (no --resume needed); a unit whose worker died is retried."""
     from clients.options import ClientOptions, RetryPolicy, TlsOptions
     from clients.video import VIDEO_RETRY, VideoOptions, run_video
+    from clients.video.options import RayOptions
+    from serving.errors import SpecError
+
+    if ray_address is not None and engine != "ray":
+        raise SpecError("--ray-address needs --engine ray")
 
     tls_options = None
     if tls or root_certs or private_key or cert_chain:
@@ -77,6 +100,8 @@ def video(
         max_frames=max_frames,
         segment_frames=segment_frames,
         progress=progress,
+        engine=engine,
+        ray=RayOptions(ray_address, workers, shard_frames, num_gpus=num_gpus, max_attempts=max_attempts),
     )
     report = run_video(inputs, options)
     for r in report.results:

@@ -12,8 +12,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("serving", "world", "exporters", "clients", "percept")
 # nothing imported at serving or client time may pull in the model side
 FORBIDDEN = {
-    "serving": {"exporters", "clients", "percept", "torch"},
-    "world": {"exporters", "clients", "percept", "torch"},
+    "serving": {"exporters", "clients", "percept", "torch", "ray"},
+    "world": {"exporters", "clients", "percept", "torch", "ray"},
     "clients": {"exporters", "percept", "torch"},
     "exporters": {"clients", "percept"},
 }

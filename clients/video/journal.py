@@ -4,7 +4,8 @@ Records are appended in frame order to ``<name>.partial`` and flushed line by li
 renamed to its final name only when the input is complete. On resume the partial file is read
 back: the valid prefix (records for frames 0..n-1, in order) is kept, anything after it (a line
 torn by a crash, or a record not following its predecessor) is cut off, and processing restarts at
-frame n. So a frame is never missing and never twice.
+frame n. So a frame is never missing and never twice. A journal of a frame range (a unit of the
+Ray engine) starts at frame ``first`` instead of 0.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ log = logging.getLogger(__name__)
 
 
 class Journal:
-    def __init__(self, final_path: Path) -> None:
+    def __init__(self, final_path: Path, first: int = 0) -> None:
         self.final_path = Path(final_path)
+        self.first = first
         self.partial_path = self.final_path.with_name(self.final_path.name + ".partial")
         self._offsets: list[int] = []  # byte offset of the end of record i
         self._fh: BinaryIO | None = None
@@ -50,7 +52,7 @@ class Journal:
                 record = json.loads(data[pos:end])
             except ValueError:
                 break
-            if not isinstance(record, dict) or record.get("frame") != len(offsets):
+            if not isinstance(record, dict) or record.get("frame") != self.first + len(offsets):
                 break
             offsets.append(end + 1)
             pos = end + 1
@@ -78,8 +80,9 @@ class Journal:
         self._offsets = self._offsets[:n]
 
     def append(self, record: dict) -> None:
-        if record.get("frame") != len(self._offsets):
-            raise ValueError(f"journal expects frame {len(self._offsets)}, got {record.get('frame')}")
+        expected = self.first + len(self._offsets)
+        if record.get("frame") != expected:
+            raise ValueError(f"journal expects frame {expected}, got {record.get('frame')}")
         if self._fh is None:
             self._fh = open(self.partial_path, "ab")  # noqa: SIM115 - closed in close()/finish()
         line = json.dumps(record, sort_keys=True, separators=(",", ":")).encode() + b"\n"

@@ -24,6 +24,35 @@ STOP_ERRORS = (*RESUMABLE_ERRORS, ModelNotFoundError, PermissionDeniedError)
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 3
 RESULTS, SUMMARY, VIDEO, DENSE = "results.jsonl", "summary.json", "annotated.mp4", "dense"
 VIDEO_RETRY = RetryPolicy(max_attempts=8, base_delay_s=0.5, max_delay_s=8.0)
+ENGINES = ("local", "ray")
+RESUME_HINT = "stopped cleanly: run again with --resume"  # after an input stopped by RESUMABLE_ERRORS
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """`--engine ray`: where the cluster is, the pool of worker actors, how inputs are cut.
+
+    ``address`` None starts a local Ray runtime on this machine with ``workers * num_cpus`` CPUs
+    (the pool, nothing more); "auto", "host:port" or "ray://host:10001" joins an existing cluster.
+    ``shard_frames`` cuts inputs into frame ranges of that many frames (None: one unit per input).
+    ``num_cpus`` / ``num_gpus``: what each worker actor reserves. A unit is tried at most
+    ``max_attempts`` times in a run (a worker that died, a unit that failed), then reported failed.
+    """
+
+    address: str | None = None
+    workers: int = 2
+    shard_frames: int | None = None
+    num_cpus: float = 1.0
+    num_gpus: float = 0.0
+    max_attempts: int = 3
+
+    def __post_init__(self) -> None:
+        if self.workers < 1 or self.max_attempts < 1:
+            raise SpecError("workers and max_attempts must be >= 1")
+        if self.shard_frames is not None and self.shard_frames < 1:
+            raise SpecError(f"shard_frames must be >= 1, got {self.shard_frames}")
+        if self.num_cpus < 0 or self.num_gpus < 0:
+            raise SpecError("num_cpus and num_gpus must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -42,8 +71,12 @@ class VideoOptions:
     segment_frames: int = 300
     max_frames: int | None = None
     progress: bool = True
+    engine: str = "local"  # "local" (this process) | "ray" (a pool of Ray actors, clients.video.ray_engine)
+    ray: RayOptions = field(default_factory=RayOptions)
 
     def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise SpecError(f"engine must be 'local' or 'ray', got {self.engine!r}")
         if self.window < 1 or self.parallel_inputs < 1:
             raise SpecError("window and parallel_inputs must be >= 1")
         if self.max_frames is not None and self.max_frames < 1:

@@ -1,4 +1,5 @@
-"""Progress bars of `percept video`: one for the whole run and one per input being processed."""
+"""Progress bars of `percept video`: one for the whole run and one per input being processed (the
+local engine), or one for the whole run with its units (the Ray engine)."""
 
 from __future__ import annotations
 
@@ -44,3 +45,20 @@ class Bars:
 
     def finish(self) -> None:
         self.total.close()
+
+
+class RunBar:
+    """The Ray engine's one bar for the whole run: frames (tqdm's rate is the frames/s) and units."""
+
+    def __init__(self, enabled: bool, frames: int, units: int) -> None:
+        self.units = units
+        self.bar = tqdm(total=frames or None, desc="run", unit="frame", disable=not enabled)
+        self.show(0, 0, 0)
+
+    def show(self, frames: int, done: int, failed: int) -> None:
+        if frames > self.bar.n:
+            self.bar.update(frames - self.bar.n)
+        self.bar.set_postfix_str(f"units {done}/{self.units} done, {failed} failed", refresh=True)
+
+    def finish(self) -> None:
+        self.bar.close()

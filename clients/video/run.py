@@ -19,6 +19,7 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 
@@ -30,6 +31,7 @@ from clients.video.options import (
     DENSE,
     RESULTS,
     RESUMABLE_ERRORS,
+    RESUME_HINT,
     STOP_ERRORS,
     SUMMARY,
     VIDEO,
@@ -48,16 +50,30 @@ log = logging.getLogger(__name__)
 _END = object()
 
 
-class _InputRun:
-    """One input's run: the resume bookkeeping, the decoder thread, the in-flight window, the writer."""
+class InputRun:
+    """One input's run: the resume bookkeeping, the decoder thread, the in-flight window, the writer.
 
-    def __init__(self, source: InputSource, options: VideoOptions, backend, bars: Bars, slot: int) -> None:
+    ``frames`` = (first, stop) runs only that frame range (stop None: to the end) into ``out``: a
+    unit of the Ray engine (clients.video.units), never resumed, its outputs the same files.
+    """
+
+    def __init__(
+        self,
+        source: InputSource,
+        options: VideoOptions,
+        backend,
+        bars: Bars,
+        slot: int,
+        out: Path | None = None,
+        frames: tuple[int, int | None] = (0, None),
+    ) -> None:
         self.source = source
         self.options = options
         self.backend = backend
         self.bars = bars
         self.slot = slot
-        self.out = options.out_dir / source.name
+        self.out = out or options.out_dir / source.name
+        self.first, self.stop = frames
         self.result = InputResult(source, "failed")
         self.spec: ModelSpec | None = None  # the model's, read by prepare: its heads decide the panels
         self._stop = threading.Event()
@@ -67,7 +83,7 @@ class _InputRun:
     # --- set-up ---------------------------------------------------------------------------------
     def _open_outputs(self, fps: float) -> int:
         self.out.mkdir(parents=True, exist_ok=True)
-        self.journal = Journal(self.out / RESULTS)
+        self.journal = Journal(self.out / RESULTS, self.first)
         self.video = SegmentedVideoWriter(self.out / VIDEO, fps, self.options.segment_frames)
         if self.options.resume:
             start = self.journal.recover()
@@ -82,11 +98,11 @@ class _InputRun:
             self.journal.start_fresh()
             if self.options.write_video:
                 self.video.start_fresh()
-            start = 0
+            start = self.first
         self.video.begin(start)
         if self.options.save_dense:
             (self.out / DENSE).mkdir(exist_ok=True)
-        self.result.resumed_from = start
+        self.result.resumed_from = start - self.first
         self.result.errors = sum(1 for r in self._kept_records() if "error" in r)
         return start
 
@@ -108,8 +124,10 @@ class _InputRun:
             return False
 
         try:
-            for item in reader.frames(start):
+            for item in reader.frames(start, seek=self.first > 0):
                 if self.options.max_frames is not None and item.index >= self.options.max_frames:
+                    break
+                if self.stop is not None and item.index >= self.stop:
                     break
                 if not put(item):
                     return
@@ -193,7 +211,7 @@ class _InputRun:
         except STOP_ERRORS as exc:
             if isinstance(exc, RESUMABLE_ERRORS):
                 self.result.status = "interrupted"
-                self.result.message = f"{exc}; stopped cleanly: run again with --resume"
+                self.result.message = f"{exc}; {RESUME_HINT}"
             else:
                 self.result.status = "failed"
                 self.result.message = str(exc)
@@ -308,7 +326,7 @@ async def _run(sources: list[InputSource], options: VideoOptions) -> RunReport:
     async def one(source: InputSource) -> InputResult:
         slot = await slots.get()
         try:
-            return await _InputRun(source, options, backend, bars, slot).run()
+            return await InputRun(source, options, backend, bars, slot).run()
         finally:
             slots.put_nowait(slot)
 
@@ -339,4 +357,8 @@ def run_video(inputs: list[str], options: VideoOptions) -> RunReport:
     if not sources:
         raise SpecError("no inputs given")
     options.out_dir.mkdir(parents=True, exist_ok=True)
+    if options.engine == "ray":
+        from clients.video.ray_engine import run_ray
+
+        return run_ray(sources, options)
     return asyncio.run(_run(sources, options))

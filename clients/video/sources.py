@@ -120,9 +120,13 @@ class VideoReader:
             raise InputError(f"{path}: no decodable frame (corrupt or empty video)")
         self._first: np.ndarray | None = first
 
-    def frames(self, start: int = 0) -> Iterator[FrameItem]:
-        """Frames from ``start`` on; the ones before are decoded-and-dropped (grab) to keep indices."""
+    def frames(self, start: int = 0, seek: bool = False) -> Iterator[FrameItem]:
+        """Frames from ``start`` on; the ones before are decoded-and-dropped (grab) to keep indices,
+        or, with ``seek`` (a frame range of the Ray engine), skipped by a container seek that OpenCV
+        confirms landed on ``start`` (grabbing again from frame 0 when it does not)."""
         index, bad_run = 0, 0
+        if seek and start > 0 and self._seek(start):
+            index, self._first = start, None
         try:
             while True:
                 if self._first is not None:
@@ -148,6 +152,14 @@ class VideoReader:
         finally:
             self._cap.release()
 
+    def _seek(self, start: int) -> bool:
+        if self._cap.set(cv2.CAP_PROP_POS_FRAMES, start) and self._cap.get(cv2.CAP_PROP_POS_FRAMES) == start:
+            return True
+        log.warning("%s: seeking to frame %d failed; decoding from the start instead", self.path, start)
+        self._cap.release()
+        self._cap = cv2.VideoCapture(str(self.path))
+        return False
+
 
 class KittiReader:
     """Frames of a KITTI-style sequence folder (world.kitti); a corrupt frame becomes an error item."""
@@ -168,8 +180,8 @@ class KittiReader:
         span = ts[-1] - ts[0] if len(ts) > 1 else 0.0
         self.fps = (len(ts) - 1) / span if span > 0 else 10.0
 
-    def frames(self, start: int = 0) -> Iterator[FrameItem]:
-        for k in range(start, self.frame_count):
+    def frames(self, start: int = 0, seek: bool = False) -> Iterator[FrameItem]:
+        for k in range(start, self.frame_count):  # frames are files: every start is a seek
             try:
                 frame = self._seq.read(k)
             except self._error as exc:

@@ -169,6 +169,25 @@ def _ort_vs_torch(bench: Bench) -> tuple[Side, Side, str]:
     )
 
 
+def _engines(bench: Bench) -> tuple[Side, Side, str]:
+    runs = need(bench.engines, "engines")
+    ray, local = runs.ray, runs.local
+    t = ray["timing"]
+    note = (
+        f"{ray['frames_processed']} frames, {len(ray['inputs'])} inputs, the same server; ray: a local "
+        f"runtime, {runs.workers} actors, units of {runs.shard_frames} frames ({len(ray['units'])} units). "
+        f"Of its {ray['seconds']:.1f} s, {runs.ray_startup_s:.1f} s are start-up (ray.init "
+        f"{t['ray_connected']:.1f} s, then the actors), the rest units and joins: steady state "
+        f"{runs.ray_steady_fps:.1f} frames/s ({runs.ray_steady_fps / local['fps']:.2f} x local); "
+        f"command wall {runs.ray_wall_s:.1f} s vs {runs.local_wall_s:.1f} s"
+    )
+    return (
+        (f"--engine ray, {runs.workers} workers", ray["fps"], "frames/s"),
+        (f"--engine local, --parallel {runs.workers}", local["fps"], "frames/s"),
+        note,
+    )
+
+
 FIGURES = (
     FigureSpec("1", "serving overhead at concurrency 1 (raw network, p50 latency)", "<= 1.10", _overhead),
     FigureSpec("2", "served peak throughput / in-process best batch", ">= 0.90", _peak_vs_ort),
@@ -185,6 +204,7 @@ FIGURES = (
     FigureSpec(
         "8", "ONNX Runtime vs PyTorch eager, batch 1 latency (same network, in-process)", "", _ort_vs_torch
     ),
+    FigureSpec("9", "`percept video --engine ray` / `--engine local`, same inputs and server", "", _engines),
 )
 
 

@@ -128,6 +128,10 @@ def _method_notes(bench: Bench) -> list[str]:
         "- (5): `percept video` through the `perception` ensemble (decode, letterbox, network,",
         "  postprocess, annotated MP4, JSONL) with its default window of requests in flight, over a",
         f"  {bench.video_frames or '?'}-frame drive (world scenes repeated {VIDEO_REPEATS} times).",
+        "- (9): that drive twice (two inputs), `percept video` as a user runs it, --engine local",
+        "  (both inputs at once in one process) then --engine ray (a local Ray runtime started by the",
+        "  command, worker actors each with its own gRPC channel, annotated MP4s joined at the end);",
+        "  frames/s from each run's run.json, the Ray run's start-up and steady state from its timing.",
         "- Weights: shipped checkpoints where present, else seeded random init (timing depends on the",
         "  weights only through the number of boxes NMS keeps); this run: "
         + ", ".join(f"{k} {v}" for k, v in bench.weights.items())

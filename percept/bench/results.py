@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from percept.bench.facts import MachineFacts, ServedModelFacts, ServerFacts
 from percept.bench.measure import BatchThroughput, MatmulPeak, TorchEager
-from percept.bench.served import Overhead, VideoRun, WireBytes
+from percept.bench.served import EngineRuns, Overhead, VideoRun, WireBytes
 
 if TYPE_CHECKING:
     from clients.loadtest import LoadTestResult
@@ -40,6 +40,7 @@ class Bench:
     video: VideoRun | None = None
     video_no_mp4: VideoRun | None = None
     video_frames: int | None = None
+    engines: EngineRuns | None = None  # `percept video --engine local` vs `--engine ray`
     wire: WireBytes | None = None
     sweeps: dict[str, LoadTestResult] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)

@@ -38,6 +38,30 @@ class VideoRun:
 
 
 @dataclass(frozen=True)
+class EngineRuns:
+    """`percept video` over the same inputs and server, --engine local then --engine ray, each
+    read from its own run.json (seconds, frames/s; the Ray run's timing: where its seconds went)."""
+
+    local: dict
+    ray: dict
+    local_wall_s: float
+    ray_wall_s: float
+    workers: int
+    shard_frames: int
+
+    @property
+    def ray_startup_s(self) -> float:
+        """ray.init (a local runtime here) until the first worker actor answered."""
+        return float(self.ray["timing"]["workers_ready"])
+
+    @property
+    def ray_steady_fps(self) -> float:
+        """Frames over the seconds after start-up (the units and the joins)."""
+        busy = float(self.ray["timing"]["joined"]) - self.ray_startup_s
+        return self.ray["frames_processed"] / busy if busy > 0 else float("nan")
+
+
+@dataclass(frozen=True)
 class WireBytes:
     """One frame's response sizes (output tensors on the wire, gRPC framing aside)."""
 
@@ -200,3 +224,27 @@ def video_fps(url: str, video: Path, out: Path, annotate: bool = True) -> VideoR
         raise RuntimeError(f"percept video failed ({proc.returncode}): {proc.stderr[-2000:]}")
     summary = json.loads(next(out.rglob("summary.json")).read_text())
     return VideoRun(float(summary["fps"]), wall, summary)
+
+
+def _video_run(cmd: list[str], out: Path) -> tuple[dict, float]:
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"percept video failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    return json.loads((out / "run.json").read_text()), wall
+
+
+def engines(
+    url: str, videos: list[Path], work: Path, workers: int = 2, shard_frames: int = 100
+) -> EngineRuns:
+    """The local engine (``workers`` inputs at once) and the Ray engine (a local runtime, ``workers``
+    actors, inputs cut into ``shard_frames`` units) on the same inputs, one after the other."""
+    entry = "from percept.cli import main; main()"
+    base = [sys.executable, "-c", entry, "video", *map(str, videos), "--url", url, "--no-progress"]
+    local, local_wall = _video_run(
+        [*base, "--out", str(work / "local"), "--parallel", str(workers)], work / "local"
+    )
+    ray_cmd = [*base, "--out", str(work / "ray"), "--engine", "ray", "--workers", str(workers)]
+    ray, ray_wall = _video_run([*ray_cmd, "--shard-frames", str(shard_frames)], work / "ray")
+    return EngineRuns(local, ray, local_wall, ray_wall, workers, shard_frames)

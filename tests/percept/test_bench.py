@@ -136,7 +136,30 @@ def test_bench_record_holds_the_typed_measurements_as_json(tmp_path):
     assert back["facts"]["machine_start"]["cores"] == 7
     assert back["facts"]["wire"]["raw_fp32"] == {"seg": 300_000}
     assert back["facts"]["input_hw"] == [256, 512]
-    assert [f["key"] for f in back["figures"]] == [str(k) for k in range(1, 9)]
+    assert [f["key"] for f in back["figures"]] == [str(k) for k in range(1, 10)]
+
+
+def test_bench_ray_figure_splits_start_up_from_steady_state(tmp_path):
+    from percept.bench.figures import figures
+    from percept.bench.results import Bench
+    from percept.bench.served import EngineRuns
+
+    local = {"fps": 5.0, "seconds": 160.0, "frames_processed": 800}
+    timing = {"ray_connected": 25.0, "workers_ready": 27.0, "units_done": 186.0, "joined": 187.0}
+    ray = {
+        "fps": 4.0,
+        "seconds": 200.0,
+        "frames_processed": 800,
+        "timing": timing,
+        "units": dict.fromkeys("abcdefgh"),
+    }
+    ray["inputs"] = {"a": {}, "b": {}}
+    bench = Bench(tmp_path, engines=EngineRuns(local, ray, 162.0, 203.0, workers=2, shard_frames=100))
+    fig = next(f for f in figures(bench) if f.key == "9")
+    assert fig.ratio == pytest.approx(0.8) and fig.met is None
+    assert bench.engines is not None and bench.engines.ray_steady_fps == pytest.approx(5.0)
+    assert "27.0 s are start-up (ray.init 25.0 s" in fig.note and "(1.00 x local)" in fig.note
+    assert "8 units" in fig.note
 
 
 def test_bench_is_a_percept_command_and_a_module():
