@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import typer
@@ -31,6 +32,17 @@ def _onnx_of(model: str, out: Path) -> Path:
     _quiet_exporter_logs()
     options = OnnxOptions(checkpoint=shipped_checkpoint(model))
     return export_if_stale(model, out / "onnx" / model / "model.onnx", options)
+
+
+# every candidate builds a repository, starts a server and runs load steps: one progress line each
+# instead (`percept -v tune` keeps them)
+_PER_CANDIDATE = ("serving.repository", "serving.launcher", "clients.loadtest.runner", "clients.tune.search")
+
+
+def _quiet_per_candidate_logs() -> None:
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        for name in _PER_CANDIDATE:
+            logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def tune(
@@ -93,6 +105,7 @@ def tune(
     from serving.onnx_meta import precision_variants, read_spec
 
     console = Console(width=max(Console().width, 120))
+    _quiet_per_candidate_logs()
     onnx = _onnx_of(model, out)
     precisions = tuple(precision_variants(onnx)) if precision == "found" else tuple(precision.split(","))
     space = SearchSpace(
