@@ -76,7 +76,9 @@ def rows(result: TuneResult) -> list[dict]:
 
 
 def delta_text(deltas: dict[str, float]) -> str:
-    return ", ".join(f"d {DELTA_NAMES.get(k, k)} {v:+.4f}" for k, v in deltas.items())
+    """``d mAP50 +0.0012, d mAP +0.0029, ...`` in the order of DELTA_NAMES."""
+    order = [k for k in DELTA_NAMES if k in deltas] + [k for k in deltas if k not in DELTA_NAMES]
+    return ", ".join(f"d {DELTA_NAMES.get(k, k)} {deltas[k]:+.4f}" for k in order)
 
 
 def summary(result: TuneResult) -> dict:
