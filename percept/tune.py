@@ -102,6 +102,7 @@ def tune(
         write_best,
         write_table,
     )
+    from clients.tune.report import delta_text
     from serving.onnx_meta import precision_variants, read_spec
 
     console = Console(width=max(Console().width, 120))
@@ -139,6 +140,8 @@ def tune(
     hw = read_spec(onnx).input_hw
     result = run_tune(options, world_frames(frames, seed=0, hw=hw), out / "work", on_result=progress)
     console.print(render_table(result))
+    for name, deltas in result.accuracy.items():
+        console.print(f"accuracy of {name} vs PyTorch (its export report): {delta_text(deltas)}")
     paths = write_table(result, out)
     console.print("wrote " + ", ".join(str(p) for p in paths.values()))
     if result.skipped:

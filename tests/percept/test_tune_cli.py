@@ -76,6 +76,7 @@ def test_every_candidate_is_measured_and_the_best_meets_the_slo(tuned):
     assert chosen["throughput"] == max(r["throughput"] for r in summary["rows"] if r["feasible"])
     assert summary["accuracy_delta_vs_pytorch"] == {"fp16": {"map50": -0.0125, "miou": 0.0, "abs_rel": 0.002}}
     assert "best:" in run.stdout and "percept repo build" in run.stdout
+    assert "accuracy of fp16 vs PyTorch (its export report): d mAP50 -0.0125, d mIoU +0.0000" in run.stdout
     image = cv2.imread(str(out / "pareto.png"))
     assert image is not None and image.shape[0] > 100
 
