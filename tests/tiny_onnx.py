@@ -11,6 +11,7 @@ where the exporters are not installed.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -32,11 +33,12 @@ def byom_specs() -> tuple[ModelSpec, ModelSpec]:
     )
 
 
-def make_tiny_onnx(spec: ModelSpec, path: str | Path) -> Path:
+def make_tiny_onnx(spec: ModelSpec, path: str | Path, provenance: dict | None = None) -> Path:
     """Write the tiny network for ``spec`` (two detections: needs top_k >= 2, three classes) to ``path``.
 
     Any input size and any subset of heads: the graph computes every head and outputs those of
-    ``spec.tasks`` (``spec.network_outputs``)."""
+    ``spec.tasks`` (``spec.network_outputs``). ``provenance`` (e.g. ``{"precision": "fp16"}``, a
+    ``batch_profile``) is stored as an export stores its own."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -124,7 +126,10 @@ def make_tiny_onnx(spec: ModelSpec, path: str | Path) -> Path:
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
     model.ir_version = 8
-    helper.set_model_props(model, {S.SPEC_KEY: spec.to_json()})
+    props = {S.SPEC_KEY: spec.to_json()}
+    if provenance is not None:
+        props[S.PROVENANCE_KEY] = json.dumps(provenance, sort_keys=True)
+    helper.set_model_props(model, props)
     onnx.checker.check_model(model)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -11,10 +11,11 @@ from pathlib import Path
 
 from exporters.networks.registry import check_input_size
 from serving.errors import SpecError
+from serving.onnx_meta import REDUCED_PRECISIONS
 from serving.spec import DEFAULT_INPUT_HW
 
 ENGINES = ("onnx", "tensorrt")
-PRECISIONS = ("fp32", "fp16", "int8")
+PRECISIONS = ("fp32", *REDUCED_PRECISIONS)
 MIN_OPSET = 17
 
 

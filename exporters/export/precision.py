@@ -39,11 +39,6 @@ CALIBRATION_METHODS = ("entropy", "percentile")
 ONNX_UINT8 = 2
 
 
-def reduced_name(precision: str) -> str:
-    """The file name of a reduced-precision ONNX next to ``model.onnx``."""
-    return f"model.{precision}.onnx"
-
-
 def _onnx():
     try:
         import onnx

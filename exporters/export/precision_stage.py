@@ -15,10 +15,11 @@ from dataclasses import replace
 from pathlib import Path
 
 from exporters.export.options import ExportOptions
-from exporters.export.precision import reduced_name, to_fp16, to_int8
+from exporters.export.precision import to_fp16, to_int8
 from exporters.export.staging import STAGING_SUFFIX
 from exporters.export.tolerances import TOLERANCES
 from exporters.export.verify import VerifyReport
+from serving.onnx_meta import reduced_name, verification_label
 from serving.spec import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ def precision_stage(
     final.unlink(missing_ok=True)  # an earlier run's file must not pass for this run's
     staging = final.with_name(final.name + STAGING_SUFFIX)
     vopts = replace(options.verify, tolerances=options.bounds or TOLERANCES[precision])
-    label = f"onnxruntime {precision} vs pytorch"
+    label = verification_label(precision)
 
     def check() -> VerifyReport:
         from exporters.export.trt_compat import check_file, enforce

@@ -15,6 +15,7 @@ from pathlib import Path
 from exporters.export.options import ExportOptions
 from exporters.export.staging import FAILED_REPORT_NAME, ONNX_NAME, REPORT_NAME, ExportResult, fail_if
 from serving.errors import ExportError, SpecError
+from serving.onnx_meta import verification_label
 from serving.spec import DEFAULT_INPUT_HW
 
 log = logging.getLogger(__name__)
@@ -74,7 +75,7 @@ def run_export(options: ExportOptions, progress: bool = False) -> ExportResult:
 
     def check(staging: Path, spec):
         return verify(
-            ort_runner(staging), reference, spec, options.verify, "onnxruntime vs pytorch", progress=progress
+            ort_runner(staging), reference, spec, options.verify, verification_label(), progress=progress
         )
 
     final, _, onnx_report = stage_onnx(out, write, check)

@@ -16,10 +16,11 @@ from pathlib import Path
 
 from exporters.export.verify import VerifyReport
 from serving.errors import ExportError
+from serving.onnx_meta import EXPORT_REPORT_NAME
 from serving.spec import ModelSpec
 
 ONNX_NAME = "model.onnx"
-REPORT_NAME = "report.json"
+REPORT_NAME = EXPORT_REPORT_NAME  # serving.onnx_meta reads it too
 FAILED_REPORT_NAME = "report.failed.json"
 STAGING_SUFFIX = ".unverified"
 

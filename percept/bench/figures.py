@@ -9,6 +9,8 @@ from typing import TypeVar
 import numpy as np
 
 from percept.bench.plan import BATCHING_CONCURRENCY as C
+from percept.bench.plan import TUNE_CONCURRENCY
+from percept.bench.plan import TUNE_SLO_P99_MS as TUNE_SLO
 from percept.bench.results import Bench
 
 Side = tuple[str, float, str]  # label, value, unit
@@ -188,6 +190,25 @@ def _engines(bench: Bench) -> tuple[Side, Side, str]:
     )
 
 
+def _tune(bench: Bench) -> tuple[Side, Side, str]:
+    tune = need(bench.tune, "tune")
+    base = "" if tune.defaults_feasible else ", the defaults missed it"
+    levels = "/".join(str(c) for c in TUNE_CONCURRENCY)
+    note = (
+        f"`percept tune --quick` (coordinate descent from the defaults) of the raw cam_n network, "
+        f"{tune.candidates} candidates in {tune.seconds:.0f} s ({tune.skipped} left by the budget), each "
+        f"served by a restarted tritonserver and measured at concurrency {levels}; each side is its best "
+        f"point with p99 <= {tune.slo_p99_ms:g} ms{base}; best {tune.best} at c={tune.best_concurrency}, "
+        f"p99 {tune.best_p99_ms:.0f} ms; defaults at c={tune.defaults_concurrency}, "
+        f"p99 {tune.defaults_p99_ms:.0f} ms; the table is in artifacts/bench/tune/"
+    )
+    return (
+        (f"tune's best ({tune.best})", tune.best_throughput, "frames/s"),
+        ("repository defaults", tune.defaults_throughput, "frames/s"),
+        note,
+    )
+
+
 FIGURES = (
     FigureSpec("1", "serving overhead at concurrency 1 (raw network, p50 latency)", "<= 1.10", _overhead),
     FigureSpec("2", "served peak throughput / in-process best batch", ">= 0.90", _peak_vs_ort),
@@ -205,6 +226,12 @@ FIGURES = (
         "8", "ONNX Runtime vs PyTorch eager, batch 1 latency (same network, in-process)", "", _ort_vs_torch
     ),
     FigureSpec("9", "`percept video --engine ray` / `--engine local`, same inputs and server", "", _engines),
+    FigureSpec(
+        "10",
+        f"`percept tune` best vs the repository defaults, throughput at p99 <= {TUNE_SLO:g} ms",
+        "",
+        _tune,
+    ),
 )
 
 

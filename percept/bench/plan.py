@@ -9,3 +9,7 @@ OVERHEAD_ROUNDS = 4  # served c=1 steps, each between two in-process batch-1 run
 VIDEO_SCENES = 80  # the bench video: distinct world scenes (40 with --quick), repeated
 VIDEO_REPEATS = 5
 COMMAND = "percept bench  (make bench)"
+# the tune figure: `percept tune --quick` of cam_n under p99 <= 100 ms (the streams SLO of the issue)
+TUNE_SLO_P99_MS = 100.0
+TUNE_CONCURRENCY = (1, 2)  # closed-loop levels per candidate: p99 <= 100 ms allows few in flight on 2 cores
+TUNE_BUDGET_S = 300.0

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, TypeVar
 from percept.bench.facts import MachineFacts, ServedModelFacts, ServerFacts
 from percept.bench.measure import BatchThroughput, MatmulPeak, TorchEager
 from percept.bench.served import EngineRuns, Overhead, VideoRun, WireBytes
+from percept.bench.tuned import TuneFacts
 
 if TYPE_CHECKING:
     from clients.loadtest import LoadTestResult
@@ -42,6 +43,7 @@ class Bench:
     video_frames: int | None = None
     engines: EngineRuns | None = None  # `percept video --engine local` vs `--engine ray`
     wire: WireBytes | None = None
+    tune: TuneFacts | None = None  # `percept tune --quick` of the fused network, after the sweeps
     sweeps: dict[str, LoadTestResult] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)

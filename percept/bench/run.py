@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from clients.loadtest.frames import world_frames
-from percept.bench import facts, measure, networks, served
+from percept.bench import facts, measure, networks, served, tuned
 from percept.bench.figures import figures
 from percept.bench.history import append_history, read_history
 from percept.bench.networks import FUSED, SINGLE_TASK
@@ -103,6 +103,10 @@ def measure_all(out: Path, fresh: bool, quick: bool) -> Bench:
                     on.grpc_url, ensemble_name(spec), network_model_name(spec), frames[0], spec
                 ),
             )
+        # the tune restarts a server of its own per candidate: after the others have stopped
+        bench.tune = bench.stage(
+            "tune", lambda: tuned.tune_best(onnx[FUSED], frames, work / "tune", out / "tune", quick)
+        )
     peaks = [m for m in matmuls if m is not None]
     if peaks:  # the best seen: a crowded moment must not pass for the machine's peak
         bench.matmul = max(peaks, key=lambda m: m.gflops)

@@ -125,7 +125,7 @@ def test_bench_history_gives_each_ratio_its_spread(tmp_path):
 def test_bench_record_holds_the_typed_measurements_as_json(tmp_path):
     import json
 
-    from percept.bench.figures import figures
+    from percept.bench.figures import FIGURES, figures
     from percept.bench.results import Bench
     from percept.bench.run import record
 
@@ -136,7 +136,7 @@ def test_bench_record_holds_the_typed_measurements_as_json(tmp_path):
     assert back["facts"]["machine_start"]["cores"] == 7
     assert back["facts"]["wire"]["raw_fp32"] == {"seg": 300_000}
     assert back["facts"]["input_hw"] == [256, 512]
-    assert [f["key"] for f in back["figures"]] == [str(k) for k in range(1, 10)]
+    assert [f["key"] for f in back["figures"]] == [spec.key for spec in FIGURES]
 
 
 def test_bench_ray_figure_splits_start_up_from_steady_state(tmp_path):
@@ -160,6 +160,18 @@ def test_bench_ray_figure_splits_start_up_from_steady_state(tmp_path):
     assert bench.engines is not None and bench.engines.ray_steady_fps == pytest.approx(5.0)
     assert "27.0 s are start-up (ray.init 25.0 s" in fig.note and "(1.00 x local)" in fig.note
     assert "8 units" in fig.note
+
+
+def test_bench_tune_figure_is_the_best_over_the_defaults_at_the_slo(tmp_path):
+    from percept.bench.figures import figures
+    from percept.bench.results import Bench
+    from percept.bench.tuned import TuneFacts
+
+    bench = Bench(tmp_path)
+    bench.tune = TuneFacts("1x2t b8 d0us fp32", 30.0, 80.0, 2, 24.0, 95.0, 2, True, 7, 1, 180.0, 100.0)
+    (fig,) = [f for f in figures(bench) if f.numerator[0].startswith("tune's best")]
+    assert fig.ratio == pytest.approx(1.25) and fig.met is None
+    assert "7 candidates in 180 s (1 left by the budget)" in fig.note and "p99 <= 100 ms" in fig.note
 
 
 def test_bench_is_a_percept_command_and_a_module():

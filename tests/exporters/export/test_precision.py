@@ -112,6 +112,13 @@ def test_fp16_export_is_verified_with_fp16_bounds_and_reports_per_head_deltas(fp
     assert heads["segmentation"]["worst_agreement"] >= bounds.seg_agreement
     assert heads["depth"]["rel_error"] <= bounds.depth_rel_error and heads["depth"]["quantile"] == 0.99
     assert any("fp16" in line for line in result.lines())
+    # the serving side (percept tune) reads the same files and deltas without the exporters
+    from serving.onnx_meta import accuracy_deltas, precision_variants
+
+    assert precision_variants(out / "model.onnx") == {"fp32": out / "model.onnx", "fp16": result.reduced}
+    deltas = accuracy_deltas(out / "model.onnx")["fp16"]
+    assert deltas["map50"] == heads["detection"]["d_map50"] and deltas["map"] == heads["detection"]["d_map"]
+    assert deltas["miou"] == heads["segmentation"]["d_miou"]
 
 
 def test_int8_onnx_has_qdq_around_convs_and_none_in_post_processing(fp16_export, tmp_path):
