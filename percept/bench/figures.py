@@ -8,7 +8,9 @@ from typing import TypeVar
 
 import numpy as np
 
+from percept.bench.networks import FUSED, FUSION
 from percept.bench.plan import BATCHING_CONCURRENCY as C
+from percept.bench.plan import STREAMS_FPS, STREAMS_SLO_P99_MS
 from percept.bench.results import Bench
 
 Side = tuple[str, float, str]  # label, value, unit
@@ -169,6 +171,51 @@ def _ort_vs_torch(bench: Bench) -> tuple[Side, Side, str]:
     )
 
 
+HARNESS_CPU_BUDGET_MS = 0.5  # issue 16: client CPU per request at 384x640 raw frames
+
+
+def _streams(bench: Bench, network: str):
+    search = bench.streams.get(network)
+    if search is None:
+        raise KeyError(f"streams_{network}")
+    return search
+
+
+def _probes(search) -> str:
+    return ", ".join(f"{p.value}{'' if p.held else ' (missed)'}" for p in search.capacity.search.probes)
+
+
+def _cam_streams(bench: Bench) -> tuple[Side, Side, str]:
+    search = _streams(bench, FUSED)
+    n = search.best
+    note = f"`{search.model}` ensemble; streams tried in order: {_probes(search)}"
+    if search.capacity.search.at_limit:
+        note += " (the search's limit: it may hold more)"
+    return (f"{n} streams x {STREAMS_FPS:g} fps", n * STREAMS_FPS, "frames/s"), _served_peak(bench), note
+
+
+def _fusion_streams(bench: Bench) -> tuple[Side, Side, str]:
+    fusion, cam = _streams(bench, FUSION), _streams(bench, FUSED)
+    note = f"`{fusion.model}` (camera + LiDAR) streams tried in order: {_probes(fusion)}"
+    return (f"{fusion.model}", fusion.best, "streams"), (f"{cam.model}", cam.best, "streams"), note
+
+
+def _harness_cpu(bench: Bench) -> tuple[Side, Side, str]:
+    search = _streams(bench, FUSED)
+    steps = search.result.steps
+    step = search.capacity.best_step or steps[0]
+    each = ", ".join(f"{s.concurrency} streams {s.harness_cpu_ms_per_request:.2f}" for s in steps)
+    note = (
+        f"load-worker CPU (user + system, every thread of the worker processes) per answered request of "
+        f"the `{search.model}` streams steps, raw frames; by step (ms): {each}"
+    )
+    return (
+        (f"at {step.concurrency} streams", step.harness_cpu_ms_per_request, "ms"),
+        ("issue 16's budget", HARNESS_CPU_BUDGET_MS, "ms"),
+        note,
+    )
+
+
 FIGURES = (
     FigureSpec("1", "serving overhead at concurrency 1 (raw network, p50 latency)", "<= 1.10", _overhead),
     FigureSpec("2", "served peak throughput / in-process best batch", ">= 0.90", _peak_vs_ort),
@@ -184,6 +231,22 @@ FIGURES = (
     FigureSpec("7", "achieved model GFLOP/s / measured matmul peak", "", _flops),
     FigureSpec(
         "8", "ONNX Runtime vs PyTorch eager, batch 1 latency (same network, in-process)", "", _ort_vs_torch
+    ),
+    FigureSpec(
+        "9",
+        f"cam-n: {STREAMS_FPS:g}-fps camera streams held at p99 <= {STREAMS_SLO_P99_MS:g} ms, frames/s held "
+        "/ served peak",
+        "",
+        _cam_streams,
+    ),
+    FigureSpec(
+        "10",
+        f"fusion-n / cam-n: {STREAMS_FPS:g}-fps streams held at p99 <= {STREAMS_SLO_P99_MS:g} ms",
+        "",
+        _fusion_streams,
+    ),
+    FigureSpec(
+        "11", "load-test harness CPU per request (384x640 raw frames) / budget", "<= 1.00", _harness_cpu
     ),
 )
 

@@ -9,3 +9,8 @@ OVERHEAD_ROUNDS = 4  # served c=1 steps, each between two in-process batch-1 run
 VIDEO_SCENES = 80  # the bench video: distinct world scenes (40 with --quick), repeated
 VIDEO_REPEATS = 5
 COMMAND = "percept bench  (make bench)"
+# camera streams (figures 9-11): the largest number of 10-fps streams held at p99 <= 100 ms
+STREAMS_FPS = 10.0
+STREAMS_SLO_P99_MS = 100.0
+STREAMS_LIMIT = 64  # the capacity search stops here (a 2-core CPU server holds a handful)
+STREAMS_QUEUE = 8  # frames a stream keeps in flight before it drops (0.8 s at 10 fps)

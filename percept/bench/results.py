@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from percept.bench.facts import MachineFacts, ServedModelFacts, ServerFacts
 from percept.bench.measure import BatchThroughput, MatmulPeak, TorchEager
-from percept.bench.served import Overhead, VideoRun, WireBytes
+from percept.bench.served import Overhead, StreamsCapacity, VideoRun, WireBytes
 
 if TYPE_CHECKING:
     from clients.loadtest import LoadTestResult
@@ -42,6 +42,7 @@ class Bench:
     video_frames: int | None = None
     wire: WireBytes | None = None
     sweeps: dict[str, LoadTestResult] = field(default_factory=dict)
+    streams: dict[str, StreamsCapacity] = field(default_factory=dict)  # network name -> its search
     seconds: dict[str, float] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
     figures: list[Figure] = field(default_factory=list)

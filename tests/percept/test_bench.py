@@ -136,7 +136,7 @@ def test_bench_record_holds_the_typed_measurements_as_json(tmp_path):
     assert back["facts"]["machine_start"]["cores"] == 7
     assert back["facts"]["wire"]["raw_fp32"] == {"seg": 300_000}
     assert back["facts"]["input_hw"] == [256, 512]
-    assert [f["key"] for f in back["figures"]] == [str(k) for k in range(1, 9)]
+    assert [f["key"] for f in back["figures"]] == [str(k) for k in range(1, 12)]
 
 
 def test_bench_is_a_percept_command_and_a_module():
@@ -147,3 +147,49 @@ def test_bench_is_a_percept_command_and_a_module():
         proc = subprocess.run([sys.executable, *entry, "--help"], capture_output=True, text=True, timeout=120)
         assert proc.returncode == 0, proc.stderr
         assert "--quick" in proc.stdout and "--markdown" in proc.stdout
+
+
+def _step(value: int, p99_ms: float, cpu_ms: float, throughput: float, mode: str = "streams"):
+    from clients.loadtest.result import StepResult
+    from clients.loadtest.stats import Latency
+
+    return StepResult(
+        mode=mode, concurrency=value, target_rate=None, windows=1, stable=True, duration_s=1.0,
+        successes=10, throughput=throughput, latency=Latency(1.0, 1.0, 1.0, 1.0, p99_ms, p99_ms),
+        errors={}, dropped=0, max_send_lag_ms=0.0, server={}, client_successes_total=10,
+        client_errors_total=0, server_successes_total={}, harness_cpu_ms_per_request=cpu_ms,
+        harness_cpu_share=0.0,
+    )  # fmt: skip
+
+
+def _search(model: str, capacity: int, cpu_ms: float):
+    from clients.loadtest.capacity import Capacity, largest_held
+    from clients.loadtest.result import LoadTestResult
+    from percept.bench.served import StreamsCapacity
+
+    steps = {}
+
+    def holds(n: int) -> bool:
+        steps[n] = _step(n, 50.0 if n <= capacity else 400.0, cpu_ms, 10.0 * n)
+        return n <= capacity
+
+    found = Capacity(100.0, largest_held(holds, 1, 64), steps)
+    result = LoadTestResult("u", (model,), "streams", "frames", {}, {}, [steps[v] for v in sorted(steps)])
+    return StreamsCapacity(model, found, result)
+
+
+def test_bench_streams_figures_from_the_capacity_searches(tmp_path):
+    from clients.loadtest.result import LoadTestResult
+    from percept.bench.figures import figures
+    from percept.bench.results import Bench
+
+    bench = Bench(tmp_path)
+    peak = _step(8, 300.0, 0.3, 60.0, mode="concurrency")
+    bench.sweeps["raw"] = LoadTestResult("u", ("cam_n",), "concurrency", "frames", {}, {}, [peak])
+    bench.streams = {"cam-n": _search("perception", 3, 0.4), "fusion-n": _search("perception_fusion", 2, 0.6)}
+    by_key = {f.key: f for f in figures(bench)}
+    cam, fusion, cpu = by_key["9"], by_key["10"], by_key["11"]
+    assert cam.numerator == ("3 streams x 10 fps", 30.0, "frames/s") and cam.ratio == pytest.approx(0.5)
+    assert "1, 2, 4 (missed), 3" in cam.note  # the search's steps, in the order run
+    assert fusion.ratio == pytest.approx(2 / 3)
+    assert cpu.numerator == ("at 3 streams", 0.4, "ms") and cpu.met is True
