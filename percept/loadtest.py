@@ -42,7 +42,7 @@ def loadtest(
         False,
         "--find-capacity",
         help="Search the largest number of --fps streams held within --slo-p99-ms (nothing failed or "
-        "dropped): doubling from 1, then bisection; prints the curve of the steps it ran.",
+        "dropped): doubling from --streams (default 1), then bisection; prints the curve it ran.",
     ),
     max_streams: int = typer.Option(256, help="--find-capacity: the largest number of streams tried."),
     max_outstanding: int = typer.Option(
@@ -154,7 +154,8 @@ def _capacity(console, options, frames, label: str, slo_p99_ms: float, max_strea
         console.print(f"  {step.concurrency} streams: p99 {p99:.1f} ms, {step.error_count} errors, {verdict}")
 
     with LoadTest(options, frames, label) as test:
-        capacity = find_capacity(test, slo_p99_ms, start=1, limit=max_streams, on_step=on_step)
+        start = options.streams[0]
+        capacity = find_capacity(test, slo_p99_ms, start=start, limit=max_streams, on_step=on_step)
         result = capacity_result(test, capacity)
     console.print(render_table(result, slo_p99_ms))
     paths = write_outputs(result, out, slo_p99_ms)

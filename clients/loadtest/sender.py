@@ -105,3 +105,11 @@ def rpc_status(exc: BaseException) -> str:
     """The gRPC status of a failed call, e.g. ``UNAVAILABLE`` (never the message text)."""
     code = getattr(exc, "code", None)
     return status_name(code() if callable(code) else None)
+
+
+def future_status(future) -> str | None:
+    """None when a ``Sender.future`` call succeeded, else its gRPC status name."""
+    if future.cancelled():
+        return "CANCELLED"
+    error = future.exception()
+    return None if error is None else rpc_status(error)

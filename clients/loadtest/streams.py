@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 
 from clients.loadtest.histogram import STREAM_DIGITS, LatencyHistogram
-from clients.loadtest.sender import rpc_status
+from clients.loadtest.sender import future_status
 
 
 @dataclass
@@ -90,9 +90,7 @@ class StreamLoop:
     def _done(self, future, stream: int, scheduled: float, sent_at: float) -> None:
         now = time.perf_counter()
         load = self.load
-        error = None if not future.cancelled() else "CANCELLED"
-        if error is None and future.exception() is not None:
-            error = rpc_status(future.exception())
+        error = future_status(future)
         if error is None:
             load.recorder.stream_answered(stream, now - scheduled, now - sent_at, load.plan.deadline_s)
         else:
