@@ -191,7 +191,7 @@ def test_cli_finds_capacity_and_writes_the_curve(tiny_server, tmp_path):
     import json
 
     common = ["--url", tiny_server.grpc_url, "--model", ENSEMBLE_CAMERA, "--frames", "2", "--workers", "1"]
-    common += ["--warmup", "0.3", "--window", "1", "--max-windows", "1", "--stable-windows", "1"]
+    common += ["--warmup", "0.2", "--window", "0.8", "--max-windows", "1", "--stable-windows", "1"]
     common += ["--min-window-requests", "0", "--fps", "5"]
     found = _cli(
         *common, "--find-capacity", "--slo-p99-ms", "600000", "--max-streams", "3", "--out", str(tmp_path)
