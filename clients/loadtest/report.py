@@ -157,7 +157,7 @@ def _step_label(step: StepResult) -> str:
     if step.mode == "concurrency":
         return f"c={step.concurrency}"
     if step.mode == "streams":
-        return f"{step.concurrency} streams"
+        return f"{step.concurrency} stream{'s' if step.concurrency != 1 else ''}"
     return f"{step.target_rate:g}/s"
 
 

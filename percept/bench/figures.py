@@ -197,6 +197,8 @@ def _cam_streams(bench: Bench) -> tuple[Side, Side, str]:
 def _fusion_streams(bench: Bench) -> tuple[Side, Side, str]:
     fusion, cam = _streams(bench, FUSION), _streams(bench, FUSED)
     note = f"`{fusion.model}` (camera + LiDAR) streams tried in order: {_probes(fusion)}"
+    if not cam.best:  # 0 / 0: no ratio, but both searches ran
+        note += f"; `{cam.model}` held none either ({_probes(cam)})"
     return (f"{fusion.model}", fusion.best, "streams"), (f"{cam.model}", cam.best, "streams"), note
 
 
