@@ -29,7 +29,9 @@ class StreamStat:
 class StreamsSummary:
     """Streams mode, the measured span: frames of every stream, latency from each frame's
     scheduled send time (HDR histograms merged over streams and worker processes), and the same
-    from the actual send (what a harness blind to its own lateness would report)."""
+    from the actual send (what a harness blind to its own lateness would report). Each count is
+    taken when it happens: a frame sent in one window and answered in the next is sent in the one
+    and answered (or late) in the other, so over a span answered can exceed sent."""
 
     streams: int
     fps: float

@@ -181,6 +181,10 @@ def _streams(bench: Bench, network: str):
     return search
 
 
+def _n_streams(n: int) -> str:
+    return f"{n} stream{'' if n == 1 else 's'}"
+
+
 def _probes(search) -> str:
     return ", ".join(f"{p.value}{'' if p.held else ' (missed)'}" for p in search.capacity.search.probes)
 
@@ -191,7 +195,7 @@ def _cam_streams(bench: Bench) -> tuple[Side, Side, str]:
     note = f"`{search.model}` ensemble; streams tried in order: {_probes(search)}"
     if search.capacity.search.at_limit:
         note += " (the search's limit: it may hold more)"
-    return (f"{n} streams x {STREAMS_FPS:g} fps", n * STREAMS_FPS, "frames/s"), _served_peak(bench), note
+    return (f"{_n_streams(n)} x {STREAMS_FPS:g} fps", n * STREAMS_FPS, "frames/s"), _served_peak(bench), note
 
 
 def _fusion_streams(bench: Bench) -> tuple[Side, Side, str]:
@@ -206,13 +210,13 @@ def _harness_cpu(bench: Bench) -> tuple[Side, Side, str]:
     search = _streams(bench, FUSED)
     steps = search.result.steps
     step = search.capacity.best_step or steps[0]
-    each = ", ".join(f"{s.concurrency} streams {s.harness_cpu_ms_per_request:.2f}" for s in steps)
+    each = ", ".join(f"{_n_streams(s.concurrency)} {s.harness_cpu_ms_per_request:.2f}" for s in steps)
     note = (
         f"load-worker CPU (user + system, every thread of the worker processes) per answered request of "
         f"the `{search.model}` streams steps, raw frames; by step (ms): {each}"
     )
     return (
-        (f"at {step.concurrency} streams", step.harness_cpu_ms_per_request, "ms"),
+        (f"at {_n_streams(step.concurrency)}", step.harness_cpu_ms_per_request, "ms"),
         ("issue 16's budget", HARNESS_CPU_BUDGET_MS, "ms"),
         note,
     )
