@@ -141,7 +141,7 @@ def test_streams_step_counts_every_frame_and_agrees_with_the_server(tiny_server,
 def test_a_server_stall_shows_in_p99_from_the_schedule_and_hides_from_a_closed_loop(
     tiny_server, frames_384x640
 ):
-    """SIGSTOP the server for 1 s inside the measured window (warm-up 0.5 s, one 4 s window)."""
+    """SIGSTOP the server for 1 s inside the measured window (warm-up 0.5 s, one 5 s window); ~15 s."""
 
     def stall_soon():
         def stall():
@@ -157,7 +157,7 @@ def test_a_server_stall_shows_in_p99_from_the_schedule_and_hides_from_a_closed_l
         stalls.append(timer)
 
     stalls: list[threading.Timer] = []
-    common = dict(window_s=4.0, max_windows=1, stable_windows=1, min_window_requests=0)
+    common = dict(window_s=5.0, max_windows=1, stable_windows=1, min_window_requests=0)
     streams = _step(
         _options(tiny_server.grpc_url, streams=(2,), fps=10.0, **common), frames_384x640, stall_soon
     )
@@ -166,14 +166,15 @@ def test_a_server_stall_shows_in_p99_from_the_schedule_and_hides_from_a_closed_l
         timer.join()
     s = streams.streams
     assert s is not None and s.errors == 0
-    # every frame due during the stall waited for it: ~20 frames of 80, up to ~1 s from schedule
+    # every frame due during the stall waited for it: ~20 frames of 100, up to ~1 s from schedule
     assert s.latency.p99 >= 600.0
     assert s.late >= 10
     assert s.latency.max >= 800.0
     # a closed loop had one request in flight when the server stopped: one slow sample among
-    # hundreds, and its p99 (from the actual send) does not see the stall
+    # hundreds (more than 100 make it the top 1 %), and its p99 (from the actual send) does not see
+    # the stall
     assert closed.latency.max >= 800.0
-    assert closed.successes > 200
+    assert closed.successes > 150
     assert closed.latency.p99 < 500.0
 
 
