@@ -346,7 +346,7 @@ def worker_main(job: WorkerJob, conn) -> None:
         inputs.check(sender, job.request_timeout_s)
         # everything built so far lives as long as the process: take it out of the cyclic garbage
         # collector's reach, whose passes over it (triggered by each request's small objects) were
-        # a quarter of this process's CPU at 10-fps streams
+        # a quarter of this process's perf samples at 10-fps streams
         gc.collect()
         gc.freeze()
     except Exception as exc:  # reported to the parent, which raises it as one clear error
