@@ -1,4 +1,5 @@
-"""`percept loadtest`: drive a served model with a concurrency sweep or a request rate."""
+"""`percept loadtest`: drive a served model with a concurrency sweep, a request rate, camera
+streams, or search the number of streams it holds within a p99 SLO."""
 
 from __future__ import annotations
 
@@ -28,7 +29,25 @@ def loadtest(
         None, help="Open-loop mode: requests/s (one step; the concurrency sweep is ignored)."
     ),
     arrivals: str = typer.Option("constant", help="Rate mode arrivals: constant or poisson."),
-    max_outstanding: int = typer.Option(64, help="Rate mode: in-flight cap; arrivals over it are dropped."),
+    streams: str | None = typer.Option(
+        None,
+        help="Streams mode: camera streams per step (4, or a sweep 1:16:x2), each sending --fps frames/s "
+        "on its own clock, open loop; latency from each frame's scheduled send time.",
+    ),
+    fps: float = typer.Option(10.0, help="Streams mode: frames per second of every stream."),
+    deadline_ms: float | None = typer.Option(
+        None, help="Streams mode: an answer later than this is counted late (default: one frame period)."
+    ),
+    find_capacity: bool = typer.Option(
+        False,
+        "--find-capacity",
+        help="Search the largest number of --fps streams held within --slo-p99-ms (nothing failed or "
+        "dropped): doubling from --streams (default 1), then bisection; prints the curve it ran.",
+    ),
+    max_streams: int = typer.Option(256, help="--find-capacity: the largest number of streams tried."),
+    max_outstanding: int = typer.Option(
+        64, help="Rate mode: in-flight cap; streams mode: per stream. Frames over it are dropped."
+    ),
     workers: int = typer.Option(2, help="Load-generating processes (each its own gRPC client)."),
     warmup: float = typer.Option(2.0, help="Warm-up seconds per step (not measured)."),
     window: float = typer.Option(3.0, help="Measurement window seconds."),
@@ -55,7 +74,7 @@ def loadtest(
     Triton's server-side split and average batch size; writes CSV, JSON and a PNG plot.
 
     Exit codes: 0 ok, 1 error, 3 the p99 SLO was missed (by any step, or by the last with
-    --slo-scope last).
+    --slo-scope last; with --find-capacity: not even one stream held it).
     """
     from rich.console import Console
 
@@ -67,13 +86,20 @@ def loadtest(
         render_table,
         write_outputs,
     )
+    from serving.errors import SpecError
 
     models = tuple(name for item in model for name in item.split(",") if name)
+    if find_capacity and slo_p99_ms is None:
+        raise SpecError("--find-capacity needs the SLO it searches for: --slo-p99-ms MS")
+    stream_steps = parse_concurrency(streams) if streams else ((1,) if find_capacity else ())
     options = LoadTestOptions(
         url=url,
         models=models,
         concurrency=parse_concurrency(concurrency),
         rate=rate,
+        streams=stream_steps,
+        fps=fps,
+        deadline_ms=deadline_ms,
         arrivals=arrivals,
         max_outstanding=max_outstanding,
         workers=workers,
@@ -94,9 +120,17 @@ def loadtest(
     console = Console(width=max(Console().width, 140))
     frame_list = load_frames(frames, images=images, video=video, seed=seed)
 
+    if find_capacity:
+        assert slo_p99_ms is not None  # checked above
+        _capacity(console, options, frame_list, label, slo_p99_ms, max_streams, out)
+        return
     with LoadTest(options, frame_list, label) as test:
         result = test.run()
     console.print(render_table(result, slo_p99_ms))
+    if options.mode == "streams" and len(result.steps) == 1:
+        from clients.loadtest.report import render_per_stream
+
+        console.print(render_per_stream(result.steps[0]))
     paths = write_outputs(result, out, slo_p99_ms)
     console.print("wrote " + ", ".join(str(p) for p in paths.values()))
     missed = result.slo_missed(slo_p99_ms, slo_scope)
@@ -108,3 +142,34 @@ def loadtest(
         raise typer.Exit(SLO_EXIT_CODE)
     if slo_p99_ms is not None:
         console.print(f"SLO met: p99 <= {slo_p99_ms:g} ms ({slo_scope} step)")
+
+
+def _capacity(console, options, frames, label: str, slo_p99_ms: float, max_streams: int, out: Path) -> None:
+    from clients.loadtest import LoadTest, render_table, write_outputs
+    from clients.loadtest.capacity import capacity_result, find_capacity
+
+    def on_step(step, held: bool) -> None:
+        verdict = "held" if held else "missed"
+        p99 = step.latency.p99
+        console.print(f"  {step.concurrency} streams: p99 {p99:.1f} ms, {step.error_count} errors, {verdict}")
+
+    with LoadTest(options, frames, label) as test:
+        start = options.streams[0]
+        capacity = find_capacity(test, slo_p99_ms, start=start, limit=max_streams, on_step=on_step)
+        result = capacity_result(test, capacity)
+    console.print(render_table(result, slo_p99_ms))
+    paths = write_outputs(result, out, slo_p99_ms)
+    console.print("wrote " + ", ".join(str(p) for p in paths.values()))
+    runs = len(capacity.search.probes)
+    more = " (the --max-streams limit: it may hold more)" if capacity.search.at_limit else ""
+    if capacity.best == 0:
+        typer.secho(
+            f"capacity: not even 1 stream at {options.fps:g} fps holds p99 <= {slo_p99_ms:g} ms",
+            fg="red",
+            err=True,
+        )
+        raise typer.Exit(SLO_EXIT_CODE)
+    console.print(
+        f"capacity: {capacity.best} streams at {options.fps:g} fps hold p99 <= {slo_p99_ms:g} ms{more}; "
+        f"{runs} steps"
+    )

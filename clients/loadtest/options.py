@@ -39,7 +39,12 @@ def parse_concurrency(text: str) -> tuple[int, ...]:
 
 @dataclass(frozen=True)
 class LoadTestOptions:
-    """One load test: a sweep of steps (concurrency levels, or one request rate) against models.
+    """One load test: a sweep of steps (concurrency levels, camera stream counts, or one request
+    rate) against models.
+
+    Streams mode (``streams`` set): each step runs that many camera streams, each sending
+    ``fps`` frames per second on its own clock, open loop; latency is measured from each frame's
+    scheduled send time and an answer later than ``deadline_ms`` (default one frame period) is late.
 
     ``models`` holds one model name, or several: then every frame is sent to each of them in turn
     and one *unit* (the thing counted as a request) is the whole round (used to serve one frame
@@ -50,8 +55,12 @@ class LoadTestOptions:
     models: tuple[str, ...]
     concurrency: tuple[int, ...] = (1,)
     rate: float | None = None  # requests/s; set -> open-loop request-rate mode, one step
+    streams: tuple[int, ...] = ()  # camera streams per step; set -> streams mode
+    fps: float = 10.0  # streams mode: frames per second of every stream
+    deadline_ms: float | None = None  # streams mode: an answer past this is late; None: 1000 / fps
     arrivals: str = "constant"
-    max_outstanding: int = 64  # rate mode: requests in flight beyond this are dropped and counted
+    # rate mode: requests in flight beyond this are dropped and counted; streams mode: per stream
+    max_outstanding: int = 64
     workers: int = 2  # load-generating processes
     warmup_s: float = 2.0
     window_s: float = 3.0
@@ -81,6 +90,17 @@ class LoadTestOptions:
                 raise SpecError(f"rate must be > 0 requests/s, got {self.rate}")
             if len(self.models) > 1:
                 raise SpecError("request-rate mode drives one model; give a single --model")
+        if self.streams:
+            if min(self.streams) < 1:
+                raise SpecError(f"streams must be >= 1, got {self.streams}")
+            if self.rate is not None:
+                raise SpecError("give either a request rate or a number of streams, not both")
+            if len(self.models) > 1:
+                raise SpecError("streams mode drives one model; give a single --model")
+        if self.fps <= 0:
+            raise SpecError(f"fps must be > 0 frames/s, got {self.fps}")
+        if self.deadline_ms is not None and self.deadline_ms <= 0:
+            raise SpecError(f"deadline must be > 0 ms, got {self.deadline_ms}")
         if self.arrivals not in ARRIVALS:
             raise SpecError(f"arrivals must be one of {ARRIVALS}, got {self.arrivals!r}")
         if self.workers < 1:
@@ -110,9 +130,18 @@ class LoadTestOptions:
 
     @property
     def steps(self) -> tuple[int, ...]:
-        """Concurrency per step; in rate mode one step whose value is the in-flight cap."""
+        """Concurrency per step; streams per step; in rate mode one step whose value is the in-flight cap."""
+        if self.streams:
+            return self.streams
         return (self.max_outstanding,) if self.rate is not None else self.concurrency
 
     @property
     def mode(self) -> str:
+        if self.streams:
+            return "streams"
         return "rate" if self.rate is not None else "concurrency"
+
+    @property
+    def deadline_s(self) -> float:
+        """Streams mode: when an answer is late (one frame period unless ``deadline_ms`` says)."""
+        return self.deadline_ms / 1e3 if self.deadline_ms is not None else 1.0 / self.fps

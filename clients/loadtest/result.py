@@ -5,8 +5,72 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
+from clients.loadtest.histogram import LatencyHistogram, Tail
 from clients.loadtest.server_stats import ServerSplit
 from clients.loadtest.stats import Latency
+
+
+@dataclass(frozen=True)
+class StreamStat:
+    """One camera stream over the measured span; milliseconds from each frame's schedule."""
+
+    stream: int
+    sent: int
+    answered: int
+    late: int
+    dropped: int
+    errors: int
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+
+
+@dataclass(frozen=True)
+class StreamsSummary:
+    """Streams mode, the measured span: frames of every stream, latency from each frame's
+    scheduled send time (HDR histograms merged over streams and worker processes), and the same
+    from the actual send (what a harness blind to its own lateness would report). Each count is
+    taken when it happens: a frame sent in one window and answered in the next is sent in the one
+    and answered (or late) in the other, so over a span answered can exceed sent."""
+
+    streams: int
+    fps: float
+    deadline_ms: float
+    sent: int
+    answered: int
+    late: int
+    dropped: int
+    errors: int
+    latency: Tail
+    from_send: Tail
+    per_stream: tuple[StreamStat, ...]
+
+    @classmethod
+    def of(cls, records, streams: int, fps: float, deadline_ms: float) -> StreamsSummary:
+        """From the worker ``Records`` of the measured span, merged over processes."""
+        counts = records.streams
+        per_stream = []
+        for stream in range(streams):
+            c = counts.get(stream)
+            if c is None:
+                per_stream.append(StreamStat(stream, 0, 0, 0, 0, 0, *(3 * [float("nan")])))
+                continue
+            t = c.latency.tail()
+            counted = (c.sent, c.answered, c.late, c.dropped, c.errors)
+            per_stream.append(StreamStat(stream, *counted, t.p50, t.p99, t.max))
+        return cls(
+            streams=streams,
+            fps=fps,
+            deadline_ms=deadline_ms,
+            sent=sum(s.sent for s in per_stream),
+            answered=sum(s.answered for s in per_stream),
+            late=sum(s.late for s in per_stream),
+            dropped=sum(s.dropped for s in per_stream),
+            errors=sum(s.errors for s in per_stream),
+            latency=(records.from_schedule or LatencyHistogram()).tail(),
+            from_send=(records.from_send or LatencyHistogram()).tail(),
+            per_stream=tuple(per_stream),
+        )
 
 
 @dataclass(frozen=True)
@@ -30,6 +94,7 @@ class StepResult:
     harness_cpu_ms_per_request: float  # CPU of the load workers per completed request
     harness_cpu_share: float  # worker CPU seconds / (wall seconds x cores): the harness's footprint
     networks: tuple[str, ...] = ()  # the network models among `server` (an ensemble's own included)
+    streams: StreamsSummary | None = None  # streams mode (`concurrency` is then the stream count)
 
     @property
     def little_concurrency(self) -> float:
@@ -39,6 +104,10 @@ class StepResult:
     @property
     def error_count(self) -> int:
         return sum(self.errors.values())
+
+    def held(self, slo_p99_ms: float) -> bool:
+        """Met the p99 SLO with every request answered: no error, nothing dropped."""
+        return self.latency.p99 <= slo_p99_ms and self.error_count == 0 and self.dropped == 0
 
     def network_split(self) -> ServerSplit | None:
         """The split to show: the costliest network model (the one taking ``images``), else the first."""
@@ -62,6 +131,7 @@ class LoadTestResult:
     options: dict
     machine: dict
     steps: list[StepResult] = field(default_factory=list)
+    capacity: dict | None = None  # --find-capacity: clients.loadtest.capacity.Capacity.to_dict()
 
     def slo_missed(self, slo_p99_ms: float | None, scope: str = "any") -> list[StepResult]:
         """Steps that miss the p99 SLO: any step (``any``) or the last one (``last``).
@@ -82,6 +152,7 @@ class LoadTestResult:
             "options": self.options,
             "machine": self.machine,
             "steps": [s.to_dict() for s in self.steps],
+            **({"capacity": _finite(self.capacity)} if self.capacity is not None else {}),
         }
 
 

@@ -17,7 +17,7 @@ from typing import Any
 from clients.loadtest.frames import Frame
 from clients.loadtest.options import LoadTestOptions
 from clients.loadtest.payload import ModelInfo, build_payload, fetch_model_info
-from clients.loadtest.result import LoadTestResult, StepResult
+from clients.loadtest.result import LoadTestResult, StepResult, StreamsSummary
 from clients.loadtest.server_stats import read_counters, settled_counters, splits
 from clients.loadtest.stats import Latency, Window, is_stable, window_of
 from clients.loadtest.worker import Records, StepPlan, WorkerJob, worker_main
@@ -132,8 +132,8 @@ class LoadTest:
         opts = self.options
         # spawn, not fork: a forked child inherits the parent's gRPC state, which gRPC forbids
         ctx = mp.get_context("spawn")
-        # never more processes than the largest step has requests in flight
-        n_workers = opts.workers if opts.rate is not None else min(opts.workers, max(opts.steps))
+        # closed loop: never more processes than the largest step has requests in flight
+        n_workers = min(opts.workers, max(opts.steps)) if opts.mode == "concurrency" else opts.workers
         for index in range(n_workers):
             parent, child = ctx.Pipe()
             job = WorkerJob(
@@ -212,6 +212,22 @@ class LoadTest:
 
     def _plans(self, concurrency: int) -> list[tuple]:
         opts = self.options
+        if opts.mode == "streams":  # stream s runs in process s mod n; the processes idle without one
+            n = len(self._conns)
+            return [
+                (
+                    conn,
+                    StepPlan(
+                        "streams",
+                        max_outstanding=opts.max_outstanding,
+                        streams=tuple(range(i, concurrency, n)),
+                        total_streams=concurrency,
+                        fps=opts.fps,
+                        deadline_s=opts.deadline_s,
+                    ),
+                )
+                for i, conn in enumerate(self._conns)
+            ]
         if opts.rate is not None:
             n = len(self._conns)
             cap = max(1, opts.max_outstanding // n)
@@ -255,16 +271,22 @@ class LoadTest:
         for records in window_records[-k:]:
             measured.merge(records)
         duration = sum(w.duration_s for w in windows[-k:])
+        streams = None
+        latency = Latency.of(measured.latencies_s)
+        if opts.mode == "streams":
+            late_ms = opts.deadline_s * 1e3
+            streams = StreamsSummary.of(measured, concurrency, opts.fps, late_ms)
+            latency = Latency.of_tail(streams.latency)
         step = StepResult(
             mode=opts.mode,
             concurrency=concurrency,
-            target_rate=opts.rate,
+            target_rate=concurrency * opts.fps if streams else opts.rate,
             windows=len(windows),
             stable=is_stable(windows, opts.stable_windows, opts.tolerance),
             duration_s=duration,
             successes=len(measured.latencies_s),
             throughput=len(measured.latencies_s) / duration,
-            latency=Latency.of(measured.latencies_s),
+            latency=latency,
             errors=dict(Counter(measured.errors)),
             dropped=measured.dropped,
             max_send_lag_ms=measured.max_send_lag_s * 1e3,
@@ -275,6 +297,7 @@ class LoadTest:
             harness_cpu_ms_per_request=total.cpu_s * 1e3 / max(total.completed, 1),
             harness_cpu_share=total.cpu_s / (wall * (os.cpu_count() or 1)),
             networks=self.network_models,
+            streams=streams,
         )
         self._log_step(step, busy=total.cpu_s / wall / len(conns))
         return step
@@ -315,7 +338,8 @@ class LoadTest:
                 "load workers were %.0f%% busy: the harness may be the bottleneck; add --workers", 100 * busy
             )
         log.info(
-            "step c=%d: %.1f req/s, p99 %.1f ms, %d errors, %s",
+            "step %s=%d: %.1f req/s, p99 %.1f ms, %d errors, %s",
+            "streams" if step.streams else "c",
             step.concurrency,
             step.throughput,
             step.latency.p99,

@@ -29,6 +29,11 @@ class Latency:
         p50, p90, p95, p99 = np.percentile(ms, PERCENTILES)
         return cls(float(ms.mean()), float(p50), float(p90), float(p95), float(p99), float(ms.max()))
 
+    @classmethod
+    def of_tail(cls, tail) -> Latency:
+        """From an HDR histogram's ``Tail`` (streams mode)."""
+        return cls(tail.avg, tail.p50, tail.p90, tail.p95, tail.p99, tail.max)
+
 
 @dataclass(frozen=True)
 class Window:

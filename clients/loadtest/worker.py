@@ -1,16 +1,17 @@
-"""A load-generating process: its own gRPC client, threads, pre-built inputs; driven over a pipe.
+"""A load-generating process: its own gRPC channel, threads, requests serialized once; driven over a pipe.
 
 Commands (tuples on the pipe) and replies:
 ``("start", StepPlan)`` -> ``"started"``; ``("collect",)`` -> :class:`Records` completed since the
 last collect; ``("stop",)`` -> stops sending, waits for what is in flight, replies the remaining
 :class:`Records` (with the process's CPU seconds for the step); ``("exit",)`` -> closes and returns.
-The process replies ``"ready"`` once its client and inputs are set up, or ``("error", message)``.
+The process replies ``"ready"`` once its requests are built and each model answered one of them,
+or ``("error", message)``.
 """
 
 from __future__ import annotations
 
+import gc
 import logging
-import os
 import random
 import threading
 import time
@@ -19,8 +20,19 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from clients.loadtest.histogram import LatencyHistogram
 from clients.loadtest.payload import Payload
+from clients.loadtest.sender import (
+    Sender,
+    future_status,
+    keep_large_buffers_on_heap,
+    parse_response,
+    rpc_status,
+    serialized_request,
+)
+from clients.loadtest.streams import StreamCounts, StreamLoop
 from clients.shm import SharedMemoryInputs
+from serving.errors import ClientError
 
 log = logging.getLogger(__name__)
 
@@ -40,11 +52,15 @@ class WorkerJob:
 
 @dataclass(frozen=True)
 class StepPlan:
-    mode: str  # "concurrency" | "rate"
+    mode: str  # "concurrency" | "rate" | "streams"
     threads: int = 0  # concurrency mode: closed-loop threads in this process
     rate: float = 0.0  # rate mode: this process's share of the request rate (1/s)
     arrivals: str = "constant"
-    max_outstanding: int = 64
+    max_outstanding: int = 64  # rate mode: this process's in-flight cap; streams mode: per stream
+    streams: tuple[int, ...] = ()  # streams mode: the stream ids this process sends
+    total_streams: int = 0  # over all processes (the streams' phases)
+    fps: float = 0.0
+    deadline_s: float = 0.0  # an answer later than this after its schedule is late
 
 
 @dataclass
@@ -53,7 +69,12 @@ class Records:
     errors: Counter = field(default_factory=Counter)  # gRPC status name -> count
     dropped: int = 0  # rate mode: arrivals skipped because max_outstanding were in flight
     cpu_s: float = 0.0  # this process's user+system CPU seconds (filled on stop)
-    max_send_lag_s: float = 0.0  # rate mode: worst delay of a send behind its schedule
+    max_send_lag_s: float = 0.0  # rate and streams modes: worst delay of a send behind its schedule
+    streams: dict[int, StreamCounts] = field(default_factory=dict)  # streams mode, by stream id
+    # streams mode, over every stream of the process: latency from each frame's scheduled send
+    # time, and (a diagnostic) from its actual send
+    from_schedule: LatencyHistogram | None = None
+    from_send: LatencyHistogram | None = None
 
     def merge(self, other: Records) -> None:
         self.latencies_s.extend(other.latencies_s)
@@ -61,17 +82,14 @@ class Records:
         self.dropped += other.dropped
         self.cpu_s += other.cpu_s
         self.max_send_lag_s = max(self.max_send_lag_s, other.max_send_lag_s)
+        for stream, counts in other.streams.items():
+            self.streams.setdefault(stream, StreamCounts()).merge(counts)
+        self.from_schedule = _merged(self.from_schedule, other.from_schedule)
+        self.from_send = _merged(self.from_send, other.from_send)
 
     @property
     def completed(self) -> int:
         return len(self.latencies_s) + sum(self.errors.values())
-
-
-def status_name(exc: Exception) -> str:
-    """The gRPC status of a tritonclient error, e.g. ``UNAVAILABLE`` (never the message text)."""
-    status = getattr(exc, "status", None)
-    text = status() if callable(status) else None
-    return str(text).removeprefix("StatusCode.") if text else "UNKNOWN"
 
 
 class _Recorder:
@@ -95,6 +113,39 @@ class _Recorder:
         with self._lock:
             self._records.max_send_lag_s = max(self._records.max_send_lag_s, lag_s)
 
+    def _stream(self, stream: int) -> StreamCounts:
+        counts = self._records.streams.get(stream)
+        if counts is None:
+            counts = self._records.streams[stream] = StreamCounts()
+        return counts
+
+    def stream_sent(self, stream: int) -> None:
+        with self._lock:
+            self._stream(stream).sent += 1
+
+    def stream_dropped(self, stream: int) -> None:
+        with self._lock:
+            self._stream(stream).dropped += 1
+            self._records.dropped += 1
+
+    def stream_answered(self, stream: int, latency_s: float, from_send_s: float, deadline_s: float) -> None:
+        with self._lock:
+            counts = self._stream(stream)
+            counts.answered += 1
+            counts.late += latency_s > deadline_s
+            counts.latency.record(latency_s)
+            records = self._records
+            if records.from_schedule is None or records.from_send is None:
+                records.from_schedule, records.from_send = LatencyHistogram(), LatencyHistogram()
+            records.from_schedule.record(latency_s)
+            records.from_send.record(from_send_s)
+            records.latencies_s.append(latency_s)
+
+    def stream_error(self, stream: int, status: str) -> None:
+        with self._lock:
+            self._stream(stream).errors += 1
+            self._records.errors[status] += 1
+
     def take(self) -> Records:
         with self._lock:
             records, self._records = self._records, Records()
@@ -102,10 +153,11 @@ class _Recorder:
 
 
 class _Inputs:
-    """tritonclient InferInput lists built once per (model, frame) and reused by every request.
+    """One serialized request per (model, frame), built from tritonclient InferInputs and reused by
+    every send.
 
     With system shared memory every array is placed once, back to back in one registered region
-    (clients.shm, the client's own), which lives until ``close``.
+    (clients.shm, the client's own), which lives until ``close``; the requests carry only where.
     """
 
     def __init__(self, job: WorkerJob, client) -> None:
@@ -133,6 +185,23 @@ class _Inputs:
             self._shm = SharedMemoryInputs(client, _plain_call)
             # placed once and never rebound: nothing else needs the region's lock
             self._shm.bind(*placed).release()
+        self.requests = {
+            model: [serialized_request(model, inputs) for inputs in lists]
+            for model, lists in self.per_model.items()
+        }
+
+    def check(self, sender: Sender, timeout_s: float) -> None:
+        """Each model answers its first request with outputs, or this raises one clear error."""
+        import grpc
+
+        for model, requests in self.requests.items():
+            try:
+                response = parse_response(sender.call(requests[0], timeout_s))
+            except grpc.RpcError as exc:
+                why = f"{rpc_status(exc)}: {exc.details()}"
+                raise ClientError(f"model {model!r} refused a request: {why}") from None
+            if not response.outputs:
+                raise ClientError(f"model {model!r} answered a request with no outputs")
 
     def close(self) -> None:
         if self._shm is not None:  # unregisters, and frees the region even when the server is gone
@@ -142,12 +211,14 @@ class _Inputs:
 class _Load:
     """The threads of one step."""
 
-    def __init__(self, job: WorkerJob, client, inputs: _Inputs, plan: StepPlan) -> None:
-        self.job, self.client, self.inputs, self.plan = job, client, inputs, plan
+    def __init__(self, job: WorkerJob, sender: Sender, inputs: _Inputs, plan: StepPlan) -> None:
+        self.job, self.sender, self.plan = job, sender, plan
+        self.requests = inputs.requests
         self.recorder = _Recorder()
         self.stop_event = threading.Event()
-        self.threads: list[threading.Thread] = []
+        self.threads: list = []
         self.in_flight = 0
+        self.stream_in_flight: Counter = Counter()
         self.cond = threading.Condition()
         self.cpu_start = _cpu_seconds()
 
@@ -156,10 +227,27 @@ class _Load:
             for t in range(self.plan.threads):
                 thread = threading.Thread(target=self._closed_loop, args=(t,), daemon=True)
                 self.threads.append(thread)
+        elif self.plan.mode == "streams":
+            self.threads.append(StreamLoop(self))
         else:
             self.threads.append(threading.Thread(target=self._open_loop, daemon=True))
         for thread in self.threads:
             thread.start()
+
+    def acquire(self, stream: int) -> bool:
+        """A slot for one more frame of ``stream`` (False: it has max_outstanding in flight)."""
+        with self.cond:
+            if self.stream_in_flight[stream] >= self.plan.max_outstanding:
+                return False
+            self.stream_in_flight[stream] += 1
+            self.in_flight += 1
+        return True
+
+    def release(self, stream: int) -> None:
+        with self.cond:
+            self.stream_in_flight[stream] -= 1
+            self.in_flight -= 1
+            self.cond.notify_all()
 
     def stop(self) -> Records:
         self.stop_event.set()
@@ -172,9 +260,9 @@ class _Load:
         return records
 
     def _closed_loop(self, thread_index: int) -> None:
-        from tritonclient.utils import InferenceServerException
+        import grpc
 
-        n_frames = len(next(iter(self.inputs.per_model.values())))
+        n_frames = len(next(iter(self.requests.values())))
         frame = (thread_index * 7 + self.job.index * 13) % n_frames
         timeout = self.job.request_timeout_s
         while not self.stop_event.is_set():
@@ -182,9 +270,9 @@ class _Load:
             status = None
             for model in self.job.models:
                 try:
-                    self.client.infer(model, self.inputs.per_model[model][frame], client_timeout=timeout)
-                except InferenceServerException as exc:
-                    status = status_name(exc)
+                    self.sender.call(self.requests[model][frame], timeout)
+                except grpc.RpcError as exc:
+                    status = rpc_status(exc)
                     break
             if status is None:
                 self.recorder.ok(time.perf_counter() - start)
@@ -195,8 +283,7 @@ class _Load:
             frame = (frame + 1) % n_frames
 
     def _open_loop(self) -> None:
-        model = self.job.models[0]
-        per_frame = self.inputs.per_model[model]
+        per_frame = self.requests[self.job.models[0]]
         rng = random.Random(self.job.seed * 1009 + self.job.index)
         mean_gap = 1.0 / self.plan.rate
         next_time = time.perf_counter()
@@ -214,22 +301,28 @@ class _Load:
                     continue
                 self.in_flight += 1
             start = time.perf_counter()
-            self.client.async_infer(
-                model,
-                per_frame[frame],
-                callback=lambda result, error, start=start: self._done(start, error),
-                client_timeout=self.job.request_timeout_s,
-            )
+            future = self.sender.future(per_frame[frame], self.job.request_timeout_s)
+            future.add_done_callback(lambda f, start=start: self._done(start, f))
             frame = (frame + 1) % len(per_frame)
 
-    def _done(self, start: float, error) -> None:
-        if error is None:
+    def _done(self, start: float, future) -> None:
+        status = future_status(future)
+        if status is None:
             self.recorder.ok(time.perf_counter() - start)
         else:
-            self.recorder.error(status_name(error))
+            self.recorder.error(status)
         with self.cond:
             self.in_flight -= 1
             self.cond.notify_all()
+
+
+def _merged(mine: LatencyHistogram | None, other: LatencyHistogram | None) -> LatencyHistogram | None:
+    if other is None:
+        return mine
+    if mine is None:
+        mine = LatencyHistogram()
+    mine.merge(other)
+    return mine
 
 
 def _plain_call(fn, *args, **kwargs):
@@ -237,19 +330,27 @@ def _plain_call(fn, *args, **kwargs):
 
 
 def _cpu_seconds() -> float:
-    t = os.times()
-    return t.user + t.system
+    """User + system CPU of every thread of this process (ns resolution, unlike os.times' ticks)."""
+    return time.process_time()
 
 
 def worker_main(job: WorkerJob, conn) -> None:
     """Entry point of a load-generating process (multiprocessing target)."""
+    keep_large_buffers_on_heap()
     try:
         import tritonclient.grpc as grpcclient
 
-        client = grpcclient.InferenceServerClient(job.url)
+        client = grpcclient.InferenceServerClient(job.url)  # shared-memory registration only
         inputs = _Inputs(job, client)
+        sender = Sender(job.url)
+        inputs.check(sender, job.request_timeout_s)
+        # everything built so far lives as long as the process: take it out of the cyclic garbage
+        # collector's reach, whose passes over it (triggered by each request's small objects) were
+        # a quarter of this process's perf samples at 10-fps streams
+        gc.collect()
+        gc.freeze()
     except Exception as exc:  # reported to the parent, which raises it as one clear error
-        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+        conn.send(("error", str(exc) if isinstance(exc, ClientError) else f"{type(exc).__name__}: {exc}"))
         return
     conn.send("ready")
     load: _Load | None = None
@@ -257,7 +358,7 @@ def worker_main(job: WorkerJob, conn) -> None:
         while True:
             command = conn.recv()
             if command[0] == "start":
-                load = _Load(job, client, inputs, command[1])
+                load = _Load(job, sender, inputs, command[1])
                 load.start()
                 conn.send("started")
             elif command[0] == "collect":
@@ -271,4 +372,5 @@ def worker_main(job: WorkerJob, conn) -> None:
         if load is not None:
             load.stop()
         inputs.close()
+        sender.close()
         client.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 FUSED = "cam-n"
+FUSION = "fusion-n"  # camera + LiDAR: only its camera-streams capacity is measured
 SINGLE_TASK = ("cam-n-det", "cam-n-seg", "cam-n-depth")
 
 

@@ -13,3 +13,8 @@ COMMAND = "percept bench  (make bench)"
 TUNE_SLO_P99_MS = 100.0
 TUNE_CONCURRENCY = (1, 2)  # closed-loop levels per candidate: p99 <= 100 ms allows few in flight on 2 cores
 TUNE_BUDGET_S = 300.0
+# camera streams (figures 9-11): the largest number of 10-fps streams held at p99 <= 100 ms
+STREAMS_FPS = 10.0
+STREAMS_SLO_P99_MS = 100.0
+STREAMS_LIMIT = 64  # the capacity search stops here (a 2-core CPU server holds a handful)
+STREAMS_QUEUE = 8  # frames a stream keeps in flight before it drops (0.8 s at 10 fps)

@@ -11,7 +11,7 @@ from percept.bench.history import spread
 from percept.bench.measure import MATMUL_SIZES
 from percept.bench.networks import FUSED
 from percept.bench.plan import BATCHING_CONCURRENCY as C
-from percept.bench.plan import COMMAND, VIDEO_REPEATS
+from percept.bench.plan import COMMAND, STREAMS_FPS, STREAMS_SLO_P99_MS, VIDEO_REPEATS
 from percept.bench.results import Bench
 from percept.bench.served import LOAD_WORKERS
 
@@ -60,6 +60,16 @@ def markdown(bench: Bench) -> str:
             f"with batching on and off alternated at concurrency {C}; then the `perception` ensemble:",
             "",
             sweep_table(*results),
+        ]
+    if bench.streams:
+        lines += [
+            "",
+            "## Camera streams (capacity search)",
+            "",
+            f"Each step: that many camera streams at {STREAMS_FPS:g} fps, open loop, latency (ms) from",
+            f"each frame's scheduled send; held: p99 <= {STREAMS_SLO_P99_MS:g} ms, none failed or dropped.",
+            "",
+            streams_table(bench),
         ]
     lines += ["", "## In-process", "", *_in_process(bench)]
     lines += ["", "Stage times (s): " + ", ".join(f"{k} {v:.0f}" for k, v in bench.seconds.items()) + ".", ""]
@@ -128,7 +138,7 @@ def _method_notes(bench: Bench) -> list[str]:
         "- (5): `percept video` through the `perception` ensemble (decode, letterbox, network,",
         "  postprocess, annotated MP4, JSONL) with its default window of requests in flight, over a",
         f"  {bench.video_frames or '?'}-frame drive (world scenes repeated {VIDEO_REPEATS} times).",
-        "- (9): that drive twice (two inputs), `percept video` as a user runs it, --engine local",
+        "- (12): that drive twice (two inputs), `percept video` as a user runs it, --engine local",
         "  (both inputs at once in one process) then --engine ray (a local Ray runtime started by the",
         "  command, worker actors each with its own gRPC channel, annotated MP4s joined at the end);",
         "  frames/s from each run's run.json, the Ray run's start-up and steady state from its timing.",
@@ -211,6 +221,45 @@ def sweep_table(*results: LoadTestResult) -> str:
                 f"{split.compute_infer_ms if split else 0:.1f}",
                 str(s.error_count),
                 "yes" if s.stable else "no",
+            ]
+            rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+STREAMS_COLUMNS = (
+    "model",
+    "streams",
+    "frames/s",
+    "sent",
+    "late",
+    "dropped",
+    "p50",
+    "p99",
+    "p99.9",
+    "cpu/req",
+    "held",
+)
+
+
+def streams_table(bench: Bench) -> str:
+    rows = ["| " + " | ".join(STREAMS_COLUMNS) + " |", "|" + "---|" * len(STREAMS_COLUMNS)]
+    for found in bench.streams.values():
+        for step in found.result.steps:
+            s = step.streams
+            if s is None:
+                continue
+            cells = [
+                found.model,
+                str(s.streams),
+                f"{step.throughput:.1f}",
+                str(s.sent),
+                str(s.late),
+                str(s.dropped),
+                f"{s.latency.p50:.1f}",
+                f"{s.latency.p99:.1f}",
+                f"{s.latency.p99_9:.1f}",
+                f"{step.harness_cpu_ms_per_request:.2f}",
+                "yes" if step.held(found.capacity.slo_p99_ms) else "no",
             ]
             rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)

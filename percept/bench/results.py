@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from percept.bench.facts import MachineFacts, ServedModelFacts, ServerFacts
 from percept.bench.measure import BatchThroughput, MatmulPeak, TorchEager
-from percept.bench.served import EngineRuns, Overhead, VideoRun, WireBytes
+from percept.bench.served import EngineRuns, Overhead, StreamsCapacity, VideoRun, WireBytes
 from percept.bench.tuned import TuneFacts
 
 if TYPE_CHECKING:
@@ -45,6 +45,7 @@ class Bench:
     wire: WireBytes | None = None
     tune: TuneFacts | None = None  # `percept tune --quick` of the fused network, after the sweeps
     sweeps: dict[str, LoadTestResult] = field(default_factory=dict)
+    streams: dict[str, StreamsCapacity] = field(default_factory=dict)  # network name -> its search
     seconds: dict[str, float] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
     figures: list[Figure] = field(default_factory=list)

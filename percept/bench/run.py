@@ -15,13 +15,14 @@ import logging
 import tempfile
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from clients.loadtest.frames import world_frames
 from percept.bench import facts, measure, networks, served, tuned
 from percept.bench.figures import figures
 from percept.bench.history import append_history, read_history
-from percept.bench.networks import FUSED, SINGLE_TASK
+from percept.bench.networks import FUSED, FUSION, SINGLE_TASK
 from percept.bench.plan import (
     BATCHING_CONCURRENCY,
     OVERHEAD_ROUNDS,
@@ -62,7 +63,9 @@ def measure_all(out: Path, fresh: bool, quick: bool) -> Bench:
     bench = Bench(out, machine_start=facts.measure_machine())
     t_all = time.perf_counter()
     names = (FUSED, *SINGLE_TASK)
-    onnx = bench.stage("export", lambda: networks.export_networks(out / "onnx", names, fresh), True)
+    onnx = bench.stage(
+        "export", lambda: networks.export_networks(out / "onnx", (*names, FUSION), fresh), True
+    )
     assert onnx is not None  # a required stage raises instead
     from serving.onnx_meta import read_spec
 
@@ -73,7 +76,8 @@ def measure_all(out: Path, fresh: bool, quick: bool) -> Bench:
     images = measure.letterboxed(frames, spec)
     with tempfile.TemporaryDirectory(prefix="percept-bench-") as tmp:
         work = Path(tmp)
-        repo_on = served.build_repository([onnx[n] for n in names], work / "repo_batching", True)
+        # fusion-n only for its streams figure: on the default repository's server alone
+        repo_on = served.build_repository([onnx[n] for n in (*names, FUSION)], work / "repo_batching", True)
         repo_off = served.build_repository([onnx[n] for n in names], work / "repo_no_batching", False)
         bench.served = facts.read_served_model(repo_on, network_model_name(spec))
         threads = bench.served.ort.intra_op_threads
@@ -96,6 +100,7 @@ def measure_all(out: Path, fresh: bool, quick: bool) -> Bench:
             singles = tuple(network_model_name(read_spec(onnx[n])) for n in SINGLE_TASK)
             urls = (on.grpc_url, off.grpc_url)
             matmuls.append(_sweeps(bench, spec, singles, frames, ort, urls, quick))
+            _streams(bench, on.grpc_url, (spec, read_spec(onnx[FUSION])), frames, quick)
             _video(bench, on.grpc_url, spec, work, quick)
             bench.wire = bench.stage(
                 "wire",
@@ -163,6 +168,16 @@ def _sweeps(
     return matmul_after
 
 
+def _streams(bench: Bench, url: str, specs: tuple[ModelSpec, ModelSpec], frames, quick: bool) -> None:
+    """The camera-streams capacity of the camera and the fusion ensemble (world frames with LiDAR,
+    at the networks' own input size: 384x640 raw frames by default)."""
+    for network, spec in zip((FUSED, FUSION), specs, strict=True):
+        model = ensemble_name(spec)
+        found = bench.stage(f"streams_{network}", partial(served.streams_capacity, url, model, frames, quick))
+        if found is not None:
+            bench.streams[network] = found
+
+
 def _video(bench: Bench, url: str, spec: ModelSpec, work: Path, quick: bool) -> None:
     """`percept video` over a drive long enough (a 40 s drive at 10 fps) that start-up and the final
     MP4 join are not the figure; with and without the annotated MP4."""
@@ -180,7 +195,7 @@ def _video(bench: Bench, url: str, spec: ModelSpec, work: Path, quick: bool) -> 
 
 def record(bench: Bench) -> dict:
     """bench.json: the figures, every measurement and fact, the stage times and the sweeps."""
-    skip = {"out", "figures", "sweeps", "seconds", "errors", "history"}
+    skip = {"out", "figures", "sweeps", "streams", "seconds", "errors", "history"}
     measured = {f.name: getattr(bench, f.name) for f in dataclasses.fields(bench) if f.name not in skip}
     return {
         "figures": [{**dataclasses.asdict(fig), "ratio": fig.ratio, "met": fig.met} for fig in bench.figures],
@@ -188,6 +203,7 @@ def record(bench: Bench) -> dict:
         "seconds": bench.seconds,
         "errors": bench.errors,
         "sweeps": {k: v.to_dict() for k, v in bench.sweeps.items()},
+        "streams": {k: v.result.to_dict() for k, v in bench.streams.items()},
     }
 
 

@@ -12,8 +12,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from clients.loadtest import LoadTest, LoadTestOptions, LoadTestResult
+from clients.loadtest.capacity import Capacity, capacity_result, find_capacity
 from clients.loadtest.frames import Frame
 from percept.bench.measure import OrtInProcess
+from percept.bench.plan import STREAMS_FPS, STREAMS_LIMIT, STREAMS_QUEUE, STREAMS_SLO_P99_MS
 from serving.spec import ModelSpec
 
 LOAD_WORKERS = 2  # load-generating processes of every sweep
@@ -150,6 +152,34 @@ def sweep(
 ) -> LoadTestResult:
     with LoadTest(sweep_options(url, models, concurrency, quick), frames, _label(frames)) as test:
         return test.run()
+
+
+@dataclass(frozen=True)
+class StreamsCapacity:
+    """The capacity search of one model: how many camera streams it held, and the curve."""
+
+    model: str
+    capacity: Capacity
+    result: LoadTestResult  # the search's steps in load order
+
+    @property
+    def best(self) -> int:
+        return self.capacity.best
+
+
+def streams_capacity(url: str, model: str, frames: list[Frame], quick: bool) -> StreamsCapacity:
+    """The largest number of STREAMS_FPS camera streams ``model`` holds at p99 <= STREAMS_SLO_P99_MS
+    (nothing failed or dropped), frames sent raw at their own size."""
+    options = replace(
+        sweep_options(url, (model,), (1,), quick),
+        streams=(1,),
+        fps=STREAMS_FPS,
+        max_outstanding=STREAMS_QUEUE,
+        min_window_requests=0,  # a step's length is its windows: 1 stream sends 10 frames/s
+    )
+    with LoadTest(options, frames, _label(frames)) as test:
+        capacity = find_capacity(test, STREAMS_SLO_P99_MS, start=1, limit=STREAMS_LIMIT)
+        return StreamsCapacity(model, capacity, capacity_result(test, capacity))
 
 
 def _label(frames: list[Frame]) -> str:

@@ -155,7 +155,7 @@ def test_bench_ray_figure_splits_start_up_from_steady_state(tmp_path):
     }
     ray["inputs"] = {"a": {}, "b": {}}
     bench = Bench(tmp_path, engines=EngineRuns(local, ray, 162.0, 203.0, workers=2, shard_frames=100))
-    fig = next(f for f in figures(bench) if f.key == "9")
+    fig = next(f for f in figures(bench) if f.key == "12")
     assert fig.ratio == pytest.approx(0.8) and fig.met is None
     assert bench.engines is not None and bench.engines.ray_steady_fps == pytest.approx(5.0)
     assert "27.0 s are start-up (ray.init 25.0 s" in fig.note and "(1.00 x local)" in fig.note
@@ -182,3 +182,49 @@ def test_bench_is_a_percept_command_and_a_module():
         proc = subprocess.run([sys.executable, *entry, "--help"], capture_output=True, text=True, timeout=120)
         assert proc.returncode == 0, proc.stderr
         assert "--quick" in proc.stdout and "--markdown" in proc.stdout
+
+
+def _step(value: int, p99_ms: float, cpu_ms: float, throughput: float, mode: str = "streams"):
+    from clients.loadtest.result import StepResult
+    from clients.loadtest.stats import Latency
+
+    return StepResult(
+        mode=mode, concurrency=value, target_rate=None, windows=1, stable=True, duration_s=1.0,
+        successes=10, throughput=throughput, latency=Latency(1.0, 1.0, 1.0, 1.0, p99_ms, p99_ms),
+        errors={}, dropped=0, max_send_lag_ms=0.0, server={}, client_successes_total=10,
+        client_errors_total=0, server_successes_total={}, harness_cpu_ms_per_request=cpu_ms,
+        harness_cpu_share=0.0,
+    )  # fmt: skip
+
+
+def _search(model: str, capacity: int, cpu_ms: float):
+    from clients.loadtest.capacity import Capacity, largest_held
+    from clients.loadtest.result import LoadTestResult
+    from percept.bench.served import StreamsCapacity
+
+    steps = {}
+
+    def holds(n: int) -> bool:
+        steps[n] = _step(n, 50.0 if n <= capacity else 400.0, cpu_ms, 10.0 * n)
+        return n <= capacity
+
+    found = Capacity(100.0, largest_held(holds, 1, 64), steps)
+    result = LoadTestResult("u", (model,), "streams", "frames", {}, {}, [steps[v] for v in sorted(steps)])
+    return StreamsCapacity(model, found, result)
+
+
+def test_bench_streams_figures_from_the_capacity_searches(tmp_path):
+    from clients.loadtest.result import LoadTestResult
+    from percept.bench.figures import figures
+    from percept.bench.results import Bench
+
+    bench = Bench(tmp_path)
+    peak = _step(8, 300.0, 0.3, 60.0, mode="concurrency")
+    bench.sweeps["raw"] = LoadTestResult("u", ("cam_n",), "concurrency", "frames", {}, {}, [peak])
+    bench.streams = {"cam-n": _search("perception", 3, 0.4), "fusion-n": _search("perception_fusion", 2, 0.6)}
+    by_key = {f.key: f for f in figures(bench)}
+    cam, fusion, cpu = by_key["9"], by_key["10"], by_key["11"]
+    assert cam.numerator == ("3 streams x 10 fps", 30.0, "frames/s") and cam.ratio == pytest.approx(0.5)
+    assert "1, 2, 4 (missed), 3" in cam.note  # the search's steps, in the order run
+    assert fusion.ratio == pytest.approx(2 / 3)
+    assert cpu.numerator == ("at 3 streams", 0.4, "ms") and cpu.met is True
