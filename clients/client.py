@@ -67,6 +67,7 @@ class PerceptionClient:
         self._client = grpcclient.InferenceServerClient(
             self.options.url, ssl=tls is not None, **(tls.paths() if tls else {})
         )
+        self._headers = dict(self.options.headers) or None
         self._info: dict[str, _core.ModelInfo] = {}
         self._shm = SharedMemoryInputs(self._client, self._call) if self.options.shared_memory else None
 
@@ -76,7 +77,7 @@ class PerceptionClient:
         policy = self.options.retry
         for attempt in range(policy.max_attempts):
             try:
-                return fn(*args, client_timeout=self.options.timeout_s, **kwargs)
+                return fn(*args, client_timeout=self.options.timeout_s, headers=self._headers, **kwargs)
             except Exception as exc:
                 time.sleep(retry_delay(exc, attempt, policy))
         raise AssertionError("unreachable")
