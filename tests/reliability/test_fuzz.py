@@ -6,12 +6,13 @@ damage of serialized requests, sent 4 at a time. After every 100: the tritonserv
 running and answers ServerLive. Every reply is a gRPC status (OK or an error code, never a dropped
 connection); the RSS of tritonserver and its python-backend stubs may grow at most
 ``RSS_BOUND_MIB`` from after the warm-up to the end. ``make test`` sends 2000 messages (~30 s here);
-the ``slow`` run 20 000 (~5 min).
+the ``slow`` run 10 000 (~1 min).
 """
 
 from __future__ import annotations
 
 import collections
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -38,6 +39,17 @@ WARMUP = 200  # messages before the RSS baseline: pools, arenas and caches fill 
 DTYPES = ["UINT8", "INT8", "FP32", "FP16", "BOOL", "BYTES", "INT64", "UINT64", "BF16", "", "NOPE"]
 NAMES = [S.ENSEMBLE_CAMERA, S.ENSEMBLE_FUSION, "cam_n", "fusion_n", "cam_n_preprocess", "cam_n_postprocess"]
 BAD_NAMES = ["", "../perception", "perception\0", "x" * 300, "cam_n/1", "%s%n", "perception "]
+
+
+# The INTERNAL answers that are not ours to fix, each a clear status: gRPC's own for bytes that are no
+# ModelInferRequest; and a preprocess step called directly (its inputs allow ragged batches, so Triton
+# 2.51 skips its shape check) with a tensor whose first axis is over max_batch_size, which the python
+# backend refuses before model.py runs. Through the ensembles Triton checks the shape first.
+_SUSPECT = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL)
+_KNOWN_INTERNAL = [
+    ("bytes INTERNAL", r"(?i)parse"),
+    ("request INTERNAL", r"batch size \d+ for '\w+_preprocess_\d+_\d+', max allowed is \d+"),
+]
 
 
 def _bases(scene_image: np.ndarray, points: np.ndarray, projection: np.ndarray, specs) -> list:
@@ -135,7 +147,7 @@ def _damaged_bytes(rng, base) -> bytes:
 def _run(url: str, pid: int, bases, messages: int, seed: int):
     rng = np.random.default_rng(seed)
     codes: collections.Counter[str] = collections.Counter()
-    examples: dict[str, str] = {}
+    suspects: set[tuple[str, str]] = set()
     with channel(url) as ch:
         stub = service_pb2_grpc.GRPCInferenceServiceStub(ch)
         raw_infer = ch.unary_unary(INFER)  # no serializers: bytes go out as they are
@@ -150,7 +162,8 @@ def _run(url: str, pid: int, bases, messages: int, seed: int):
                 return f"{kind} OK"
             except grpc.RpcError as exc:
                 key = f"{kind} {exc.code().name}"
-                examples.setdefault(key, exc.details() or "")
+                if exc.code() in _SUSPECT:  # every such message is checked, not just the first
+                    suspects.add((key, exc.details() or ""))
                 return key
 
         baseline = None
@@ -168,7 +181,7 @@ def _run(url: str, pid: int, bases, messages: int, seed: int):
                 assert live, f"not live after {start + len(items)} messages: {dict(codes)}"
                 if baseline is None and start + 100 >= WARMUP:
                     baseline = total_rss_mib(pid)
-    return codes, examples, baseline or total_rss_mib(pid), total_rss_mib(pid)
+    return codes, suspects, baseline or total_rss_mib(pid), total_rss_mib(pid)
 
 
 def _fuzz(triton_server, reliability, messages: int, seed: int) -> None:
@@ -178,7 +191,7 @@ def _fuzz(triton_server, reliability, messages: int, seed: int) -> None:
     bases = _bases(scene.image, scene.points, scene.projection, triton_server.specs)
     pid = triton_server.server.pid
     start = time.perf_counter()
-    codes, examples, rss_before, rss_after = _run(triton_server.url, pid, bases, messages, seed)
+    codes, suspects, rss_before, rss_after = _run(triton_server.url, pid, bases, messages, seed)
     seconds = time.perf_counter() - start
     state = server_state(triton_server.url, ENSEMBLE_MODELS)
     growth = rss_after - rss_before
@@ -193,13 +206,8 @@ def _fuzz(triton_server, reliability, messages: int, seed: int) -> None:
         f"{state}; RSS {rss_before:.0f} -> {rss_after:.0f} MiB ({growth:+.1f}, bound +{RSS_BOUND_MIB:.0f})",
     )
     assert sum(codes.values()) == messages
-    # gRPC answers bytes that are no ModelInferRequest with INTERNAL (its parse failure)
-    allowed = {"bytes INTERNAL": "parse"}
-    for key, text in examples.items():
-        if key in allowed:
-            assert allowed[key] in text.lower(), (key, text)
-        else:
-            assert not key.endswith(("UNAVAILABLE", "UNKNOWN", "INTERNAL")), (key, text, codes)
+    for key, text in suspects:
+        assert any(k == key and re.search(p, text) for k, p in _KNOWN_INTERNAL), (key, text, codes)
     assert triton_server.server.running and state == "live, ready", state
     assert growth <= RSS_BOUND_MIB, f"RSS grew {growth:.1f} MiB over {messages} messages"
 
@@ -210,5 +218,5 @@ def test_fuzzed_requests_get_a_status_and_the_server_survives(triton_server, rel
 
 @pytest.mark.slow
 def test_fuzzed_requests_long_run(triton_server, reliability):
-    """20 000 messages, another seed: about 5 minutes here."""
-    _fuzz(triton_server, reliability, messages=20_000, seed=1)
+    """10 000 messages, another seed: about 1 minute here."""
+    _fuzz(triton_server, reliability, messages=10_000, seed=1)
