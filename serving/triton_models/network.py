@@ -70,5 +70,12 @@ class TritonPythonModel:
                 try:
                     results.append(self._run([inputs])[0])
                 except Exception as one_exc:
-                    results.append(pb_utils.TritonError(f"network failed on this request: {one_exc}"))
+                    results.append(_error(one_exc))
             return results
+
+
+def _error(exc: Exception):
+    # ONNX Runtime's InvalidArgument (rank, shape, type of an input) is the request's own fault
+    if type(exc).__name__ == "InvalidArgument":
+        return pb_utils.TritonError(f"network refused this request: {exc}", pb_utils.TritonError.INVALID_ARG)
+    return pb_utils.TritonError(f"network failed on this request: {exc}")
