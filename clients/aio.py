@@ -43,6 +43,7 @@ class AsyncPerceptionClient:
             channel_args=_core.channel_args(self.options.lb_policy),
             **(tls.paths() if tls else {}),
         )
+        self._headers = dict(self.options.headers) or None
         self._info: dict[str, _core.ModelInfo] = {}
         self._shm = (
             AsyncSharedMemoryPool(self._client, self._call, shm_slots) if self.options.shared_memory else None
@@ -52,7 +53,7 @@ class AsyncPerceptionClient:
         policy = self.options.retry
         for attempt in range(policy.max_attempts):
             try:
-                return await fn(*args, client_timeout=self.options.timeout_s, **kwargs)
+                return await fn(*args, client_timeout=self.options.timeout_s, headers=self._headers, **kwargs)
             except Exception as exc:
                 await asyncio.sleep(retry_delay(exc, attempt, policy))
         raise AssertionError("unreachable")

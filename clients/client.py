@@ -70,6 +70,7 @@ class PerceptionClient:
             channel_args=_core.channel_args(self.options.lb_policy),
             **(tls.paths() if tls else {}),
         )
+        self._headers = dict(self.options.headers) or None
         self._info: dict[str, _core.ModelInfo] = {}
         self._shm = SharedMemoryInputs(self._client, self._call) if self.options.shared_memory else None
 
@@ -79,7 +80,7 @@ class PerceptionClient:
         policy = self.options.retry
         for attempt in range(policy.max_attempts):
             try:
-                return fn(*args, client_timeout=self.options.timeout_s, **kwargs)
+                return fn(*args, client_timeout=self.options.timeout_s, headers=self._headers, **kwargs)
             except Exception as exc:
                 time.sleep(retry_delay(exc, attempt, policy))
         raise AssertionError("unreachable")

@@ -1,7 +1,8 @@
 """Client-side errors: gRPC status codes mapped to a small hierarchy under serving.errors.ClientError.
 
-The mapping is by status code only, never by message text, so a server that rewords its messages
-cannot change which error a caller catches (and which errors are retried).
+The mapping is by status code, not message text, so a server that rewords its messages cannot change
+which error a caller catches (and which errors are retried). One exception: Triton's refusal of a
+restricted protocol comes as UNAVAILABLE and is told by its message (see ``_RESTRICTED``).
 """
 
 from __future__ import annotations
@@ -68,10 +69,19 @@ def status_name(status: object) -> str:
     return name.rsplit(".", 1)[-1].upper()
 
 
+# Triton answers a request to a restricted protocol without its key with UNAVAILABLE (grpc_server.cc,
+# "This protocol is restricted, expecting header ..."): retrying cannot help, so this one message is
+# told apart from a server that is really away
+_RESTRICTED = "This protocol is restricted"
+
+
 def from_status(status: object, message: str) -> ClientError:
     """The ClientError subclass for a gRPC status, carrying the server's message and the status name."""
     name = status_name(status)
-    error = _BY_STATUS.get(name, ServerError)(f"{name}: {message}")
+    cls = _BY_STATUS.get(name, ServerError)
+    if name == "UNAVAILABLE" and _RESTRICTED in message:
+        cls, message = PermissionDeniedError, f"{message} (the server restricts this protocol: pass its key)"
+    error = cls(f"{name}: {message}")
     error.status = name  # type: ignore[attr-defined]
     return error
 

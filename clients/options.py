@@ -93,8 +93,13 @@ class ClientOptions:
     shared_memory: bool = False
     resize_to_source: bool = False
     load_balancing: str | None = None
+    # gRPC headers sent with every call, e.g. serving.security.admin_headers(key) for a server whose
+    # admin protocols (model-config, shared-memory, ...) are restricted (`percept serve --admin-key`)
+    headers: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
+        if isinstance(self.headers, dict):  # accept a dict; stored as pairs to stay hashable
+            object.__setattr__(self, "headers", tuple(self.headers.items()))
         if not self.url or ":" not in self.url:
             raise SpecError(f"url must be host:port, got {self.url!r}")
         if self.load_balancing is not None and self.load_balancing not in LB_POLICIES:

@@ -9,6 +9,9 @@ from pathlib import Path
 
 import typer
 
+from serving.ensemble import FrameLimits  # light (no OpenCV): the flags' defaults are its defaults
+
+_LIMITS = FrameLimits()
 app = typer.Typer(help="Triton model repositories.", no_args_is_help=True)
 
 
@@ -34,8 +37,16 @@ def build(
     postprocess_instances: int = typer.Option(1, help="Instances of each postprocess model."),
     threads: int = typer.Option(2, help="ONNX Runtime intra-op threads per network instance."),
     spin: bool = typer.Option(False, "--spin", help="Let ONNX Runtime threads busy-wait (dedicated hosts)."),
-    max_pixels: int = typer.Option(7680 * 4320, help="Largest image (pixels) preprocess accepts."),
-    min_side: int = typer.Option(16, help="Smallest image side (pixels) preprocess accepts."),
+    max_pixels: int = typer.Option(_LIMITS.max_pixels, help="Largest image (pixels) preprocess accepts."),
+    min_side: int = typer.Option(_LIMITS.min_side, help="Smallest image side (pixels) preprocess accepts."),
+    max_points: int = typer.Option(_LIMITS.max_points, help="Most LiDAR points per request."),
+    max_request_bytes: int = typer.Option(
+        _LIMITS.max_request_bytes, help="Most bytes of input tensors per request (checked before decoding)."
+    ),
+    max_resize_pixels: int = typer.Option(
+        _LIMITS.max_resize_pixels,
+        help="Largest source frame (pixels) whose dense maps resize_to_source returns.",
+    ),
     no_warmup: bool = typer.Option(False, "--no-warmup", help="Skip the network's warm-up request."),
     no_ensembles: bool = typer.Option(False, "--no-ensembles", help="Raw network models only."),
     link: bool = typer.Option(False, "--link", help="Symlink the ONNX/plan files instead of copying."),
@@ -47,7 +58,6 @@ def build(
     ),
 ) -> None:
     """Write config.pbtxt, model.py and the network files for each ONNX into OUT."""
-    from serving.ensemble import FrameLimits
     from serving.errors import ServingError
     from serving.model_config import BatchingOptions, RepositoryOptions
     from serving.repository import build_repository
@@ -70,7 +80,13 @@ def build(
         postprocess_instances=postprocess_instances,
         intra_op_threads=threads,
         allow_spinning=spin,
-        limits=FrameLimits(max_pixels=max_pixels, min_side=min_side),
+        limits=FrameLimits(
+            max_pixels=max_pixels,
+            min_side=min_side,
+            max_points=max_points,
+            max_request_bytes=max_request_bytes,
+            max_resize_pixels=max_resize_pixels,
+        ),
         warmup=not no_warmup,
         ensembles=not no_ensembles,
         link=link,

@@ -12,13 +12,31 @@ from pathlib import Path
 
 import typer
 
+from serving.security import ADMIN_PROTOCOLS as _ADMIN_PROTOCOLS  # light: the flag's default
+
 
 def serve(
     repository: Path = typer.Option(Path("model_repository"), "--repository", "-r", help="Model repository."),
     grpc_port: int = typer.Option(8001, help="gRPC port (0: a free one)."),
     http_port: int = typer.Option(8000, help="HTTP port (0: a free one)."),
     metrics_port: int = typer.Option(8002, help="Prometheus metrics port (0: a free one)."),
-    address: str = typer.Option("127.0.0.1", help="Address to bind (0.0.0.0 for every interface)."),
+    address: str = typer.Option("127.0.0.1", help="gRPC address to bind (0.0.0.0 for every interface)."),
+    http_address: str = typer.Option("127.0.0.1", help="HTTP address (health probes); loopback by default."),
+    metrics_address: str = typer.Option("127.0.0.1", help="Prometheus metrics address; loopback by default."),
+    tls_cert: Path | None = typer.Option(None, help="Server certificate (PEM): gRPC over TLS."),
+    tls_key: Path | None = typer.Option(None, help="Server private key (PEM) for --tls-cert."),
+    tls_client_ca: Path | None = typer.Option(
+        None, help="CA (PEM) that signs client certificates: mutual TLS, clients without one are refused."
+    ),
+    admin_key: str | None = typer.Option(
+        None,
+        envvar="PERCEPT_ADMIN_KEY",
+        help="Restrict the admin protocols (--restrict) to requests carrying header "
+        "triton-grpc-protocol-admin-key with this value (>= 16 chars; prefer the environment variable).",
+    ),
+    restrict: str = typer.Option(
+        ",".join(_ADMIN_PROTOCOLS), help="Comma-separated Triton protocols the --admin-key guards."
+    ),
     tritonserver: Path | None = typer.Option(
         None, help="Another tritonserver binary (default: the one inside the nvidia-pytriton wheel)."
     ),
@@ -33,6 +51,15 @@ def serve(
     """Start Triton on REPOSITORY, wait until every model is ready, serve until interrupted."""
     from serving.launcher import ServerOptions, TritonServer, docker_command
     from serving.model_config import NGC_IMAGE
+    from serving.security import SecurityOptions
+
+    security = SecurityOptions(
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        tls_client_ca=tls_client_ca,
+        admin_key=admin_key,
+        restricted=tuple(p.strip() for p in restrict.split(",") if p.strip()),
+    )
 
     if print_docker:
         cmd = docker_command(repository, image or NGC_IMAGE, grpc_port, http_port, metrics_port)
@@ -43,11 +70,14 @@ def serve(
         tritonserver=tritonserver,
         backend_directory=backend_directory,
         address=address,
+        http_address=http_address,
+        metrics_address=metrics_address,
         grpc_port=grpc_port,
         http_port=http_port,
         metrics_port=metrics_port,
         log_file=log_file,
         startup_timeout_s=startup_timeout,
+        extra_args=security.tritonserver_args(),
     )
     server = TritonServer(options)
     stopping = {"signal": 0}

@@ -7,7 +7,8 @@ for the config builder (:mod:`serving.model_config`) and the runtime (:mod:`serv
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 
 from serving import spec as S
 from serving.errors import SpecError
@@ -16,14 +17,33 @@ from serving.spec import ModelSpec, TensorSpec
 
 @dataclass(frozen=True)
 class FrameLimits:
-    """What preprocess accepts; a request outside these gets its own INVALID_ARG error."""
+    """What preprocess accepts; a request outside these gets its own INVALID_ARG error.
+
+    Written into the pre- and postprocess configs as string parameters (:meth:`to_parameters`) and
+    read back by the python-backend models (:meth:`from_parameters`). Defaults: an 8K frame (a raw
+    7680x4320 RGB frame is 99.5 MB, hence 128 MiB per request); 2 M LiDAR points (32 MB; a 128-beam
+    spinning sweep is ~260 k); dense maps resized to the source up to 4K UHD (25 MB of seg + depth
+    per reply: resize_to_source of an 8K frame would answer a few-kB PNG with 100 MB).
+    """
 
     max_pixels: int = 7680 * 4320  # 8K; checked on the header before an encoded image is decoded
     min_side: int = 16
+    max_points: int = 2_000_000  # LiDAR returns per request
+    max_request_bytes: int = 128 << 20  # all input tensors of one request together
+    max_resize_pixels: int = 3840 * 2160  # resize_to_source above this is refused
 
     def __post_init__(self) -> None:
-        if self.max_pixels < 1 or self.min_side < 1:
-            raise SpecError("max_pixels and min_side must be >= 1")
+        for name, value in self.to_parameters().items():
+            if int(value) < 1:
+                raise SpecError(f"FrameLimits.{name} must be >= 1, got {value}")
+
+    def to_parameters(self) -> dict[str, str]:
+        return {f.name: str(getattr(self, f.name)) for f in fields(self)}
+
+    @classmethod
+    def from_parameters(cls, params: Mapping[str, str]) -> FrameLimits:
+        """The limits a config carries; a key it lacks (an older repository) keeps its default."""
+        return cls(**{f.name: int(params[f.name]) for f in fields(cls) if f.name in params})
 
     def check(self, h: int, w: int, what: str = "image") -> None:
         if h < self.min_side or w < self.min_side:
@@ -31,6 +51,26 @@ class FrameLimits:
         if h * w > self.max_pixels:
             raise SpecError(
                 f"{what} of {h}x{w} = {h * w} pixels exceeds the limit of {self.max_pixels} pixels"
+            )
+
+    def check_request(self, nbytes: int, points: int) -> None:
+        """Before any decoding: the request's total input bytes and LiDAR point count."""
+        if nbytes > self.max_request_bytes:
+            raise SpecError(
+                f"request of {nbytes} bytes exceeds the limit of {self.max_request_bytes} bytes "
+                "(max_request_bytes): send a smaller or encoded frame"
+            )
+        if points > self.max_points:
+            raise SpecError(
+                f"{S.POINTS} holds {points} LiDAR points, above the limit of {self.max_points} "
+                "(max_points): downsample the sweep"
+            )
+
+    def check_resize(self, h: int, w: int) -> None:
+        if h * w > self.max_resize_pixels:
+            raise SpecError(
+                f"{S.RESIZE_TO_SOURCE} of a {h}x{w} frame asks for {h * w}-pixel maps, above the limit "
+                f"of {self.max_resize_pixels} (max_resize_pixels): ask for model-resolution maps"
             )
 
 

@@ -49,7 +49,9 @@ class ServerOptions:
     repository: Path
     tritonserver: Path | None = None  # None: the binary inside the nvidia-pytriton wheel
     backend_directory: Path | None = None  # None: private one (wheel) or the binary's own
-    address: str = "127.0.0.1"
+    address: str = "127.0.0.1"  # gRPC; HTTP and metrics have their own, loopback unless asked
+    http_address: str = "127.0.0.1"
+    metrics_address: str = "127.0.0.1"
     grpc_port: int = 0
     http_port: int = 0
     metrics_port: int = 0
@@ -150,11 +152,11 @@ class TritonServer:
 
     @property
     def http_url(self) -> str:
-        return f"{self.options.address}:{self.http_port}"
+        return f"{_local(self.options.http_address)}:{self.http_port}"
 
     @property
     def metrics_url(self) -> str:
-        return f"http://{self.options.address}:{self.metrics_port}/metrics"
+        return f"http://{_local(self.options.metrics_address)}:{self.metrics_port}/metrics"
 
     @property
     def pid(self) -> int | None:
@@ -169,9 +171,9 @@ class TritonServer:
             f"--model-repository={Path(opts.repository).resolve()}",
             f"--grpc-address={opts.address}",
             f"--grpc-port={self.grpc_port}",
-            f"--http-address={opts.address}",
+            f"--http-address={opts.http_address}",
             f"--http-port={self.http_port}",
-            f"--metrics-address={opts.address}",
+            f"--metrics-address={opts.metrics_address}",
             f"--metrics-port={self.metrics_port}",
             "--strict-readiness=true",
             "--exit-on-error=true",
@@ -222,8 +224,8 @@ class TritonServer:
     def _launch(self, backend_dir: Path | None) -> None:
         opts = self.options
         self.grpc_port = opts.grpc_port or free_port(opts.address)
-        self.http_port = opts.http_port or free_port(opts.address)
-        self.metrics_port = opts.metrics_port or free_port(opts.address)
+        self.http_port = opts.http_port or free_port(opts.http_address)
+        self.metrics_port = opts.metrics_port or free_port(opts.metrics_address)
         cmd = self.command(backend_dir)
         log.info("starting %s", " ".join(cmd))
         assert self.log_path is not None
@@ -330,6 +332,10 @@ class TritonServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def _local(address: str) -> str:
+    return "127.0.0.1" if address in ("0.0.0.0", "") else address  # where this host reaches it
 
 
 def _is_error_line(line: str) -> bool:

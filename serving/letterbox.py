@@ -49,8 +49,17 @@ class Letterbox:
 
     @classmethod
     def from_tensor(cls, arr: np.ndarray) -> Letterbox:
-        """The inverse of :meth:`to_tensor` (one row)."""
+        """The inverse of :meth:`to_tensor` (one row); SpecError for a row no letterbox can have
+        (a client calling postprocess directly sends what it likes)."""
         a = np.asarray(arr, dtype=np.float64).reshape(-1)
+        if (
+            a.size < 5
+            or not np.isfinite(a[:5]).all()
+            or a[0] <= 0
+            or (a[1:3] < 0).any()
+            or (a[3:5] < 1).any()
+        ):
+            raise SpecError(f"not a letterbox row (scale > 0, pads >= 0, source >= 1x1): {a[:5].tolist()}")
         return cls(float(a[0]), int(a[1]), int(a[2]), int(a[3]), int(a[4]))
 
     @staticmethod
@@ -92,6 +101,8 @@ class Letterbox:
         h = max(1, round(new_h / stride))
         w = max(1, round(new_w / stride))
         crop = dense[y0 : y0 + h, x0 : x0 + w]
+        if crop.size == 0:
+            raise SpecError(f"letterbox content at ({x0},{y0}) lies outside the {dense.shape[:2]} map")
         if not resize_to_source:
             return np.ascontiguousarray(crop)
         interp = cv2.INTER_NEAREST if np.issubdtype(crop.dtype, np.integer) else cv2.INTER_LINEAR

@@ -280,8 +280,8 @@ def preprocess_config(spec: ModelSpec, options: RepositoryOptions):
     _instances(pb, cfg, options.preprocess_instances)
     _latest_version(pb, cfg)
     _param(cfg, SPEC_KEY, spec.to_json())
-    _param(cfg, "max_pixels", options.limits.max_pixels)
-    _param(cfg, "min_side", options.limits.min_side)
+    for key, value in options.limits.to_parameters().items():
+        _param(cfg, key, value)
     return cfg
 
 
@@ -296,6 +296,7 @@ def postprocess_config(spec: ModelSpec, options: RepositoryOptions):
     _instances(pb, cfg, options.postprocess_instances)
     _latest_version(pb, cfg)
     _param(cfg, SPEC_KEY, spec.to_json())
+    _param(cfg, "max_resize_pixels", options.limits.max_resize_pixels)
     return cfg
 
 

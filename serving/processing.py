@@ -9,6 +9,7 @@ on one request (batch axis of that request included) so it is testable without a
 from __future__ import annotations
 
 import struct
+from collections.abc import Mapping
 
 import cv2
 import numpy as np
@@ -110,6 +111,15 @@ def request_frames(
     return [decode_encoded(row.tobytes(), limits) for row in image_encoded]
 
 
+def check_request(arrays: Mapping[str, np.ndarray | None], limits: FrameLimits) -> None:
+    """The request's total input bytes and LiDAR point count (``points`` [batch,N,4]) against
+    ``limits``, before anything is decoded or projected."""
+    nbytes = sum(a.nbytes for a in arrays.values() if a is not None)
+    points = arrays.get(S.POINTS)
+    count = 0 if points is None or points.ndim < 2 else int(np.prod(points.shape[:-1]))
+    limits.check_request(nbytes, count)
+
+
 # --- preprocess -------------------------------------------------------------------------------
 def preprocess(
     spec: ModelSpec,
@@ -149,12 +159,16 @@ def postprocess(
     outputs: dict[str, np.ndarray],
     letterbox: np.ndarray,
     resize_to_source: bool = False,
+    limits: FrameLimits | None = None,
 ) -> dict[str, np.ndarray]:
     """Network outputs of one request [n,...] -> boxes in source pixels with class names, dense maps
-    cropped out of the letterbox (and resized to the source size when asked)."""
+    cropped out of the letterbox (and resized to the source size when asked, within ``limits``)."""
     letterbox = Letterbox.rows(letterbox)
     n = len(letterbox)
     geoms = [Letterbox.from_tensor(row) for row in letterbox]
+    if resize_to_source and limits is not None and (S.SEG_MASK in outputs or S.DEPTH in outputs):
+        for lb in geoms:
+            limits.check_resize(lb.src_h, lb.src_w)
     out: dict[str, np.ndarray] = {S.LETTERBOX: letterbox}
     if S.NUM_DETS in outputs:
         num = np.asarray(outputs[S.NUM_DETS], np.int32).reshape(n)
@@ -195,6 +209,14 @@ def _class_name(spec: ModelSpec, class_id: int) -> bytes:
 
 
 # --- the network model's batching -------------------------------------------------------------
+def check_network_inputs(inputs: Mapping[str, np.ndarray]) -> None:
+    """A raw-network request's float inputs must be finite: ``lidar_depth`` from a client's own
+    projection with a NaN would otherwise come back as a plausible-looking answer."""
+    for name, arr in inputs.items():
+        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+            raise SpecError(f"{name} holds NaN or Inf")
+
+
 def concat_batches(per_request: list[dict[str, np.ndarray]]) -> tuple[dict[str, np.ndarray], list[int]]:
     """Requests' inputs -> one batch (concatenated on axis 0) and each request's batch size."""
     sizes = [len(next(iter(r.values()))) for r in per_request]

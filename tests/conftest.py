@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from serving.ensemble import FrameLimits
 from serving.spec import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -26,7 +27,11 @@ log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parent.parent
 TEST_HW = (192, 320)  # half of 384x640: a quarter of the CPU time per frame, same aspect ratio
 TEST_NETWORKS = ("cam-n", "fusion-n")
-TEST_MAX_PIXELS = 4_000_000  # the repository's preprocess limit, so a "too large" image stays cheap
+# the repository's preprocess limits: low, so that a "too large" request stays cheap to send
+TEST_LIMITS = FrameLimits(
+    max_pixels=4_000_000, max_points=100_000, max_request_bytes=8 << 20, max_resize_pixels=1_000_000
+)
+TEST_MAX_PIXELS = TEST_LIMITS.max_pixels
 TEST_SEED = 0
 _REAL_KEY = pytest.StashKey[bool]()
 
@@ -95,15 +100,12 @@ def exported_onnx(request, tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def triton_repository(exported_onnx, tmp_path_factory) -> Path:
-    from serving.ensemble import FrameLimits
     from serving.model_config import RepositoryOptions
     from serving.repository import build_repository
 
     repo = tmp_path_factory.mktemp("model_repository")
     # one single-threaded network instance: little CPU on a shared 2-core machine, and batches form
-    options = RepositoryOptions(
-        limits=FrameLimits(max_pixels=TEST_MAX_PIXELS), network_instances=1, intra_op_threads=1
-    )
+    options = RepositoryOptions(limits=TEST_LIMITS, network_instances=1, intra_op_threads=1)
     build_repository(list(exported_onnx.values()), repo, options)
     return repo
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import glob
 import logging
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,16 @@ class FrameItem:
     points: np.ndarray | None = None
     projection: np.ndarray | None = None
     error: str | None = None
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def output_name(base: str) -> str:
+    """An input's sub-folder of ``--out``: one path component that stays inside it whatever the
+    input was called (``..``, ``/``, control characters, a leading dot)."""
+    name = _UNSAFE.sub("_", base).lstrip(".")[:200]
+    return name or "input"
 
 
 def is_kitti_folder(path: Path) -> bool:
@@ -91,8 +102,9 @@ def discover(inputs: list[str]) -> list[InputSource]:
         if key in seen_paths:
             continue
         seen_paths.add(key)
-        base = path.stem if kind == "video" else path.name
-        name, k = base or "input", 2
+        given = path.stem if kind == "video" else path.name
+        base = output_name(given if given.strip(".") else path.resolve().name)  # "..": the folder's name
+        name, k = base, 2
         while name in names:
             name, k = f"{base}_{k}", k + 1
         names.add(name)

@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
+from serving.errors import SpecError
 from serving.ort_session import OrtSettings, network_session
-from serving.processing import concat_batches, split_batches
+from serving.processing import check_network_inputs, concat_batches, split_batches
 from serving.spec import SPEC_KEY, ModelSpec
 
 log = logging.getLogger(__name__)
@@ -39,16 +40,15 @@ class TritonPythonModel:
             {name: pb_utils.get_input_tensor_by_name(r, name).as_numpy() for name in self.input_names}
             for r in requests
         ]
-        try:
-            results = self._run(per_request)
-        except Exception as exc:  # isolate the request that broke the batch: run one at a time
-            log.warning("batched run of %d requests failed (%s); running them one by one", len(requests), exc)
-            results = []
-            for inputs in per_request:
-                try:
-                    results.append(self._run([inputs])[0])
-                except Exception as one_exc:
-                    results.append(pb_utils.TritonError(f"network failed on this request: {one_exc}"))
+        refused = {}
+        for i, inputs in enumerate(per_request):
+            try:
+                check_network_inputs(inputs)
+            except SpecError as exc:
+                refused[i] = pb_utils.TritonError(str(exc), pb_utils.TritonError.INVALID_ARG)
+        valid = [inputs for i, inputs in enumerate(per_request) if i not in refused]
+        ran = iter(self._run_isolated(valid) if valid else [])
+        results = [refused[i] if i in refused else next(ran) for i in range(len(per_request))]
         responses = []
         for result in results:
             if isinstance(result, pb_utils.TritonError):
@@ -57,3 +57,25 @@ class TritonPythonModel:
                 tensors = [pb_utils.Tensor(n, np.ascontiguousarray(a)) for n, a in result.items()]
                 responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
         return responses
+
+    def _run_isolated(self, per_request):
+        try:
+            return self._run(per_request)
+        except Exception as exc:  # isolate the request that broke the batch: run one at a time
+            log.warning(
+                "batched run of %d requests failed (%s); running them one by one", len(per_request), exc
+            )
+            results = []
+            for inputs in per_request:
+                try:
+                    results.append(self._run([inputs])[0])
+                except Exception as one_exc:
+                    results.append(_error(one_exc))
+            return results
+
+
+def _error(exc: Exception):
+    # ONNX Runtime's InvalidArgument (rank, shape, type of an input) is the request's own fault
+    if type(exc).__name__ == "InvalidArgument":
+        return pb_utils.TritonError(f"network refused this request: {exc}", pb_utils.TritonError.INVALID_ARG)
+    return pb_utils.TritonError(f"network failed on this request: {exc}")

@@ -9,9 +9,9 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from serving import spec as S
-from serving.ensemble import FrameLimits
+from serving.ensemble import FrameLimits, preprocess_inputs
 from serving.errors import SpecError
-from serving.processing import preprocess, request_frames
+from serving.processing import check_request, preprocess, request_frames
 from serving.spec import SPEC_KEY, ModelSpec
 
 
@@ -25,16 +25,25 @@ class TritonPythonModel:
         config = json.loads(args["model_config"])
         params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
         self.spec = ModelSpec.from_dict(json.loads(params[SPEC_KEY]))
-        self.limits = FrameLimits(max_pixels=int(params["max_pixels"]), min_side=int(params["min_side"]))
+        self.inputs = [t.name for t in preprocess_inputs(self.spec)]
+        self.limits = FrameLimits.from_parameters(params)
 
     def execute(self, requests):
         responses = []
         for request in requests:
             try:
-                frames = request_frames(_get(request, S.IMAGE), _get(request, S.IMAGE_ENCODED), self.limits)
-                out = preprocess(self.spec, frames, _get(request, S.POINTS), _get(request, S.PROJECTION))
+                arrays = {n: _get(request, n) for n in self.inputs}
+                check_request(arrays, self.limits)  # sizes first: nothing decoded or projected yet
+                frames = request_frames(arrays[S.IMAGE], arrays[S.IMAGE_ENCODED], self.limits)
+                out = preprocess(self.spec, frames, arrays.get(S.POINTS), arrays.get(S.PROJECTION))
             except SpecError as exc:
                 error = pb_utils.TritonError(str(exc), pb_utils.TritonError.INVALID_ARG)
+                responses.append(pb_utils.InferenceResponse(error=error))
+                continue
+            except Exception as exc:  # this request only: an exception out of execute fails the batch
+                error = pb_utils.TritonError(
+                    f"preprocess failed on this request: {type(exc).__name__}: {exc}"
+                )
                 responses.append(pb_utils.InferenceResponse(error=error))
                 continue
             tensors = [pb_utils.Tensor(n, np.ascontiguousarray(a)) for n, a in out.items()]

@@ -12,6 +12,7 @@ import pytest
 from clients import PerceptionClient, RetryPolicy, ServerUnavailableError, TlsOptions
 from serving.errors import ClientError
 from serving.launcher import ServerOptions, TritonServer
+from serving.security import SecurityOptions
 
 pytestmark = [
     pytest.mark.triton,
@@ -66,14 +67,9 @@ def certs(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def tls_server(tiny_repository, certs):
-    tls_args = (
-        "--grpc-use-ssl=true",
-        "--grpc-use-ssl-mutual=true",
-        f"--grpc-server-cert={certs['server_crt']}",
-        f"--grpc-server-key={certs['server_key']}",
-        f"--grpc-root-cert={certs['ca']}",
-    )
-    server = TritonServer(ServerOptions(tiny_repository, extra_args=tls_args))
+    # the flags `percept serve --tls-cert --tls-key --tls-client-ca` gives tritonserver
+    security = SecurityOptions(certs["server_crt"], certs["server_key"], tls_client_ca=certs["ca"])
+    server = TritonServer(ServerOptions(tiny_repository, extra_args=security.tritonserver_args()))
     server.start()
     try:
         yield server
