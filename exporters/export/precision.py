@@ -178,7 +178,17 @@ def to_int8(
     exclude: Iterable[str] = (),
 ) -> Path:
     """The FP32 export ``src`` as a QDQ INT8 ONNX at ``dst``; ``exclude`` names Conv/MatMul nodes
-    kept in FP32 (per-layer sensitivity fallback)."""
+    kept in FP32 (:func:`keep_fp32` on the fully quantized graph: one calibration either way)."""
+    onnx = _onnx()
+    proto, extra = _quantize(src, spec, calibration, Path(dst))
+    if exclude:
+        proto = keep_fp32(proto, onnx.load(str(src)), exclude)
+    extra["fp32_kept"] = sorted(exclude)
+    return _finish(proto, Path(dst), spec, "int8", extra)
+
+
+def _quantize(src: str | Path, spec: ModelSpec, calibration: CalibrationOptions, dst: Path):
+    """Every Conv/MatMul of the network body quantized: (QDQ ModelProto, provenance extra)."""
     onnx = _onnx()
     try:
         from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -187,9 +197,8 @@ def to_int8(
     if calibration.method not in CALIBRATION_METHODS:
         raise ExportError(f"calibration method must be one of {', '.join(CALIBRATION_METHODS)}")
     proto = onnx.load(str(src))
-    nodes = quantizable_nodes(proto, exclude)
+    nodes = quantizable_nodes(proto)
     method = CalibrationMethod.Entropy if calibration.method == "entropy" else CalibrationMethod.Percentile
-    dst = Path(dst)
     tmp = dst.with_name(dst.name + ".qdq")
     reader = _Reader(spec, calibration)
     log.info("int8: %d Conv/MatMul nodes, %s calibration", len(nodes), calibration.method)
@@ -230,6 +239,79 @@ def to_int8(
             "batches": reader.count,
         },
         "int8_nodes": len(nodes),
-        "fp32_kept": sorted(exclude),
     }
-    return _finish(quantized, dst, spec, "int8", extra)
+    return quantized, extra
+
+
+def keep_fp32(qdq, fp32, layers: Iterable[str]):
+    """The QDQ graph ``qdq`` with the Conv/MatMul nodes ``layers`` back in FP32: each reads its
+    FP32 activation and weights (from ``fp32``, the graph it was quantized from) instead of their
+    DequantizeLinear outputs; Q/DQ nodes and quantized weights nobody reads any more are dropped.
+    The other layers keep the scales of the one calibration (no recalibration per fallback step)."""
+    keep = set(layers)
+    source = {n.name: n for n in fp32.graph.node if n.name in keep}
+    missing = keep - source.keys()
+    if missing:
+        raise ExportError(f"cannot keep in FP32: no node {sorted(missing)[0]} in the FP32 graph")
+    weights = {t.name: t for t in fp32.graph.initializer}
+    have = {t.name for t in qdq.graph.initializer}
+    for node in qdq.graph.node:
+        if node.name in keep:
+            del node.input[:]
+            node.input.extend(source[node.name].input)
+            for name in source[node.name].input:
+                if name in weights and name not in have:
+                    qdq.graph.initializer.append(weights[name])
+                    have.add(name)
+    _unquantize_unused(qdq.graph, keep)
+    _drop_unread(qdq.graph)
+    return qdq
+
+
+def _unquantize_unused(graph, keep: set[str]) -> None:
+    """onnxruntime points *every* reader of a quantized tensor at its DequantizeLinear output (a
+    residual Add, a Concat); a Q/DQ pair that no quantized layer reads any more is taken out, so
+    those readers see the FP32 tensor as they would had the layers never been quantized."""
+    producers = {o: n for n in graph.node for o in n.output}
+    readers: dict[str, list] = {}
+    for node in graph.node:
+        for name in node.input:
+            readers.setdefault(name, []).append(node)
+    for dq in [n for n in graph.node if n.op_type == "DequantizeLinear"]:
+        q = producers.get(dq.input[0])
+        if q is None or q.op_type != "QuantizeLinear":
+            continue  # a weight's DequantizeLinear: dropped with its layer
+        users = readers.get(dq.output[0], [])
+        if any(u.op_type in QUANTIZED_OPS and u.name not in keep for u in users):
+            continue
+        for user in users:
+            for i, name in enumerate(user.input):
+                if name == dq.output[0]:
+                    user.input[i] = q.input[0]
+
+
+def exclude_layers(
+    int8: str | Path, fp32: str | Path, dst: str | Path, spec: ModelSpec, layers: Iterable[str]
+) -> Path:
+    """The calibrated QDQ file ``int8`` with ``layers`` kept in FP32 (:func:`keep_fp32`), checked
+    and written to ``dst``; its provenance names them (``fp32_kept``)."""
+    onnx = _onnx()
+    layers = sorted(layers)
+    proto = keep_fp32(onnx.load(str(int8)), onnx.load(str(fp32)), layers)
+    int8_nodes = len(quantizable_nodes(onnx.load(str(fp32), load_external_data=False), layers))
+    return _finish(proto, Path(dst), spec, "int8", {"fp32_kept": layers, "int8_nodes": int8_nodes})
+
+
+def _drop_unread(graph) -> None:
+    """Remove nodes none of whose outputs is read (by a node or as a graph output), then unread
+    initializers."""
+    while True:
+        read = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
+        dead = [n for n in graph.node if not any(o in read for o in n.output)]
+        if not dead:
+            break
+        for node in dead:
+            graph.node.remove(node)
+    read = {i for n in graph.node for i in n.input}
+    for init in [t for t in graph.initializer if t.name not in read]:
+        graph.initializer.remove(init)

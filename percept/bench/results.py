@@ -16,6 +16,7 @@ from percept.bench.served import Overhead, VideoRun, WireBytes
 if TYPE_CHECKING:
     from clients.loadtest import LoadTestResult
     from percept.bench.figures import Figure
+    from percept.bench.precision import PrecisionAccuracy
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -41,6 +42,7 @@ class Bench:
     video_no_mp4: VideoRun | None = None
     video_frames: int | None = None
     wire: WireBytes | None = None
+    precision: PrecisionAccuracy | None = None  # FP16 / INT8 ONNX accuracy beside FP32
     sweeps: dict[str, LoadTestResult] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)

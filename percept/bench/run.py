@@ -30,6 +30,7 @@ from percept.bench.plan import (
     VIDEO_REPEATS,
     VIDEO_SCENES,
 )
+from percept.bench.precision import precision_accuracy
 from percept.bench.report import markdown
 from percept.bench.results import Bench
 from serving.model_config import ensemble_name, network_model_name
@@ -103,6 +104,10 @@ def measure_all(out: Path, fresh: bool, quick: bool) -> Bench:
                     on.grpc_url, ensemble_name(spec), network_model_name(spec), frames[0], spec
                 ),
             )
+    # after the servers stopped: minutes of CPU that must not share the machine with a timing
+    bench.precision = bench.stage(
+        "precision", lambda: precision_accuracy(FUSED, onnx[FUSED], out / "precision", quick)
+    )
     peaks = [m for m in matmuls if m is not None]
     if peaks:  # the best seen: a crowded moment must not pass for the machine's peak
         bench.matmul = max(peaks, key=lambda m: m.gflops)
