@@ -181,9 +181,12 @@ def to_int8(
     kept in FP32 (:func:`keep_fp32` on the fully quantized graph: one calibration either way)."""
     onnx = _onnx()
     proto, extra = _quantize(src, spec, calibration, Path(dst))
+    exclude = sorted(exclude)
     if exclude:
-        proto = keep_fp32(proto, onnx.load(str(src)), exclude)
-    extra["fp32_kept"] = sorted(exclude)
+        fp32 = onnx.load(str(src))
+        proto = keep_fp32(proto, fp32, exclude)
+        extra["int8_nodes"] = len(quantizable_nodes(fp32, exclude))
+    extra["fp32_kept"] = exclude
     return _finish(proto, Path(dst), spec, "int8", extra)
 
 

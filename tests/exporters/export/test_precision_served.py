@@ -36,6 +36,16 @@ def reduced(exported_onnx, tmp_path_factory):
     }
 
 
+def test_the_tensorrt_variants_of_the_reduced_files_pass_the_parser_check(reduced):
+    """What a strongly typed TensorRT build parses (EfficientNMS_TRT in place of the ONNX NMS)."""
+    from exporters.export.trt_compat import compat_stage
+    from exporters.export.trt_variant import variant_path
+
+    for path in reduced.values():
+        findings = compat_stage(path, "tensorrt")  # raises on an error finding
+        assert variant_path(path).is_file() and all(f.severity != "error" for f in findings)
+
+
 @pytest.mark.parametrize("precision", ["fp16", "int8"])
 def test_repository_of_the_reduced_precision_onnx_serves_its_answers(reduced, tmp_path, precision):
     from exporters.export.verify import scene_inputs
