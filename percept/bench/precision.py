@@ -53,18 +53,19 @@ def _row(precision: str, report) -> PrecisionRow:
 def precision_accuracy(network: str, fp32_onnx: Path, out: Path, quick: bool) -> PrecisionAccuracy:
     """FP32, FP16 and INT8 ONNX of ``network`` (exported at ``fp32_onnx``), verified on the same
     validation scenes against one PyTorch run (memoized); the reduced files land in ``out``."""
-    from exporters.export.graph import run_eager
+    from exporters.export.graph import build_export_graph, run_eager
     from exporters.export.options import CalibrationOptions, ExportOptions, VerifyOptions
     from exporters.export.precision_stage import memoized, precision_stage
+    from exporters.export.run import load_network
     from exporters.export.verify import ort_runner, verify
     from exporters.weights import shipped_checkpoint
-    from percept.bench.networks import load_export_graph
     from serving.onnx_meta import read_spec
 
     scenes = QUICK_SCENES if quick else PRECISION_SCENES
     images = QUICK_CALIBRATION_IMAGES if quick else CALIBRATION_IMAGES
     spec = read_spec(fp32_onnx)
-    graph = load_export_graph(network)
+    model = load_network(network, shipped_checkpoint(network), spec.input_hw)  # the ONNX's size
+    graph = build_export_graph(model, model.spec).eval()
     reference = memoized(lambda inputs: run_eager(graph, inputs))
     vopts = VerifyOptions(scenes=scenes)
     fp32 = verify(ort_runner(fp32_onnx), reference, spec, vopts, "onnxruntime fp32 vs pytorch")

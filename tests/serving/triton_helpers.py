@@ -129,8 +129,10 @@ def output_differences(ref: dict, cand: dict, spec, tolerances) -> list[str]:
     """What differs beyond ``tolerances`` between two batched output dicts (the verification
     stage's own per-head comparisons); empty when they agree."""
     from exporters.export.verify import DetectionStats, compare_detections, depth_rel_error, seg_agreement
-    from serving.spec import DEPTH, SEG_MASK
+    from serving.spec import DEPTH, NUM_DETS, SEG_MASK
 
+    # a served raw model answers num_dets as [B, 1] (one element per request), ONNX Runtime as [B]
+    ref, cand = ({**out, NUM_DETS: np.asarray(out[NUM_DETS]).reshape(-1)} for out in (ref, cand))
     problems = []
     stats = DetectionStats()
     n = len(ref[SEG_MASK])
