@@ -115,5 +115,5 @@ def test_engine_matches_onnxruntime_on_empty_and_cluttered_scenes(
     assert int(ref[NUM_DETS][0]) == int(got[NUM_DETS][0]) == 0  # the empty scene: nothing found
     for i, n in enumerate(got[NUM_DETS]):  # rows past num_dets are zero (the contract)
         assert not got[DET_BOXES][i, int(n) :].any()
-    if batch > 1:
-        assert int(got[NUM_DETS][1]) > 0  # the cluttered scene: the trained network finds objects
+    if batch == 8:  # trained weights: there are detections to compare (never a random init)
+        assert int(ref[NUM_DETS].sum()) > 0 and int(got[NUM_DETS].sum()) > 0
