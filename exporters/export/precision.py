@@ -27,7 +27,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from exporters.export.options import CalibrationOptions
-from serving.errors import ExportError, MissingDependencyError
+from serving.errors import ExportError, MissingDependencyError, SpecError
 from serving.spec import PROVENANCE_KEY, ModelSpec
 
 log = logging.getLogger(__name__)
@@ -149,19 +149,42 @@ def to_fp16(src: str | Path, dst: str | Path, spec: ModelSpec) -> Path:
 
 # --- INT8 ------------------------------------------------------------------------------------------
 class _Reader:
-    """onnxruntime.quantization.CalibrationDataReader over :func:`calibration.calibration_batches`."""
+    """onnxruntime.quantization.CalibrationDataReader over :func:`calibration.calibration_batches`.
+
+    onnxruntime's histogram calibrators (entropy, percentile) keep every frame's intermediate
+    outputs until the end of ``collect_data`` (``CalibMaxIntermediateOutputs`` is read by MinMax
+    only): measured at 384x640, 128 frames held 8.5 GB and 512 frames ran a 24 GB machine out of
+    memory. With ``__len__`` and ``set_range`` quantize_static calls ``collect_data`` once per
+    ``CalibStridedMinMax`` batches instead, and the histograms are merged chunk by chunk.
+    """
 
     def __init__(self, spec: ModelSpec, options: CalibrationOptions) -> None:
         from exporters.export.calibration import calibration_batches
 
         self.batches = calibration_batches(spec, options)
+        self.total = options.images // options.batch  # world frames: exactly this many batches
+        self.stop = self.total
         self.count = 0
 
+    def __len__(self) -> int:
+        return self.total
+
+    def set_range(self, start_index: int, end_index: int) -> None:
+        self.stop = end_index  # ranges come in order, each starting where the last one ended
+
     def get_next(self):
+        if self.count >= self.stop:
+            return None
         batch = next(self.batches, None)
         if batch is not None:
             self.count += 1
         return batch
+
+
+def calibration_stride(batches: int, most: int = 4) -> int:
+    """Batches per ``collect_data`` call: the largest divisor of ``batches`` up to ``most``
+    (quantize_static wants the total divisible by it)."""
+    return max(d for d in range(1, most + 1) if batches % d == 0)
 
 
 def quantizable_nodes(proto, exclude: Iterable[str] = ()) -> list[str]:
@@ -204,6 +227,11 @@ def _quantize(src: str | Path, spec: ModelSpec, calibration: CalibrationOptions,
     method = CalibrationMethod.Entropy if calibration.method == "entropy" else CalibrationMethod.Percentile
     tmp = dst.with_name(dst.name + ".qdq")
     reader = _Reader(spec, calibration)
+    if len(reader) == 0:
+        raise SpecError(f"calibration needs at least one batch of {calibration.batch} images")
+    # bounded memory: a histogram chunk every few batches (see _Reader); world frames only, where the
+    # number of batches is known before the first one is rendered
+    stride = {"CalibStridedMinMax": calibration_stride(len(reader))} if calibration.source == "world" else {}
     log.info("int8: %d Conv/MatMul nodes, %s calibration", len(nodes), calibration.method)
     try:
         quantize_static(
@@ -224,8 +252,8 @@ def _quantize(src: str | Path, spec: ModelSpec, calibration: CalibrationOptions,
                 # Q/DQ at the inputs of Conv/MatMul only (TensorRT's placement): a Q/DQ on a conv
                 # output would split Conv+SiLU fusion and quantize the heads' raw predictions
                 "OpTypesToExcludeOutputQuantization": list(QUANTIZED_OPS),
-                "CalibMaxIntermediateOutputs": 4,  # bound memory: histogram every 4 batches
                 "CalibPercentile": 99.99,
+                **stride,
             },
         )
         quantized = onnx.load(str(tmp))

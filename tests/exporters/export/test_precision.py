@@ -256,3 +256,17 @@ def test_int8_missing_a_bound_keeps_sensitive_layers_in_fp32(fp16_export, refere
     assert len(kept) == FALLBACK_STEPS[-1] and all(name.startswith("net.") for name in kept)
     assert [a["fp32_layers"] for a in report.notes["attempts"]] == [0, *FALLBACK_STEPS]
     assert report.to_dict()["notes"] == report.notes
+
+
+def test_calibration_reader_hands_out_chunks_so_histograms_are_merged_chunk_by_chunk():
+    from exporters.export.precision import _Reader, calibration_stride
+    from serving.spec import ModelSpec
+
+    reader = _Reader(ModelSpec("cam-n", input_hw=(64, 96)), CalibrationOptions(images=10, batch=2))
+    assert len(reader) == 5 and calibration_stride(5) == 1
+    assert (calibration_stride(8), calibration_stride(6), calibration_stride(32)) == (4, 3, 4)
+    reader.set_range(0, 2)
+    chunk = [reader.get_next() for _ in range(3)]
+    assert [b is None for b in chunk] == [False, False, True] and chunk[0]["images"].shape == (2, 3, 64, 96)
+    reader.set_range(2, 5)
+    assert [reader.get_next() is None for _ in range(4)] == [False, False, False, True]
