@@ -15,7 +15,6 @@ from pathlib import Path
 
 PRECISION_SCENES = 100  # the export's default verification
 QUICK_SCENES = 20
-CALIBRATION_IMAGES = 128  # the README's measured INT8 rows used 128 percentile frames
 QUICK_CALIBRATION_IMAGES = 32
 METRICS = ("map50", "map50_95", "miou", "abs_rel")
 
@@ -54,7 +53,12 @@ def precision_accuracy(network: str, fp32_onnx: Path, out: Path, quick: bool) ->
     """FP32, FP16 and INT8 ONNX of ``network`` (exported at ``fp32_onnx``), verified on the same
     validation scenes against one PyTorch run (memoized); the reduced files land in ``out``."""
     from exporters.export.graph import build_export_graph, run_eager
-    from exporters.export.options import CalibrationOptions, ExportOptions, VerifyOptions
+    from exporters.export.options import (
+        ONNX_CALIBRATION_IMAGES,
+        CalibrationOptions,
+        ExportOptions,
+        VerifyOptions,
+    )
     from exporters.export.precision_stage import memoized, precision_stage
     from exporters.export.run import load_network
     from exporters.export.verify import ort_runner, verify
@@ -62,7 +66,7 @@ def precision_accuracy(network: str, fp32_onnx: Path, out: Path, quick: bool) ->
     from serving.onnx_meta import read_spec
 
     scenes = QUICK_SCENES if quick else PRECISION_SCENES
-    images = QUICK_CALIBRATION_IMAGES if quick else CALIBRATION_IMAGES
+    images = QUICK_CALIBRATION_IMAGES if quick else ONNX_CALIBRATION_IMAGES  # the export's default
     spec = read_spec(fp32_onnx)
     model = load_network(network, shipped_checkpoint(network), spec.input_hw)  # the ONNX's size
     graph = build_export_graph(model, model.spec).eval()
