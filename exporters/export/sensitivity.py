@@ -10,8 +10,8 @@ The ranking is global, whatever head missed its bound: measured on the shipped c
 (128 percentile calibration frames, 100 validation scenes), keeping the 4 layers that only the
 failing heads (detection, depth) read moved nothing (unmatched 172 -> 165, depth p99 0.129 ->
 0.129), while the 8 with the largest local error, early backbone layers that every head reads,
-brought detection within its bound (114 unmatched) and depth p99 to 0.101: the error a head
-shows is mostly inherited from the shared backbone.
+brought every head within its bounds (120 unmatched, depth p99 0.095): the error a head shows is
+mostly inherited from the shared backbone.
 """
 
 from __future__ import annotations
