@@ -256,6 +256,10 @@ def test_int8_missing_a_bound_keeps_sensitive_layers_in_fp32(fp16_export, refere
     assert len(kept) == FALLBACK_STEPS[-1] and all(name.startswith("net.") for name in kept)
     assert [a["fp32_layers"] for a in report.notes["attempts"]] == [0, *FALLBACK_STEPS]
     assert report.to_dict()["notes"] == report.notes
+    from exporters.export.staging import ExportResult
+
+    lines = ExportResult(tmp_path / "model.onnx", tmp_path / "report.json", [report]).lines()
+    assert lines[-1].startswith(f"[{report.label}] kept in FP32 ({len(kept)} layers): net.")
 
 
 def test_calibration_reader_hands_out_chunks_so_histograms_are_merged_chunk_by_chunk():
