@@ -110,7 +110,8 @@ def markdown(acc: PrecisionAccuracy | None, network: str) -> list[str]:
         bounds = "all met" if row.passed else "missed: " + ", ".join(row.failing)
         values = [f"{row.metrics[k]:.4f}" if k in row.metrics else "-" for k in METRICS]
         deltas = [f"{row.delta[k]:+.4f}" if k in row.delta else "-" for k in METRICS]
-        count = f"{len(row.fp32_layers)} layers" if row.fp32_layers else "-"
+        n = len(row.fp32_layers)
+        count = f"{n} layer{'s' if n != 1 else ''}" if n else "-"
         lines.append("| " + " | ".join([row.precision, bounds, *values, *deltas, count]) + " |")
     for row in (r for r in acc.rows if r.fp32_layers):
         lines += [
