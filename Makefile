@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install test lint typecheck pytest demo bench reliability clean
+.PHONY: install test lint typecheck pytest demo bench reliability gpu-smoke clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -32,6 +32,11 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/percept bench
+
+# the GPU smoke kit (tests/gpu): TensorRT builds, engines vs ONNX Runtime, the tensorrt_plan
+# repository on a tritonserver with the tensorrt backend; each check skips with its reason elsewhere
+gpu-smoke: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest tests/gpu -m "gpu or trt" -rs -v
 
 reliability: $(STAMP)
 	RELIABILITY_OUT=$(CURDIR)/RELIABILITY.md PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest tests/reliability

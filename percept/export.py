@@ -50,7 +50,12 @@ def export(
     calibration: str | None = typer.Option(
         None, "--calibration", help="INT8 calibration data: 'world' or a folder of images / KITTI sequence."
     ),
-    calibration_images: int = typer.Option(512, "--calibration-images"),
+    calibration_images: int | None = typer.Option(
+        None,
+        "--calibration-images",
+        help="Calibration frames; default 512 for TensorRT (GPU), 128 for the INT8 ONNX "
+        "(onnxruntime calibrates on the CPU).",
+    ),
     calibration_method: str = typer.Option(
         "percentile",
         "--calibration-method",
@@ -71,6 +76,7 @@ def export(
 ) -> None:
     """Export a registered network to a verified ONNX model (and optionally a TensorRT engine)."""
     from exporters.export.options import (
+        ONNX_CALIBRATION_IMAGES,
         BatchProfile,
         CalibrationOptions,
         ExportOptions,
@@ -103,14 +109,17 @@ def export(
     trt = onnx_calib = None
     if engine == "onnx" and precision == "int8" and calibration is not None:
         onnx_calib = CalibrationOptions(
-            source=calibration, images=calibration_images, batch=verify_batch, method=calibration_method
+            source=calibration,
+            images=calibration_images or ONNX_CALIBRATION_IMAGES,
+            batch=verify_batch,
+            method=calibration_method,
         )
     elif engine == "tensorrt":
         calib = None
         if calibration is not None:
             calib = CalibrationOptions(
                 source=calibration,
-                images=calibration_images,
+                images=calibration_images or CalibrationOptions.images,
                 batch=opt_batch,  # TensorRT calibrates at the profile's opt shape
                 cache=calibration_cache or out / "calibration.cache",
             )

@@ -27,7 +27,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from exporters.export.options import CalibrationOptions
-from serving.errors import ExportError, MissingDependencyError
+from serving.errors import ExportError, MissingDependencyError, SpecError
 from serving.spec import PROVENANCE_KEY, ModelSpec
 
 log = logging.getLogger(__name__)
@@ -144,19 +144,42 @@ def to_fp16(src: str | Path, dst: str | Path, spec: ModelSpec) -> Path:
 
 # --- INT8 ------------------------------------------------------------------------------------------
 class _Reader:
-    """onnxruntime.quantization.CalibrationDataReader over :func:`calibration.calibration_batches`."""
+    """onnxruntime.quantization.CalibrationDataReader over :func:`calibration.calibration_batches`.
+
+    onnxruntime's histogram calibrators (entropy, percentile) keep every frame's intermediate
+    outputs until the end of ``collect_data`` (``CalibMaxIntermediateOutputs`` is read by MinMax
+    only): measured at 384x640, 128 frames held 8.5 GB and 512 frames ran a 24 GB machine out of
+    memory. With ``__len__`` and ``set_range`` quantize_static calls ``collect_data`` once per
+    ``CalibStridedMinMax`` batches instead, and the histograms are merged chunk by chunk.
+    """
 
     def __init__(self, spec: ModelSpec, options: CalibrationOptions) -> None:
         from exporters.export.calibration import calibration_batches
 
         self.batches = calibration_batches(spec, options)
+        self.total = options.images // options.batch  # world frames: exactly this many batches
+        self.stop = self.total
         self.count = 0
 
+    def __len__(self) -> int:
+        return self.total
+
+    def set_range(self, start_index: int, end_index: int) -> None:
+        self.stop = end_index  # ranges come in order, each starting where the last one ended
+
     def get_next(self):
+        if self.count >= self.stop:
+            return None
         batch = next(self.batches, None)
         if batch is not None:
             self.count += 1
         return batch
+
+
+def calibration_stride(batches: int, most: int = 4) -> int:
+    """Batches per ``collect_data`` call: the largest divisor of ``batches`` up to ``most``
+    (quantize_static wants the total divisible by it)."""
+    return max(d for d in range(1, most + 1) if batches % d == 0)
 
 
 def quantizable_nodes(proto, exclude: Iterable[str] = ()) -> list[str]:
@@ -173,7 +196,20 @@ def to_int8(
     exclude: Iterable[str] = (),
 ) -> Path:
     """The FP32 export ``src`` as a QDQ INT8 ONNX at ``dst``; ``exclude`` names Conv/MatMul nodes
-    kept in FP32 (per-layer sensitivity fallback)."""
+    kept in FP32 (:func:`keep_fp32` on the fully quantized graph: one calibration either way)."""
+    onnx = _onnx()
+    proto, extra = _quantize(src, spec, calibration, Path(dst))
+    exclude = sorted(exclude)
+    if exclude:
+        fp32 = onnx.load(str(src))
+        proto = keep_fp32(proto, fp32, exclude)
+        extra["int8_nodes"] = len(quantizable_nodes(fp32, exclude))
+    extra["fp32_kept"] = exclude
+    return _finish(proto, Path(dst), spec, "int8", extra)
+
+
+def _quantize(src: str | Path, spec: ModelSpec, calibration: CalibrationOptions, dst: Path):
+    """Every Conv/MatMul of the network body quantized: (QDQ ModelProto, provenance extra)."""
     onnx = _onnx()
     try:
         from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -182,11 +218,15 @@ def to_int8(
     if calibration.method not in CALIBRATION_METHODS:
         raise ExportError(f"calibration method must be one of {', '.join(CALIBRATION_METHODS)}")
     proto = onnx.load(str(src))
-    nodes = quantizable_nodes(proto, exclude)
+    nodes = quantizable_nodes(proto)
     method = CalibrationMethod.Entropy if calibration.method == "entropy" else CalibrationMethod.Percentile
-    dst = Path(dst)
     tmp = dst.with_name(dst.name + ".qdq")
     reader = _Reader(spec, calibration)
+    if len(reader) == 0:
+        raise SpecError(f"calibration needs at least one batch of {calibration.batch} images")
+    # bounded memory: a histogram chunk every few batches (see _Reader); world frames only, where the
+    # number of batches is known before the first one is rendered
+    stride = {"CalibStridedMinMax": calibration_stride(len(reader))} if calibration.source == "world" else {}
     log.info("int8: %d Conv/MatMul nodes, %s calibration", len(nodes), calibration.method)
     try:
         quantize_static(
@@ -207,8 +247,8 @@ def to_int8(
                 # Q/DQ at the inputs of Conv/MatMul only (TensorRT's placement): a Q/DQ on a conv
                 # output would split Conv+SiLU fusion and quantize the heads' raw predictions
                 "OpTypesToExcludeOutputQuantization": list(QUANTIZED_OPS),
-                "CalibMaxIntermediateOutputs": 4,  # bound memory: histogram every 4 batches
                 "CalibPercentile": 99.99,
+                **stride,
             },
         )
         quantized = onnx.load(str(tmp))
@@ -225,6 +265,79 @@ def to_int8(
             "batches": reader.count,
         },
         "int8_nodes": len(nodes),
-        "fp32_kept": sorted(exclude),
     }
-    return _finish(quantized, dst, spec, "int8", extra)
+    return quantized, extra
+
+
+def keep_fp32(qdq, fp32, layers: Iterable[str]):
+    """The QDQ graph ``qdq`` with the Conv/MatMul nodes ``layers`` back in FP32: each reads its
+    FP32 activation and weights (from ``fp32``, the graph it was quantized from) instead of their
+    DequantizeLinear outputs; Q/DQ nodes and quantized weights nobody reads any more are dropped.
+    The other layers keep the scales of the one calibration (no recalibration per fallback step)."""
+    keep = set(layers)
+    source = {n.name: n for n in fp32.graph.node if n.name in keep}
+    missing = keep - source.keys()
+    if missing:
+        raise ExportError(f"cannot keep in FP32: no node {sorted(missing)[0]} in the FP32 graph")
+    weights = {t.name: t for t in fp32.graph.initializer}
+    have = {t.name for t in qdq.graph.initializer}
+    for node in qdq.graph.node:
+        if node.name in keep:
+            del node.input[:]
+            node.input.extend(source[node.name].input)
+            for name in source[node.name].input:
+                if name in weights and name not in have:
+                    qdq.graph.initializer.append(weights[name])
+                    have.add(name)
+    _unquantize_unused(qdq.graph, keep)
+    _drop_unread(qdq.graph)
+    return qdq
+
+
+def _unquantize_unused(graph, keep: set[str]) -> None:
+    """onnxruntime points *every* reader of a quantized tensor at its DequantizeLinear output (a
+    residual Add, a Concat); a Q/DQ pair that no quantized layer reads any more is taken out, so
+    those readers see the FP32 tensor as they would had the layers never been quantized."""
+    producers = {o: n for n in graph.node for o in n.output}
+    readers: dict[str, list] = {}
+    for node in graph.node:
+        for name in node.input:
+            readers.setdefault(name, []).append(node)
+    for dq in [n for n in graph.node if n.op_type == "DequantizeLinear"]:
+        q = producers.get(dq.input[0])
+        if q is None or q.op_type != "QuantizeLinear":
+            continue  # a weight's DequantizeLinear: dropped with its layer
+        users = readers.get(dq.output[0], [])
+        if any(u.op_type in QUANTIZED_OPS and u.name not in keep for u in users):
+            continue
+        for user in users:
+            for i, name in enumerate(user.input):
+                if name == dq.output[0]:
+                    user.input[i] = q.input[0]
+
+
+def exclude_layers(
+    int8: str | Path, fp32: str | Path, dst: str | Path, spec: ModelSpec, layers: Iterable[str]
+) -> Path:
+    """The calibrated QDQ file ``int8`` with ``layers`` kept in FP32 (:func:`keep_fp32`), checked
+    and written to ``dst``; its provenance names them (``fp32_kept``)."""
+    onnx = _onnx()
+    layers = sorted(layers)
+    proto = keep_fp32(onnx.load(str(int8)), onnx.load(str(fp32)), layers)
+    int8_nodes = len(quantizable_nodes(onnx.load(str(fp32), load_external_data=False), layers))
+    return _finish(proto, Path(dst), spec, "int8", {"fp32_kept": layers, "int8_nodes": int8_nodes})
+
+
+def _drop_unread(graph) -> None:
+    """Remove nodes none of whose outputs is read (by a node or as a graph output), then unread
+    initializers."""
+    while True:
+        read = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
+        dead = [n for n in graph.node if not any(o in read for o in n.output)]
+        if not dead:
+            break
+        for node in dead:
+            graph.node.remove(node)
+    read = {i for n in graph.node for i in n.input}
+    for init in [t for t in graph.initializer if t.name not in read]:
+        graph.initializer.remove(init)

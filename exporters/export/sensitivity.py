@@ -5,6 +5,13 @@ layer's input and output exposed. A layer's *local* error is the relative L2 err
 minus that of its input (the error it adds, not the error it inherits from upstream); the layers
 with the largest local error are the ones to keep in FP32 when INT8 misses a bound
 (exporters.export.precision_stage). Calibration frames, never the validation split, are used.
+
+The ranking is global, whatever head missed its bound: measured on the shipped cam-n at 384x640
+(128 percentile calibration frames, 100 validation scenes), keeping the 4 layers that only the
+failing heads (detection, depth) read moved nothing (unmatched 172 -> 165, depth p99 0.129 ->
+0.129), while the 8 with the largest local error, early backbone layers that every head reads,
+brought every head within its bounds (120 unmatched, depth p99 0.095): the error a head shows is
+mostly inherited from the shared backbone.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from exporters.export.options import CalibrationOptions
-from serving.spec import DEPTH, DET_SCORES, SEG_MASK, ModelSpec
+from serving.spec import ModelSpec
 
 log = logging.getLogger(__name__)
 
@@ -68,33 +75,6 @@ def layer_sensitivity(
     error = {n: _rel(ref[n], cand[n]) for n in names}
     scores = [(name, error[out] - error[inp]) for name, (inp, out) in pairs.items()]
     return sorted(scores, key=lambda item: -item[1])
-
-
-HEAD_OUTPUTS = {"detection": DET_SCORES, "segmentation": SEG_MASK, "depth": DEPTH}
-
-
-def upstream_nodes(proto, output: str) -> set[str]:
-    """Names of the nodes ``output`` depends on."""
-    producers = {o: n for n in proto.graph.node for o in n.output}
-    seen: set[str] = set()
-    stack = [output]
-    while stack:
-        node = producers.get(stack.pop())
-        if node is None or node.name in seen:
-            continue
-        seen.add(node.name)
-        stack.extend(node.input)
-    return seen
-
-
-def fallback_order(proto, ranked: list[tuple[str, float]], failing: list[str], tasks) -> list[str]:
-    """Layers to keep in FP32, first those only the failing heads read (their own decoders and
-    prediction convs), then the shared ones; each group most sensitive first."""
-    heads = {h: upstream_nodes(proto, HEAD_OUTPUTS[h]) for h in tasks if h in HEAD_OUTPUTS}
-    failing_up = set().union(*(heads[h] for h in failing if h in heads))
-    passing_up = set().union(*(up for h, up in heads.items() if h not in failing))
-    own = [name for name, _ in ranked if name in failing_up and name not in passing_up]
-    return own + [name for name, _ in ranked if name not in own]
 
 
 def scope_name(node) -> str:

@@ -34,7 +34,13 @@ class ExportResult:
     reduced: Path | None = None  # model.<precision>.onnx (--engine onnx --precision fp16|int8)
 
     def lines(self) -> list[str]:
-        return [f"[{r.label}] {line}" for r in self.verification for line in r.lines()]
+        out = []
+        for r in self.verification:
+            out += [f"[{r.label}] {line}" for line in r.lines()]
+            kept = (r.notes or {}).get("fp32_layers")
+            if kept:  # the INT8 sensitivity fallback: which layers stayed in FP32
+                out.append(f"[{r.label}] kept in FP32 ({len(kept)} layers): {', '.join(kept)}")
+        return out
 
 
 def stage_onnx(

@@ -69,13 +69,14 @@ def _device() -> tuple[str, tuple[int, int]]:
 
 def build_engine(onnx_path: Path, out_dir: Path, spec: ModelSpec, options: TensorRTOptions) -> Path:
     """Build, write raw under a temporary name, return it (the caller verifies and renames)."""
-    from exporters.export.onnx_export import file_sha256
+    from exporters.export.onnx_export import file_sha256, read_provenance
     from exporters.export.trt_compat import compat_stage
     from exporters.export.trt_variant import variant_path
 
     trt = import_tensorrt()
     gpu_name, cc = _device()
-    if options.precision == "int8":
+    typed = strongly_typed(read_provenance(onnx_path), options)
+    if options.precision == "int8" and not typed:
         assert options.calibration is not None  # checked by TensorRTOptions
         check_calibration_batch(options.calibration.batch, options.profile.opt)
     # TensorRT parses the variant with EfficientNMS_TRT in place of the ONNX NMS (trt_variant.py):
@@ -83,15 +84,9 @@ def build_engine(onnx_path: Path, out_dir: Path, spec: ModelSpec, options: Tenso
     compat_stage(onnx_path, "tensorrt")
     variant = variant_path(onnx_path)
     logger = trt.Logger(trt.Logger.WARNING)
-    # registers EfficientNMS_TRT & co. for the parser's plugin fallback (Triton's tensorrt backend
-    # does the same at load: initLibNvInferPlugins in triton-inference-server/tensorrt_backend)
-    trt.init_libnvinfer_plugins(logger, "")
     builder = trt.Builder(logger)
-    network = builder.create_network(0)  # explicit batch is the only mode in TensorRT 10
-    parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(str(variant)):
-        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise ExportError(f"TensorRT cannot parse {variant}: {errors}")
+    # the parser owns the weights the network points at: it stays alive until the build is done
+    network, parser = parse_onnx(trt, builder, logger, variant, typed)
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_mib << 20)
     profile = builder.create_optimization_profile()
@@ -99,7 +94,9 @@ def build_engine(onnx_path: Path, out_dir: Path, spec: ModelSpec, options: Tenso
         profile.set_shape(name, lo, opt, hi)
     config.add_optimization_profile(profile)
     onnx_sha256 = file_sha256(onnx_path)
-    calibrator = _set_precision(trt, builder, config, profile, spec, options, onnx_sha256)
+    # a strongly typed network takes its precision from the ONNX's types: no precision flags, no
+    # calibrator (the QDQ scales are in the file)
+    calibrator = None if typed else _set_precision(trt, builder, config, profile, spec, options, onnx_sha256)
     cache_path = None
     if options.timing_cache is not None:
         cache_path = timing_cache_path(Path(options.timing_cache), cc, str(trt.__version__))
@@ -112,6 +109,7 @@ def build_engine(onnx_path: Path, out_dir: Path, spec: ModelSpec, options: Tenso
         raise ExportError(
             f"TensorRT failed to build a {options.precision} engine from {variant} (see its log)"
         )
+    del parser
     if cache_path is not None:  # the build added its timings to the config's cache
         _save(cache_path, bytes(config.get_timing_cache().serialize()))
     final = out_dir / plan_filename(options.plan_name, cc)
@@ -121,6 +119,51 @@ def build_engine(onnx_path: Path, out_dir: Path, spec: ModelSpec, options: Tenso
     doc["tensorrt_onnx"] = {"file": variant.name, "sha256": file_sha256(variant)}
     write_sidecar(staging, doc)
     return staging
+
+
+def parse_onnx(trt, builder, logger, path: Path, typed: bool):
+    """(network, parser) of the ONNX file ``path``; ExportError listing every parser error (node,
+    operator, description) when TensorRT cannot parse it. ``typed``: a strongly typed network
+    (``NetworkDefinitionCreationFlag.STRONGLY_TYPED``; explicit batch is the only mode in 10.x)."""
+    # registers EfficientNMS_TRT & co. for the parser's plugin fallback (Triton's tensorrt backend
+    # does the same at load: initLibNvInferPlugins in triton-inference-server/tensorrt_backend)
+    trt.init_libnvinfer_plugins(logger, "")
+    flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if typed else 0
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(path)):
+        errors = [parser_error_line(parser.get_error(i)) for i in range(parser.num_errors)]
+        raise ExportError(f"TensorRT cannot parse {path}: " + "; ".join(errors))
+    return network, parser
+
+
+def parser_error_line(error) -> str:
+    """One line per ``ParserError``: the node (index, name, operator where the binding has them)
+    and the description."""
+    where = f"node {error.node()}"
+    for attr in ("node_name", "node_operator"):  # TensorRT >= 10.0 bindings
+        value = getattr(error, attr, None)
+        if callable(value) and value():
+            where += f" {value()}"
+    return f"{where}: {error.code()}: {error.desc()}"
+
+
+def strongly_typed(provenance: dict, options: TensorRTOptions) -> bool:
+    """Whether to build a strongly typed network: the ONNX carries its precision (an FP16-typed or
+    QDQ INT8 file of exporters.export.precision, provenance ``precision``), the path TensorRT 11
+    keeps. The options must say the same: ExportError otherwise (asked FP16 flags on an INT8 file,
+    or a typed build of an FP32 file, would silently build something else)."""
+    own = provenance.get("precision", "fp32")
+    if own == "fp32":
+        if options.strongly_typed:
+            raise ExportError("a strongly typed build needs an FP16-typed or QDQ INT8 ONNX; this one is FP32")
+        return False
+    if own != options.precision or not options.strongly_typed:
+        raise ExportError(
+            f"the ONNX is {own}-typed: build it strongly typed as {own} "
+            f"(TensorRTOptions(precision={own!r}, strongly_typed=True)), not as {options.precision}"
+        )
+    return True
 
 
 def check_calibration_batch(calibration_batch: int, opt_batch: int) -> None:

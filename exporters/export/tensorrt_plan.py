@@ -106,7 +106,10 @@ def sidecar(
         "gpu_name": gpu_name,
         "compute_capability": f"{compute_capability[0]}.{compute_capability[1]}",
         "precision": options.precision,
-        "fallback_precision": "fp16" if options.precision == "int8" else None,
+        # weakly typed INT8 lets layers without INT8 kernels run in FP16; a strongly typed build
+        # runs the ONNX's own types (exporters.export.precision), nothing chosen by the builder
+        "fallback_precision": "fp16" if options.precision == "int8" and not options.strongly_typed else None,
+        "strongly_typed": options.strongly_typed,
         "tf32": False if options.precision == "fp32" else None,
         "profile": options.profile.as_dict(),
         "profile_shapes": {k: [list(s) for s in v] for k, v in profile_shapes(spec, options.profile).items()},

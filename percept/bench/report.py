@@ -12,6 +12,7 @@ from percept.bench.measure import MATMUL_SIZES
 from percept.bench.networks import FUSED
 from percept.bench.plan import BATCHING_CONCURRENCY as C
 from percept.bench.plan import COMMAND, STREAMS_FPS, STREAMS_SLO_P99_MS, VIDEO_REPEATS
+from percept.bench.precision import markdown as precision_markdown
 from percept.bench.results import Bench
 from percept.bench.served import LOAD_WORKERS
 
@@ -51,6 +52,7 @@ def markdown(bench: Bench) -> str:
     if bench.errors:
         lines += ["", "Stages that failed in this run:", ""]
         lines += [f"- {k}: {v}" for k, v in bench.errors.items()]
+    lines += precision_markdown(bench.precision, FUSED)
     lines += ["", "## Concurrency sweeps (load-test harness)", ""]
     keys = ("raw", "single_task", "batching_on", "no_batching", "ensemble")
     results = [bench.sweeps[k] for k in keys if k in bench.sweeps]

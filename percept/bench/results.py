@@ -17,6 +17,7 @@ from percept.bench.tuned import TuneFacts
 if TYPE_CHECKING:
     from clients.loadtest import LoadTestResult
     from percept.bench.figures import Figure
+    from percept.bench.precision import PrecisionAccuracy
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -44,6 +45,7 @@ class Bench:
     engines: EngineRuns | None = None  # `percept video --engine local` vs `--engine ray`
     wire: WireBytes | None = None
     tune: TuneFacts | None = None  # `percept tune --quick` of the fused network, after the sweeps
+    precision: PrecisionAccuracy | None = None  # FP16 / INT8 ONNX accuracy beside FP32
     sweeps: dict[str, LoadTestResult] = field(default_factory=dict)
     streams: dict[str, StreamsCapacity] = field(default_factory=dict)  # network name -> its search
     seconds: dict[str, float] = field(default_factory=dict)

@@ -31,6 +31,7 @@ from percept.bench.plan import (
     VIDEO_REPEATS,
     VIDEO_SCENES,
 )
+from percept.bench.precision import precision_accuracy
 from percept.bench.report import markdown
 from percept.bench.results import Bench
 from serving.model_config import ensemble_name, network_model_name
@@ -112,6 +113,10 @@ def measure_all(out: Path, fresh: bool, quick: bool) -> Bench:
         bench.tune = bench.stage(
             "tune", lambda: tuned.tune_best(onnx[FUSED], frames, work / "tune", out / "tune", quick)
         )
+    # after the servers stopped: minutes of CPU that must not share the machine with a timing
+    bench.precision = bench.stage(
+        "precision", lambda: precision_accuracy(FUSED, onnx[FUSED], out / "precision", quick)
+    )
     peaks = [m for m in matmuls if m is not None]
     if peaks:  # the best seen: a crowded moment must not pass for the machine's peak
         bench.matmul = max(peaks, key=lambda m: m.gflops)

@@ -228,3 +228,27 @@ def test_bench_streams_figures_from_the_capacity_searches(tmp_path):
     assert "1, 2, 4 (missed), 3" in cam.note  # the search's steps, in the order run
     assert fusion.ratio == pytest.approx(2 / 3)
     assert cpu.numerator == ("at 3 streams", 0.4, "ms") and cpu.met is True
+
+
+def test_bench_report_puts_the_reduced_precision_accuracy_beside_fp32(tmp_path):
+    from percept.bench.precision import PrecisionAccuracy, PrecisionRow
+    from percept.bench.report import markdown
+    from percept.bench.results import Bench
+
+    bench = Bench(tmp_path)
+    bench.machine_start = bench.machine_end = _machine()
+    assert "Not measured in this run" in markdown(bench)  # the stage failed or did not run
+    metrics = {"map50": 0.645, "map50_95": 0.348, "miou": 0.925, "abs_rel": 0.064}
+    rows = [
+        PrecisionRow("fp32", True, metrics, dict.fromkeys(metrics, 0.0)),
+        PrecisionRow(
+            "int8", True, metrics, {"map50": -0.0013, "abs_rel": 0.0015}, [], ["net.backbone.stem.bn"]
+        ),
+    ]
+    bench.precision = PrecisionAccuracy(scenes=100, calibration_images=128, rows=rows)
+    text = markdown(bench)
+    assert "| fp32 | all met | 0.6450 | 0.3480 | 0.9250 | 0.0640 | +0.0000 |" in text
+    assert (
+        "| int8 | all met | 0.6450 | 0.3480 | 0.9250 | 0.0640 | -0.0013 | - | - | +0.0015 | 1 layer |" in text
+    )
+    assert "int8 layers kept in FP32 by the sensitivity fallback: net.backbone.stem.bn" in text

@@ -212,20 +212,41 @@ def test_cli_asks_which_engine_a_reduced_precision_is_for(tmp_path):
         assert proc.returncode == 1 and proc.stderr.strip().startswith(message), proc.stderr
 
 
-def test_fallback_keeps_the_failing_heads_own_layers_first(fp16_export):
+def test_layers_kept_in_fp32_read_fp32_and_the_rest_stays_quantized(fp16_export, tmp_path):
     import onnx
 
-    from exporters.export.precision import quantizable_nodes
-    from exporters.export.sensitivity import fallback_order, scope_name
+    from exporters.export.onnx_export import check_onnx, read_onnx_spec, read_provenance
+    from exporters.export.precision import exclude_layers, quantizable_nodes, to_int8
+    from exporters.export.verify import ort_runner, scene_inputs, validation_seeds
+    from world import render_scene
 
-    proto = onnx.load(str(fp16_export[0] / "model.onnx"))
-    layers = quantizable_nodes(proto)
-    ranked = [(name, float(i)) for i, name in enumerate(layers)]  # any ranking
-    scopes = {n.name: scope_name(n) for n in proto.graph.node}
-    order = fallback_order(proto, ranked, ["depth"], ("detection", "segmentation", "depth"))
-    assert sorted(order) == sorted(layers)
-    own = [scopes[n] for n in order[:4]]
-    assert all(s.startswith("net.depth_head.") for s in own), own
+    src = fp16_export[0] / "model.onnx"
+    spec = read_onnx_spec(src)
+    full = to_int8(src, tmp_path / "all.onnx", spec, CalibrationOptions(images=4, batch=4))
+    fp32 = onnx.load(str(src))
+    layers = quantizable_nodes(fp32)
+    kept = layers[:2]
+    path = exclude_layers(full, src, tmp_path / "kept.onnx", spec, kept)  # no recalibration
+    check_onnx(path, spec)
+    proto = onnx.load(str(path))
+    producers = {o: n for n in proto.graph.node for o in n.output}
+    convs = {n.name: n for n in proto.graph.node if n.name in layers}
+    source = {n.name: n for n in fp32.graph.node}
+    for name in kept:  # the FP32 activation and weights of the exported graph, no Q/DQ
+        assert list(convs[name].input) == list(source[name].input), name
+    for name in layers[2:]:
+        assert producers[convs[name].input[0]].op_type == "DequantizeLinear", name
+    read = {i for n in proto.graph.node for i in n.input}
+    assert all(o in read for n in proto.graph.node for o in n.output if n.op_type.endswith("QuantizeLinear"))
+    assert read_provenance(path)["fp32_kept"] == sorted(kept)
+    # every layer kept: the Q/DQ are all gone and the file computes what the FP32 export does
+    none = exclude_layers(full, src, tmp_path / "none.onnx", spec, layers)
+    assert not [n for n in onnx.load(str(none)).graph.node if n.op_type.endswith("QuantizeLinear")]
+    frame = scene_inputs(spec, render_scene(validation_seeds(1)[0], hw=spec.input_hw, lidar=False))
+    batch = {k: v[None] for k, v in frame.items()}
+    want, got = ort_runner(src)(batch), ort_runner(none)(batch)
+    for name, value in want.items():
+        np.testing.assert_array_equal(got[name], value, err_msg=name)
 
 
 @pytest.mark.slow
@@ -242,3 +263,21 @@ def test_int8_missing_a_bound_keeps_sensitive_layers_in_fp32(fp16_export, refere
     assert len(kept) == FALLBACK_STEPS[-1] and all(name.startswith("net.") for name in kept)
     assert [a["fp32_layers"] for a in report.notes["attempts"]] == [0, *FALLBACK_STEPS]
     assert report.to_dict()["notes"] == report.notes
+    from exporters.export.staging import ExportResult
+
+    lines = ExportResult(tmp_path / "model.onnx", tmp_path / "report.json", [report]).lines()
+    assert lines[-1].startswith(f"[{report.label}] kept in FP32 ({len(kept)} layers): net.")
+
+
+def test_calibration_reader_hands_out_chunks_so_histograms_are_merged_chunk_by_chunk():
+    from exporters.export.precision import _Reader, calibration_stride
+    from serving.spec import ModelSpec
+
+    reader = _Reader(ModelSpec("cam-n", input_hw=(64, 96)), CalibrationOptions(images=10, batch=2))
+    assert len(reader) == 5 and calibration_stride(5) == 1
+    assert (calibration_stride(8), calibration_stride(6), calibration_stride(32)) == (4, 3, 4)
+    reader.set_range(0, 2)
+    chunk = [reader.get_next() for _ in range(3)]
+    assert [b is None for b in chunk] == [False, False, True] and chunk[0]["images"].shape == (2, 3, 64, 96)
+    reader.set_range(2, 5)
+    assert [reader.get_next() is None for _ in range(4)] == [False, False, False, True]

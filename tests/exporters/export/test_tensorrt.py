@@ -362,3 +362,20 @@ def test_runner_refuses_an_engine_whose_tensor_types_are_not_the_specs():
     check_tensor_dtype("num_dets", np.dtype(np.int32), "int32")
     with pytest.raises(ExportError, match="engine tensor depth is float32, the spec says float16"):
         check_tensor_dtype("depth", np.dtype(np.float32), "float16")
+
+
+def test_a_reduced_precision_onnx_is_built_strongly_typed_and_only_as_its_own_precision():
+    from exporters.export.tensorrt import strongly_typed
+    from exporters.export.tensorrt_plan import sidecar
+    from serving.errors import ExportError
+
+    typed = TensorRTOptions(precision="int8", strongly_typed=True)  # no calibrator: the QDQ scales
+    assert strongly_typed({"precision": "int8"}, typed) and not strongly_typed({}, TensorRTOptions())
+    with pytest.raises(ExportError, match="the ONNX is int8-typed: build it strongly typed as int8"):
+        strongly_typed({"precision": "int8"}, TensorRTOptions(precision="fp16"))
+    with pytest.raises(ExportError, match="needs an FP16-typed or QDQ INT8 ONNX; this one is FP32"):
+        strongly_typed({"precision": "fp32"}, TensorRTOptions(precision="fp16", strongly_typed=True))
+    with pytest.raises(SpecError, match="a strongly typed build reads fp16/int8 from the ONNX"):
+        TensorRTOptions(precision="int8", strongly_typed=True, calibration=CalibrationOptions())
+    doc = sidecar(CAM, typed, "10.5.0", "GPU", (9, 0), "ab" * 32)
+    assert doc["strongly_typed"] and doc["fallback_precision"] is None
