@@ -29,10 +29,16 @@ def serve(
         False, "--print-docker", help="Print the equivalent `docker run` on the NGC Triton image and exit."
     ),
     image: str = typer.Option("", help="NGC image for --print-docker (default: the matching Triton 2.51)."),
+    supervise: bool = typer.Option(
+        True,
+        help="Restart the server (same ports) when a python-backend stub dies or it exits by itself; "
+        "Triton 2.51 leaves such a model ready at reduced capacity.",
+    ),
 ) -> None:
     """Start Triton on REPOSITORY, wait until every model is ready, serve until interrupted."""
     from serving.launcher import ServerOptions, TritonServer, docker_command
     from serving.model_config import NGC_IMAGE
+    from serving.supervisor import Supervisor
 
     if print_docker:
         cmd = docker_command(repository, image or NGC_IMAGE, grpc_port, http_port, metrics_port)
@@ -51,10 +57,13 @@ def serve(
     )
     server = TritonServer(options)
     stopping = {"signal": 0}
+    supervisor: Supervisor | None = None
 
     def forward(signum, _frame) -> None:
         # first signal: graceful stop (Triton waits for in-flight requests); the second kills
         stopping["signal"] = signum
+        if supervisor is not None:
+            supervisor.stand_down(join=False)  # a stop asked for is not a crash to recover from
         server.send_signal(signal.SIGTERM if stopping.get("sent") is None else signal.SIGKILL)
         stopping["sent"] = 1
 
@@ -65,6 +74,13 @@ def serve(
             f"Triton ready: gRPC {server.grpc_url}  HTTP {server.http_url}  metrics {server.metrics_url}"
         )
         typer.echo(f"log: {server.log_path}  (Ctrl-C stops; kept after a failure, or use --log-file)")
+        if supervise:
+            supervisor = Supervisor(server).start()
+            while not supervisor.wait(0.5) and not stopping["signal"]:
+                pass
+            if supervisor.state.gave_up:
+                typer.secho(f"error: {supervisor.state.gave_up}", fg="red", err=True)
+                sys.exit(1)
         code = server.wait()
         if not stopping["signal"]:
             typer.secho(

@@ -138,6 +138,7 @@ class TritonServer:
         self._proc: subprocess.Popen | None = None
         self._tmp: tempfile.TemporaryDirectory | None = None
         self._log_handle: Any = None
+        self._backend_dir: Path | None = None
         self.log_path: Path | None = None
         self.grpc_port = options.grpc_port
         self.http_port = options.http_port
@@ -206,6 +207,7 @@ class TritonServer:
             backend_dir = make_backend_directory(tmp / "backends")
         self.log_path = Path(self.options.log_file or tmp / "tritonserver.log")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._backend_dir = backend_dir
         for attempt in range(1, attempts + 1):
             try:
                 self._launch(backend_dir)
@@ -219,11 +221,19 @@ class TritonServer:
                 log.warning("tritonserver could not bind its ports (attempt %d): %s", attempt, exc)
         raise AssertionError("unreachable")
 
-    def _launch(self, backend_dir: Path | None) -> None:
+    def restart(self) -> TritonServer:
+        """Kill the process (stubs included) and start it again on the same ports. SIGKILL: while
+        Triton drains on SIGTERM it answers NOT_FOUND, which clients do not retry; a dropped
+        connection is UNAVAILABLE, retried until the new process is ready (serving.supervisor)."""
+        self._cleanup_process(kill=True)
+        self._launch(self._backend_dir, keep_ports=True)
+        return self
+
+    def _launch(self, backend_dir: Path | None, keep_ports: bool = False) -> None:
         opts = self.options
-        self.grpc_port = opts.grpc_port or free_port(opts.address)
-        self.http_port = opts.http_port or free_port(opts.address)
-        self.metrics_port = opts.metrics_port or free_port(opts.address)
+        if not keep_ports:  # a restart keeps the ports its clients know
+            ports = (opts.grpc_port, opts.http_port, opts.metrics_port)
+            self.grpc_port, self.http_port, self.metrics_port = (p or free_port(opts.address) for p in ports)
         cmd = self.command(backend_dir)
         log.info("starting %s", " ".join(cmd))
         assert self.log_path is not None
@@ -281,12 +291,12 @@ class TritonServer:
         self._cleanup_tmp(keep_log=code not in (0, None))
         return code
 
-    def _cleanup_process(self) -> int | None:
+    def _cleanup_process(self, kill: bool = False) -> int | None:
         proc, self._proc = self._proc, None
         code = None
         if proc is not None:
             if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
+                proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
                 try:
                     proc.wait(self.options.stop_grace_s)
                 except subprocess.TimeoutExpired:

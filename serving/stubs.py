@@ -1,0 +1,103 @@
+"""The processes of a running tritonserver, read from ``/proc`` (Linux): its python-backend stubs
+(one per model instance) and the resident memory of each.
+
+Triton starts one ``triton_python_backend_stub`` child per instance of a python-backend model; its
+command line carries the model's ``model.py`` path and, further on, the instance name
+(``cam_n_0_1``). A stub that died stays a zombie child of the server (Triton 2.51 does not reap or
+restart it), so "alive" means: the process exists and is not in state Z.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+STUB_NAME = "triton_python_backend_stub"
+_PROC = Path("/proc")
+
+
+@dataclass(frozen=True)
+class StubProcess:
+    pid: int
+    model: str  # the model's folder name in the repository
+    instance: str  # Triton's instance name, e.g. "cam_n_0_1" ("" when the command line lacks it)
+    alive: bool
+
+
+def _stat(pid: int) -> tuple[str, int] | None:
+    """(state letter, parent pid) of ``pid``, None when it is gone."""
+    try:
+        text = (_PROC / str(pid) / "stat").read_text()
+    except OSError:
+        return None
+    fields = text.rsplit(")", 1)[1].split()
+    return fields[0], int(fields[1])
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        raw = (_PROC / str(pid) / "cmdline").read_bytes()
+        return [a for a in raw.decode(errors="replace").split("\0") if a]
+    except OSError:
+        return []
+
+
+def children(pid: int) -> list[int]:
+    """Pids whose parent is ``pid`` (zombies included)."""
+    out = []
+    for entry in os.listdir(_PROC):
+        if entry.isdigit():
+            stat = _stat(int(entry))
+            if stat is not None and stat[1] == pid:
+                out.append(int(entry))
+    return out
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident set size of ``pid`` (0 when it is gone or a zombie)."""
+    try:
+        for line in (_PROC / str(pid) / "status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def _stub_of(pid: int, cmd: list[str], state: str) -> StubProcess | None:
+    if not cmd or not cmd[0].endswith(STUB_NAME):
+        return None
+    model = Path(cmd[1]).parent.parent.name if len(cmd) > 1 else ""
+    # the instance name follows the model name's prefix among the arguments (<model>_<group>_<n>)
+    prefix = model + "_"
+    instance = next((a for a in cmd[2:] if a.startswith(prefix) and a[len(prefix) :][:1].isdigit()), "")
+    return StubProcess(pid, model, instance, alive=state != "Z")
+
+
+def stubs(server_pid: int) -> list[StubProcess]:
+    """The python-backend stubs started by the server ``server_pid``, dead ones included (a
+    zombie's command line is gone: it comes back with ``model=""``, known by its pid only)."""
+    out = []
+    for pid in children(server_pid):
+        stat = _stat(pid)
+        if stat is None:
+            continue
+        state = stat[0]
+        cmd = _cmdline(pid)
+        if state == "Z":
+            out.append(StubProcess(pid, "", "", alive=False))
+            continue
+        stub = _stub_of(pid, cmd, state)
+        if stub is not None:
+            out.append(stub)
+    return out
+
+
+def server_rss_bytes(server_pid: int) -> dict[str, int]:
+    """RSS of the server and of each live stub, keyed "tritonserver" and by instance name."""
+    out = {"tritonserver": rss_bytes(server_pid)}
+    for stub in stubs(server_pid):
+        if stub.alive:
+            out[stub.instance or f"stub-{stub.pid}"] = rss_bytes(stub.pid)
+    return out
