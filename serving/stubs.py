@@ -23,6 +23,7 @@ class StubProcess:
     model: str  # the model's folder name in the repository
     instance: str  # Triton's instance name, e.g. "cam_n_0_1" ("" when the command line lacks it)
     alive: bool
+    shm_region: str = ""  # its shared-memory region, a file in /dev/shm while the stub runs
 
 
 def _stat(pid: int) -> tuple[str, int] | None:
@@ -72,7 +73,8 @@ def _stub_of(pid: int, cmd: list[str], state: str) -> StubProcess | None:
     # the instance name follows the model name's prefix among the arguments (<model>_<group>_<n>)
     prefix = model + "_"
     instance = next((a for a in cmd[2:] if a.startswith(prefix) and a[len(prefix) :][:1].isdigit()), "")
-    return StubProcess(pid, model, instance, alive=state != "Z")
+    region = cmd[2] if len(cmd) > 2 else ""
+    return StubProcess(pid, model, instance, alive=state != "Z", shm_region=region)
 
 
 def stubs(server_pid: int) -> list[StubProcess]:
