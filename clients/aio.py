@@ -38,7 +38,10 @@ class AsyncPerceptionClient:
         self._aio = _core.import_grpc_aio()
         tls = self.options.tls
         self._client = self._aio.InferenceServerClient(
-            self.options.url, ssl=tls is not None, **(tls.paths() if tls else {})
+            self.options.url,
+            ssl=tls is not None,
+            channel_args=_core.channel_args(self.options),
+            **(tls.paths() if tls else {}),
         )
         self._info: dict[str, _core.ModelInfo] = {}
         self._shm = (

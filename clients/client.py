@@ -65,7 +65,10 @@ class PerceptionClient:
         tls = self.options.tls
         self._grpcclient = grpcclient
         self._client = grpcclient.InferenceServerClient(
-            self.options.url, ssl=tls is not None, **(tls.paths() if tls else {})
+            self.options.url,
+            ssl=tls is not None,
+            channel_args=_core.channel_args(self.options),
+            **(tls.paths() if tls else {}),
         )
         self._info: dict[str, _core.ModelInfo] = {}
         self._shm = SharedMemoryInputs(self._client, self._call) if self.options.shared_memory else None
