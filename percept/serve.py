@@ -70,12 +70,15 @@ def serve(
     previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         server.start(attempts=1)
+        if supervise:
+            supervisor = Supervisor(server).start()
+            if stopping["signal"]:  # a signal that came before the supervisor existed
+                supervisor.stand_down()
         typer.echo(
             f"Triton ready: gRPC {server.grpc_url}  HTTP {server.http_url}  metrics {server.metrics_url}"
         )
         typer.echo(f"log: {server.log_path}  (Ctrl-C stops; kept after a failure, or use --log-file)")
-        if supervise:
-            supervisor = Supervisor(server).start()
+        if supervisor is not None:
             while not supervisor.wait(0.5) and not stopping["signal"]:
                 pass
             if supervisor.state.gave_up:

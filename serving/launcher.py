@@ -10,8 +10,7 @@ used. That binary needs three things that :class:`TritonServer` arranges:
 * this environment's ``bin/`` first on ``PATH``: the stub finds ``python3`` (and with it numpy and
   onnxruntime) through ``PATH``; ``PYTHONPATH`` alone does not work.
 
-Any other binary (e.g. ``/opt/tritonserver/bin/tritonserver`` in the NGC image) is started as given,
-with its own backend directory unless one is passed.
+Any other binary (the NGC image's ``/opt/tritonserver/bin/tritonserver``) runs with its own backends.
 """
 
 from __future__ import annotations
@@ -59,6 +58,7 @@ class ServerOptions:
     stop_grace_s: float = 15.0
     exit_timeout_s: int = 10  # Triton's own wait for in-flight requests on SIGTERM
     extra_args: tuple[str, ...] = field(default_factory=tuple)
+    require_all_models: bool = True  # False: serve those that load (live, not ready) instead of exiting
 
     def __post_init__(self) -> None:
         for name in ("grpc_port", "http_port", "metrics_port"):
@@ -175,7 +175,7 @@ class TritonServer:
             f"--metrics-address={opts.address}",
             f"--metrics-port={self.metrics_port}",
             "--strict-readiness=true",
-            "--exit-on-error=true",
+            f"--exit-on-error={str(opts.require_all_models).lower()}",
             f"--exit-timeout-secs={opts.exit_timeout_s}",
             f"--log-verbose={opts.log_verbose}",
         ]
@@ -255,7 +255,7 @@ class TritonServer:
     def _wait_ready(self) -> None:
         assert self._proc is not None
         deadline = time.monotonic() + self.options.startup_timeout_s
-        url = f"http://{self.http_url}/v2/health/ready"
+        url = f"http://{self.http_url}/v2/health/{'ready' if self.options.require_all_models else 'live'}"
         while time.monotonic() < deadline:
             code = self._proc.poll()
             if code is not None:

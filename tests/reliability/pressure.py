@@ -65,9 +65,11 @@ def server_state(server: TritonServer, model: str = "perception") -> str:
     """ "live, ready" as the server reports it over HTTP (what a row's last column says)."""
     if not server.running:
         return "exited"
-    live = _http_ok(f"http://{server.http_url}/v2/health/live")
-    ready = _http_ok(f"http://{server.http_url}/v2/models/{model}/ready")
-    return f"{'live' if live else 'not live'}, {model} {'ready' if ready else 'not ready'}"
+    base = f"http://{server.http_url}/v2"
+    live, ready = _http_ok(f"{base}/health/live"), _http_ok(f"{base}/health/ready")
+    model_ready = _http_ok(f"{base}/models/{model}/ready")
+    words = ["live" if live else "not live", "ready" if ready else "not ready"]
+    return ", ".join([*words, f"{model} {'ready' if model_ready else 'not ready'}"])
 
 
 def _http_ok(url: str) -> bool:
