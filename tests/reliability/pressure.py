@@ -66,13 +66,13 @@ def server_state(server: TritonServer, model: str = "perception") -> str:
     if not server.running:
         return "exited"
     base = f"http://{server.http_url}/v2"
-    live, ready = _http_ok(f"{base}/health/live"), _http_ok(f"{base}/health/ready")
-    model_ready = _http_ok(f"{base}/models/{model}/ready")
+    live, ready = http_ok(f"{base}/health/live"), http_ok(f"{base}/health/ready")
+    model_ready = http_ok(f"{base}/models/{model}/ready")
     words = ["live" if live else "not live", "ready" if ready else "not ready"]
     return ", ".join([*words, f"{model} {'ready' if model_ready else 'not ready'}"])
 
 
-def _http_ok(url: str) -> bool:
+def http_ok(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=2) as resp:
             return resp.status == 200

@@ -15,7 +15,7 @@ from clients import PerceptionClient
 from clients.errors import ClientError
 from clients.options import ClientOptions, RetryPolicy
 from serving.launcher import ServerOptions, TritonServer
-from tests.reliability.pressure import _http_ok, frame, server_state, tiny_repository
+from tests.reliability.pressure import frame, http_ok, server_state, tiny_repository
 
 pytestmark = pytest.mark.triton
 
@@ -44,8 +44,8 @@ def test_a_model_that_fails_to_load_leaves_the_server_not_ready_and_answers_an_e
     server = TritonServer(ServerOptions(repo, require_all_models=False, stop_grace_s=5)).start()
     try:
         base = f"http://{server.http_url}/v2"
-        assert _http_ok(f"{base}/health/live") and not _http_ok(f"{base}/health/ready")
-        assert not _http_ok(f"{base}/models/broken/ready") and _http_ok(f"{base}/models/perception/ready")
+        assert http_ok(f"{base}/health/live") and not http_ok(f"{base}/health/ready")
+        assert not http_ok(f"{base}/models/broken/ready") and http_ok(f"{base}/models/perception/ready")
         options = ClientOptions(
             url=server.grpc_url, model="broken", timeout_s=10, retry=RetryPolicy(3, 0.1, 0.5)
         )
