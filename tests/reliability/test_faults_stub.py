@@ -32,11 +32,19 @@ def _kill_stub(server: TritonServer, instance: str) -> float:
     return time.monotonic()
 
 
+def _recovered(supervisor: Supervisor) -> list:
+    return [r for r in supervisor.restarts if r.ready_after_s != float("inf")]
+
+
 def _wait_restarts(supervisor: Supervisor, n: int, timeout_s: float) -> None:
+    """Until ``n`` restarts succeeded (one may fail: the wheel's tritonserver sometimes aborts at
+    start-up after "Failed to initialize NVML"; the supervisor then tries again at its next poll)."""
     deadline = time.monotonic() + timeout_s
-    while len(supervisor.restarts) < n and time.monotonic() < deadline:
+    while len(_recovered(supervisor)) < n and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert len(supervisor.restarts) >= n, f"no restart within {timeout_s}s"
+    assert len(_recovered(supervisor)) >= n, (
+        f"no successful restart within {timeout_s}s: {supervisor.restarts}"
+    )
 
 
 def _capacity_back(load: Load, t_kill: float, before: int) -> float:
@@ -87,7 +95,7 @@ def test_a_killed_stub_is_restored_by_the_supervisor(tmp_path, reliability):
             before = load.ok_between(time.monotonic() - 1.0, time.monotonic())
             t_kill = _kill_stub(server, "tiny_0_1")
             _wait_restarts(supervisor, 2, RECOVERY_BOUND_S)
-            restart = supervisor.restarts[1]
+            restart = _recovered(supervisor)[1]
             back = _capacity_back(load, t_kill, before)
         load.stop()
         failed = [o for o in load.failures() if o.end >= t_kill]
