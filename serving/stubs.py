@@ -66,7 +66,7 @@ def rss_bytes(pid: int) -> int:
     return 0
 
 
-def _stub_of(pid: int, cmd: list[str], state: str) -> StubProcess | None:
+def stub_from_cmdline(pid: int, cmd: list[str], state: str) -> StubProcess | None:
     if not cmd or not cmd[0].endswith(STUB_NAME):
         return None
     model = Path(cmd[1]).parent.parent.name if len(cmd) > 1 else ""
@@ -90,7 +90,7 @@ def stubs(server_pid: int) -> list[StubProcess]:
         if state == "Z":
             out.append(StubProcess(pid, "", "", alive=False))
             continue
-        stub = _stub_of(pid, cmd, state)
+        stub = stub_from_cmdline(pid, cmd, state)
         if stub is not None:
             out.append(stub)
     return out
