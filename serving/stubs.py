@@ -10,6 +10,7 @@ restart it), so "alive" means: the process exists and is not in state Z.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,3 +104,35 @@ def server_rss_bytes(server_pid: int) -> dict[str, int]:
         if stub.alive:
             out[stub.instance or f"stub-{stub.pid}"] = rss_bytes(stub.pid)
     return out
+
+
+def tritonservers() -> list[int]:
+    """Pids of the processes named tritonserver on this host (in this pid namespace)."""
+    out = []
+    for entry in os.listdir(_PROC):
+        if entry.isdigit():
+            try:
+                if (_PROC / entry / "comm").read_text().strip() == "tritonserver":
+                    out.append(int(entry))
+            except OSError:
+                continue
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m serving.stubs [PID...]``: exit 1 when a tritonserver here (or those PIDs) has a
+    dead python-backend stub, or none runs; 0 otherwise. For a Kubernetes exec livenessProbe next to
+    tritonserver, which stays live and ready with a dead stub (Triton 2.51; see serving.supervisor)."""
+    args = sys.argv[1:] if argv is None else argv
+    servers = [int(a) for a in args] if args else tritonservers()
+    if not servers:
+        print("no tritonserver process")
+        return 1
+    dead = [(pid, s.pid) for pid in servers for s in stubs(pid) if not s.alive]
+    for server, stub in dead:
+        print(f"tritonserver {server}: python-backend stub {stub} died")
+    return 1 if dead else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

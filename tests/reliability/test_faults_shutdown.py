@@ -53,8 +53,8 @@ def test_sigterm_lets_requests_in_flight_finish_and_refuses_new_ones(repo, tmp_p
     logged = re.findall(r"'perception'.*has (\d+) in-flight inferences", log.read_text())
     counted = int(logged[0]) if logged else 0  # the first count, at the signal
     served_after = [o for o in load.outcomes if not o.error and o.end > t_term]
-    # a request sent in the last ~20 ms before the signal may reach the server after it
-    before = [o for o in load.outcomes if o.start < t_term - 0.02]
+    # a request sent in the last 100 ms before the signal may reach the server after it (loaded host)
+    before = [o for o in load.outcomes if o.start < t_term - 0.1]
     after = [o for o in load.outcomes if o.start > t_term]
     assert code == 0
     assert len(served_after) >= counted and all(not o.error for o in before), load.error_kinds()

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
@@ -30,6 +32,12 @@ def _kill_stub(server: TritonServer, instance: str) -> float:
     victim = next(s for s in stubs(server.pid) if s.instance == instance and s.alive)
     os.kill(victim.pid, signal.SIGKILL)
     return time.monotonic()
+
+
+def _probe(server: TritonServer) -> subprocess.CompletedProcess:
+    """``python -m serving.stubs PID``, the liveness probe (given the pid: other servers run here)."""
+    args = [sys.executable, "-m", "serving.stubs", str(server.pid)]
+    return subprocess.run(args, capture_output=True, text=True, timeout=60)
 
 
 def _recovered(supervisor: Supervisor) -> list:
@@ -73,8 +81,11 @@ def test_a_killed_stub_is_restored_by_the_supervisor(tmp_path, reliability):
         time.sleep(1.0)
 
         # Triton alone: the model stays ready while the dead instance fails requests
+        assert _probe(server).returncode == 0
         t_kill = _kill_stub(server, "tiny_0_0")
         time.sleep(3.0)
+        probe = _probe(server)  # what a Kubernetes livenessProbe runs: it sees the dead stub
+        assert probe.returncode == 1 and "stub" in probe.stdout and "died" in probe.stdout
         alone = [o for o in load.failures() if o.end >= t_kill]
         state = server_state(server)
         assert "perception ready" in state and alone, "expected Triton 2.51 to keep the model ready and fail"
