@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from serving.errors import MissingDependencyError, ServingError
+from serving.stubs import remove_regions, shm_regions
 
 log = logging.getLogger(__name__)
 
@@ -120,8 +121,7 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def _kill_group(pgid: int) -> None:
-    """SIGKILL what is left of the server's process group (stubs orphaned by a crash)."""
+def _kill_group(pgid: int) -> None:  # what is left of the server's group (stubs orphaned by a crash)
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
 
@@ -139,6 +139,7 @@ class TritonServer:
         self._tmp: tempfile.TemporaryDirectory | None = None
         self._log_handle: Any = None
         self._backend_dir: Path | None = None
+        self._regions: list[Path] = []  # the stubs' /dev/shm files, removed after a kill
         self.log_path: Path | None = None
         self.grpc_port = options.grpc_port
         self.http_port = options.http_port
@@ -250,6 +251,7 @@ class TritonServer:
             start_new_session=True,
         )
         self._wait_ready()
+        self._regions = shm_regions(self._proc.pid)
         log.info("tritonserver ready: grpc %s, http %s (log %s)", self.grpc_url, self.http_url, self.log_path)
 
     def _wait_ready(self) -> None:
@@ -275,8 +277,7 @@ class TritonServer:
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
-    def wait(self) -> int:
-        """Block until the process exits; returns its exit code."""
+    def wait(self) -> int:  # until the process exits; its exit code
         if self._proc is None:
             raise ServingError("server not started")
         return self._proc.wait()
@@ -300,21 +301,20 @@ class TritonServer:
                 try:
                     proc.wait(self.options.stop_grace_s)
                 except subprocess.TimeoutExpired:
-                    log.warning(
-                        "tritonserver did not stop within %.0fs; killing it", self.options.stop_grace_s
-                    )
+                    grace = self.options.stop_grace_s
+                    log.warning("tritonserver did not stop within %.0fs; killing it", grace)
                     proc.kill()
                     proc.wait()
             code = proc.returncode
             _kill_group(proc.pid)
+            remove_regions(self._regions)
         if self._log_handle is not None:
             self._log_handle.close()
             self._log_handle = None
         return code
 
     def _cleanup_tmp(self, keep_log: bool) -> None:
-        # a server that failed keeps its log (copied out of the temporary directory); a clean stop
-        # does not litter the temp dir (pass log_file to keep every log)
+        # a failed server keeps its log (copied out of the temp dir); pass log_file to keep every log
         if self._tmp is not None:
             if keep_log and self.log_path and self.options.log_file is None and self.log_path.exists():
                 kept = Path(tempfile.gettempdir()) / f"percept-tritonserver-{os.getpid()}-{id(self)}.log"

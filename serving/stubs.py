@@ -9,6 +9,7 @@ restart it), so "alive" means: the process exists and is not in state Z.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from pathlib import Path
 
 STUB_NAME = "triton_python_backend_stub"
 _PROC = Path("/proc")
+SHM = Path("/dev/shm")
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,19 @@ def stubs(server_pid: int) -> list[StubProcess]:
         if stub is not None:
             out.append(stub)
     return out
+
+
+def shm_regions(server_pid: int) -> list[Path]:
+    """The /dev/shm files of the server's live stubs (known from their command lines)."""
+    return [SHM / s.shm_region for s in stubs(server_pid) if s.alive and s.shm_region]
+
+
+def remove_regions(paths: list[Path]) -> None:
+    """Unlink stub regions a killed server left behind (Triton unlinks them only on a clean stop:
+    every SIGKILLed server here had left ~1 MB per stub in /dev/shm)."""
+    for path in paths:
+        with contextlib.suppress(OSError):
+            path.unlink(missing_ok=True)
 
 
 def server_rss_bytes(server_pid: int) -> dict[str, int]:

@@ -17,7 +17,7 @@ import pytest
 
 from clients.options import ClientOptions, RetryPolicy
 from serving.launcher import ServerOptions, TritonServer
-from serving.stubs import stubs
+from serving.stubs import shm_regions, stubs
 from serving.supervisor import Supervisor, SupervisorOptions
 from tests.reliability.pressure import Load, server_state, tiny_repository
 
@@ -104,6 +104,7 @@ def test_a_killed_stub_is_restored_by_the_supervisor(tmp_path, reliability):
             _wait_restarts(supervisor, 1, RECOVERY_BOUND_S)
             time.sleep(1.0)
             before = load.ok_between(time.monotonic() - 1.0, time.monotonic())
+            old_regions = shm_regions(server.pid)
             t_kill = _kill_stub(server, "tiny_0_1")
             _wait_restarts(supervisor, 2, RECOVERY_BOUND_S)
             restart = _recovered(supervisor)[1]
@@ -113,6 +114,7 @@ def test_a_killed_stub_is_restored_by_the_supervisor(tmp_path, reliability):
         assert server.pid is not None
         assert {s.instance for s in stubs(server.pid) if s.alive} == instances
         assert len(failed) <= CLIENTS, load.error_kinds()  # at most the requests in flight
+        assert old_regions and not any(r.exists() for r in old_regions)  # the killed server's shm files
         assert back < RECOVERY_BOUND_S
         reliability(
             "faults",

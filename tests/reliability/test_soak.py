@@ -18,14 +18,13 @@ import pytest
 from clients.loadtest.server_stats import settled_counters
 from clients.options import ClientOptions, RetryPolicy
 from serving.launcher import ServerOptions, TritonServer
-from serving.stubs import stubs
+from serving.stubs import SHM, stubs
 from tests.reliability.pressure import MB, Load, RssSampler, server_state, tiny_repository
 
 pytestmark = pytest.mark.triton
 
 CLIENTS = 8
 SLOPE_BOUND_MB_MIN = 1.0
-SHM = Path("/dev/shm")
 SOAK_ENV = "PERCEPT_SOAK_10MIN"
 
 
