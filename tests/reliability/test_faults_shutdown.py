@@ -21,7 +21,7 @@ from clients.video import EXIT_INTERRUPTED, EXIT_OK, VideoOptions, run_video
 from clients.video.journal import read_records
 from serving.launcher import ServerOptions, TritonServer, free_port
 from tests.clients.conftest import write_video
-from tests.reliability.pressure import Load, server_state, tiny_repository
+from tests.reliability.pressure import Load, frame, server_state, tiny_repository
 
 pytestmark = pytest.mark.triton
 
@@ -39,7 +39,8 @@ def test_sigterm_lets_requests_in_flight_finish_and_refuses_new_ones(repo, tmp_p
     log = tmp_path / "tritonserver.log"
     server = TritonServer(ServerOptions(repo, stop_grace_s=15, log_file=log)).start()
     try:
-        load = Load(ClientOptions(url=server.grpc_url, timeout_s=10, retry=RetryPolicy(1)), threads=4)
+        options = ClientOptions(url=server.grpc_url, timeout_s=10, retry=RetryPolicy(1))
+        load = Load(options, threads=4, image=frame(0, (720, 1280)))  # ~10 ms each: some in flight
         load.start()
         time.sleep(1.0)
         t_term = time.monotonic()

@@ -56,8 +56,8 @@ def _wait_restarts(supervisor: Supervisor, n: int, timeout_s: float) -> None:
 
 
 def _capacity_back(load: Load, t_kill: float, before: int) -> float:
-    """Seconds from the kill until a 1-s window served half the requests of the second before it
-    (noisy shared host: half, not all)."""
+    """Seconds from ``t_kill`` until a 1-s window served half the requests of a healthy second,
+    ``before`` (noisy shared host: half, not all)."""
     deadline = t_kill + RECOVERY_BOUND_S
     while time.monotonic() < deadline:
         now = time.monotonic()
@@ -78,7 +78,8 @@ def test_a_killed_stub_is_restored_by_the_supervisor(tmp_path, reliability):
         supervisor = Supervisor(server, SupervisorOptions(poll_s=0.25))  # knows every instance now
         options = ClientOptions(url=server.grpc_url, timeout_s=10, retry=RetryPolicy(10, 0.2, 2.0))
         load = Load(options, threads=CLIENTS).start()
-        time.sleep(1.0)
+        time.sleep(1.5)
+        before = load.ok_between(time.monotonic() - 1.0, time.monotonic())  # healthy, both instances
 
         # Triton alone: the model stays ready while the dead instance fails requests
         assert _probe(server).returncode == 0
@@ -102,8 +103,7 @@ def test_a_killed_stub_is_restored_by_the_supervisor(tmp_path, reliability):
         # supervised: the dead stub is seen, the server restarted, the clients retry across it
         with supervisor:
             _wait_restarts(supervisor, 1, RECOVERY_BOUND_S)
-            time.sleep(1.0)
-            before = load.ok_between(time.monotonic() - 1.0, time.monotonic())
+            _capacity_back(load, time.monotonic(), before)  # the clients are out of their backoff
             old_regions = shm_regions(server.pid)
             t_kill = _kill_stub(server, "tiny_0_1")
             _wait_restarts(supervisor, 2, RECOVERY_BOUND_S)
