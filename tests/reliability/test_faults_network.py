@@ -151,7 +151,7 @@ def test_a_blackhole_is_detected_by_the_deadline_and_a_refusal_retried_with_back
 
 @pytest.mark.timeout(180)
 def test_video_through_a_blackhole_resumes_without_a_duplicate_frame(server, proxy, tmp_path, reliability):
-    frames = 200
+    frames = 120
     video = write_video(tmp_path / "drive.mp4", frames)
     onnx = Path(server.options.repository).parent / "tiny.onnx"
     ref = tmp_path / "ref"
@@ -171,7 +171,7 @@ def test_video_through_a_blackhole_resumes_without_a_duplicate_frame(server, pro
 
     client = ClientOptions(url=proxy.url, timeout_s=DEADLINE_S, retry=POLICY)
     options = VideoOptions(out_dir=out, client=client, write_video=False, progress=False)
-    cutter = threading.Thread(target=blackhole_after, args=(50,))
+    cutter = threading.Thread(target=blackhole_after, args=(40,))
     cutter.start()
     t0 = time.monotonic()
     first = run_video([str(video)], options)
@@ -188,7 +188,7 @@ def test_video_through_a_blackhole_resumes_without_a_duplicate_frame(server, pro
     reliability(
         "faults",
         "network blackhole during percept video, then --resume",
-        f"proxy turned into a blackhole after 50 of {frames} frames (deadline {DEADLINE_S:.0f} s); "
+        f"proxy turned into a blackhole after 40 of {frames} frames (deadline {DEADLINE_S:.0f} s); "
         "forwarding again; --resume",
         f"exit 3 (DEADLINE_EXCEEDED) with {kept} frames kept; resumed: exit 0, {frames} records, "
         "each frame once, equal to a local run",
