@@ -82,7 +82,8 @@ def _soak(tmp_path: Path, seconds: float, warmup_s: float, reliability, case: st
 
 @pytest.mark.timeout(180)
 def test_soak_45_seconds(tmp_path, reliability):
-    _soak(tmp_path, seconds=45, warmup_s=15, reliability=reliability, case="soak 45 s")
+    # the slope of the first half minute still carries warm-up growth (+0.06..0.49 MB/min after 15 s)
+    _soak(tmp_path, seconds=45, warmup_s=20, reliability=reliability, case="soak 45 s")
 
 
 @pytest.mark.slow
