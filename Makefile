@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install test lint typecheck pytest demo bench reliability gpu-smoke clean
+.PHONY: install test lint typecheck pytest demo bench reliability soak gpu-smoke clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -40,6 +40,9 @@ gpu-smoke: $(STAMP)
 
 reliability: $(STAMP)
 	RELIABILITY_OUT=$(CURDIR)/RELIABILITY.md PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest tests/reliability
+
+soak: $(STAMP)
+	PERCEPT_SOAK_10MIN=1 PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest tests/reliability/test_soak.py
 
 clean:
 	rm -rf $(VENV) artifacts demo_out .pytest_cache .mypy_cache .ruff_cache

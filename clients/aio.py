@@ -40,7 +40,7 @@ class AsyncPerceptionClient:
         self._client = self._aio.InferenceServerClient(
             self.options.url,
             ssl=tls is not None,
-            channel_args=_core.channel_args(self.options.lb_policy),
+            channel_args=_core.channel_args(self.options),
             **(tls.paths() if tls else {}),
         )
         self._headers = dict(self.options.headers) or None

@@ -67,7 +67,7 @@ class PerceptionClient:
         self._client = grpcclient.InferenceServerClient(
             self.options.url,
             ssl=tls is not None,
-            channel_args=_core.channel_args(self.options.lb_policy),
+            channel_args=_core.channel_args(self.options),
             **(tls.paths() if tls else {}),
         )
         self._headers = dict(self.options.headers) or None

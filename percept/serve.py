@@ -47,11 +47,18 @@ def serve(
         False, "--print-docker", help="Print the equivalent `docker run` on the NGC Triton image and exit."
     ),
     image: str = typer.Option("", help="NGC image for --print-docker (default: the matching Triton 2.51)."),
+    supervise: bool = typer.Option(
+        True,
+        help="Restart the server (same ports) when a python-backend stub dies or it exits by itself; "
+        "Triton 2.51 leaves such a model ready at reduced capacity.",
+    ),
 ) -> None:
     """Start Triton on REPOSITORY, wait until every model is ready, serve until interrupted."""
-    from serving.launcher import ServerOptions, TritonServer, docker_command
+    from serving.docker import docker_command
+    from serving.launcher import ServerOptions, TritonServer
     from serving.model_config import NGC_IMAGE
     from serving.security import SecurityOptions
+    from serving.supervisor import Supervisor
 
     security = SecurityOptions(
         tls_cert=tls_cert,
@@ -60,7 +67,6 @@ def serve(
         admin_key=admin_key,
         restricted=tuple(p.strip() for p in restrict.split(",") if p.strip()),
     )
-
     if print_docker:
         cmd = docker_command(repository, image or NGC_IMAGE, grpc_port, http_port, metrics_port)
         typer.echo(shlex.join(cmd))
@@ -81,20 +87,33 @@ def serve(
     )
     server = TritonServer(options)
     stopping = {"signal": 0}
+    supervisor: Supervisor | None = None
 
     def forward(signum, _frame) -> None:
         # first signal: graceful stop (Triton waits for in-flight requests); the second kills
         stopping["signal"] = signum
+        if supervisor is not None:
+            supervisor.stand_down(join=False)  # a stop asked for is not a crash to recover from
         server.send_signal(signal.SIGTERM if stopping.get("sent") is None else signal.SIGKILL)
         stopping["sent"] = 1
 
     previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         server.start(attempts=1)
+        if supervise:
+            supervisor = Supervisor(server).start()
+            if stopping["signal"]:  # a signal that came before the supervisor existed
+                supervisor.stand_down()
         typer.echo(
             f"Triton ready: gRPC {server.grpc_url}  HTTP {server.http_url}  metrics {server.metrics_url}"
         )
         typer.echo(f"log: {server.log_path}  (Ctrl-C stops; kept after a failure, or use --log-file)")
+        if supervisor is not None:
+            while not supervisor.wait(0.5) and not stopping["signal"]:
+                pass
+            if supervisor.state.gave_up:
+                typer.secho(f"error: {supervisor.state.gave_up}", fg="red", err=True)
+                sys.exit(1)
         code = server.wait()
         if not stopping["signal"]:
             typer.secho(

@@ -10,8 +10,7 @@ used. That binary needs three things that :class:`TritonServer` arranges:
 * this environment's ``bin/`` first on ``PATH``: the stub finds ``python3`` (and with it numpy and
   onnxruntime) through ``PATH``; ``PYTHONPATH`` alone does not work.
 
-Any other binary (e.g. ``/opt/tritonserver/bin/tritonserver`` in the NGC image) is started as given,
-with its own backend directory unless one is passed.
+Any other binary (the NGC image's ``/opt/tritonserver/bin/tritonserver``) runs with its own backends.
 """
 
 from __future__ import annotations
@@ -35,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from serving.errors import MissingDependencyError, ServingError
+from serving.stubs import remove_regions, shm_regions
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,7 @@ class ServerOptions:
     stop_grace_s: float = 15.0
     exit_timeout_s: int = 10  # Triton's own wait for in-flight requests on SIGTERM
     extra_args: tuple[str, ...] = field(default_factory=tuple)
+    require_all_models: bool = True  # False: serve those that load (live, not ready) instead of exiting
 
     def __post_init__(self) -> None:
         for name in ("grpc_port", "http_port", "metrics_port"):
@@ -122,8 +123,7 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def _kill_group(pgid: int) -> None:
-    """SIGKILL what is left of the server's process group (stubs orphaned by a crash)."""
+def _kill_group(pgid: int) -> None:  # what is left of the server's group (stubs orphaned by a crash)
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
 
@@ -140,6 +140,8 @@ class TritonServer:
         self._proc: subprocess.Popen | None = None
         self._tmp: tempfile.TemporaryDirectory | None = None
         self._log_handle: Any = None
+        self._backend_dir: Path | None = None
+        self._regions: list[Path] = []  # the stubs' /dev/shm files, removed after a kill
         self.log_path: Path | None = None
         self.grpc_port = options.grpc_port
         self.http_port = options.http_port
@@ -176,7 +178,7 @@ class TritonServer:
             f"--metrics-address={opts.metrics_address}",
             f"--metrics-port={self.metrics_port}",
             "--strict-readiness=true",
-            "--exit-on-error=true",
+            f"--exit-on-error={str(opts.require_all_models).lower()}",
             f"--exit-timeout-secs={opts.exit_timeout_s}",
             f"--log-verbose={opts.log_verbose}",
         ]
@@ -208,6 +210,7 @@ class TritonServer:
             backend_dir = make_backend_directory(tmp / "backends")
         self.log_path = Path(self.options.log_file or tmp / "tritonserver.log")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._backend_dir = backend_dir
         for attempt in range(1, attempts + 1):
             try:
                 self._launch(backend_dir)
@@ -221,11 +224,20 @@ class TritonServer:
                 log.warning("tritonserver could not bind its ports (attempt %d): %s", attempt, exc)
         raise AssertionError("unreachable")
 
-    def _launch(self, backend_dir: Path | None) -> None:
+    def restart(self) -> TritonServer:
+        """Kill the process (stubs included) and start it again on the same ports. SIGKILL: while
+        Triton drains on SIGTERM it answers NOT_FOUND, which clients do not retry; a dropped
+        connection is UNAVAILABLE, retried until the new process is ready (serving.supervisor)."""
+        self._cleanup_process(kill=True)
+        self._launch(self._backend_dir, keep_ports=True)
+        return self
+
+    def _launch(self, backend_dir: Path | None, keep_ports: bool = False) -> None:
         opts = self.options
-        self.grpc_port = opts.grpc_port or free_port(opts.address)
-        self.http_port = opts.http_port or free_port(opts.http_address)
-        self.metrics_port = opts.metrics_port or free_port(opts.metrics_address)
+        if not keep_ports:  # a restart keeps the ports its clients know
+            self.grpc_port = opts.grpc_port or free_port(opts.address)
+            self.http_port = opts.http_port or free_port(opts.http_address)
+            self.metrics_port = opts.metrics_port or free_port(opts.metrics_address)
         cmd = self.command(backend_dir)
         log.info("starting %s", " ".join(cmd))
         assert self.log_path is not None
@@ -242,12 +254,13 @@ class TritonServer:
             start_new_session=True,
         )
         self._wait_ready()
+        self._regions = shm_regions(self._proc.pid)
         log.info("tritonserver ready: grpc %s, http %s (log %s)", self.grpc_url, self.http_url, self.log_path)
 
     def _wait_ready(self) -> None:
         assert self._proc is not None
         deadline = time.monotonic() + self.options.startup_timeout_s
-        url = f"http://{self.http_url}/v2/health/ready"
+        url = f"http://{self.http_url}/v2/health/{'ready' if self.options.require_all_models else 'live'}"
         while time.monotonic() < deadline:
             code = self._proc.poll()
             if code is not None:
@@ -267,8 +280,7 @@ class TritonServer:
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
-    def wait(self) -> int:
-        """Block until the process exits; returns its exit code."""
+    def wait(self) -> int:  # until the process exits; its exit code
         if self._proc is None:
             raise ServingError("server not started")
         return self._proc.wait()
@@ -283,30 +295,29 @@ class TritonServer:
         self._cleanup_tmp(keep_log=code not in (0, None))
         return code
 
-    def _cleanup_process(self) -> int | None:
+    def _cleanup_process(self, kill: bool = False) -> int | None:
         proc, self._proc = self._proc, None
         code = None
         if proc is not None:
             if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
+                proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
                 try:
                     proc.wait(self.options.stop_grace_s)
                 except subprocess.TimeoutExpired:
-                    log.warning(
-                        "tritonserver did not stop within %.0fs; killing it", self.options.stop_grace_s
-                    )
+                    grace = self.options.stop_grace_s
+                    log.warning("tritonserver did not stop within %.0fs; killing it", grace)
                     proc.kill()
                     proc.wait()
             code = proc.returncode
             _kill_group(proc.pid)
+            remove_regions(self._regions)
         if self._log_handle is not None:
             self._log_handle.close()
             self._log_handle = None
         return code
 
     def _cleanup_tmp(self, keep_log: bool) -> None:
-        # a server that failed keeps its log (copied out of the temporary directory); a clean stop
-        # does not litter the temp dir (pass log_file to keep every log)
+        # a failed server keeps its log (copied out of the temp dir); pass log_file to keep every log
         if self._tmp is not None:
             if keep_log and self.log_path and self.options.log_file is None and self.log_path.exists():
                 kept = Path(tempfile.gettempdir()) / f"percept-tritonserver-{os.getpid()}-{id(self)}.log"
@@ -349,48 +360,3 @@ def _http_ok(url: str) -> bool:
             return resp.status == 200
     except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
         return False
-
-
-def docker_command(
-    repository: Path,
-    image: str,
-    grpc_port: int = 8001,
-    http_port: int = 8000,
-    metrics_port: int = 8002,
-) -> list[str]:
-    """The equivalent ``docker run`` on the NGC Triton image with a GPU.
-
-    The python-backend models import this package (and numpy<2, OpenCV, ONNX Runtime), which the
-    NGC image lacks: the project is mounted read-only and its run-time packages installed when the
-    container starts (deploy/Dockerfile bakes both into an image instead).
-    """
-    repo = Path(repository).resolve()
-    project = Path(__file__).resolve().parent.parent
-    serve = (
-        "pip install -q 'numpy<2' 'opencv-python-headless<5' onnxruntime-gpu pyyaml && "
-        "exec tritonserver --model-repository=/models --strict-readiness=true --exit-on-error=true"
-    )
-    return [
-        "docker",
-        "run",
-        "--rm",
-        "--gpus",
-        "all",
-        "--shm-size=1g",
-        "-p",
-        f"{grpc_port}:8001",
-        "-p",
-        f"{http_port}:8000",
-        "-p",
-        f"{metrics_port}:8002",
-        "-v",
-        f"{repo}:/models:ro",
-        "-v",
-        f"{project}:/opt/perception-serving:ro",
-        "-e",
-        "PYTHONPATH=/opt/perception-serving",
-        image,
-        "bash",
-        "-c",
-        serve,
-    ]

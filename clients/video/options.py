@@ -17,6 +17,13 @@ from clients.options import ClientOptions, RetryPolicy
 from serving.errors import SpecError
 from serving.spec import ENSEMBLE_CAMERA, ENSEMBLE_FUSION
 
+
+class ModelWentAwayError(ServerUnavailableError):
+    """NOT_FOUND for a model that answered earlier in the same run: the server is going down
+    (Triton unloads every model on SIGTERM and answers "has no available versions" until it exits).
+    The input stops resumably, like any other "server went away"."""
+
+
 # errors that stop an input (every later frame would fail the same way), unlike a bad frame:
 # "the server is not there / not able now" stops it resumably, the others fail it
 RESUMABLE_ERRORS = (ServerUnavailableError, DeadlineExceededError, ResourceExhaustedError, CancelledError)

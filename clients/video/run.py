@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from clients.errors import ModelNotFoundError
 from clients.results import PerceptionResult
 from clients.video.backends import make_backend
 from clients.video.journal import Journal
@@ -35,6 +36,7 @@ from clients.video.options import (
     STOP_ERRORS,
     SUMMARY,
     VIDEO,
+    ModelWentAwayError,
     VideoOptions,
 )
 from clients.video.progress import Bars
@@ -177,6 +179,10 @@ class InputRun:
         t0 = time.perf_counter()
         try:
             result = await self.backend.infer(item, self.source.fusion)
+        except ModelNotFoundError as exc:
+            # the model was there when the input started (prepare read its config): NOT_FOUND now
+            # means the server is unloading it, as Triton does while it shuts down
+            raise ModelWentAwayError(f"{exc} (the model served this run until now)") from exc
         except STOP_ERRORS:
             raise
         except PerceptionError as exc:  # this frame is bad (rejected by the server or the client)

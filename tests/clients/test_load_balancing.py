@@ -145,7 +145,7 @@ def test_shared_memory_keeps_one_server_and_refuses_round_robin():
 
     assert ClientOptions().lb_policy == "round_robin"
     assert replace(ClientOptions(), shared_memory=True).lb_policy == "pick_first"
-    assert ("grpc.lb_policy_name", "round_robin") in channel_args(ClientOptions().lb_policy)
+    assert ("grpc.lb_policy_name", "round_robin") in channel_args(ClientOptions())
     with pytest.raises(SpecError, match="registered with one server"):
         ClientOptions(shared_memory=True, load_balancing="round_robin")
 

@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from serving.docker import docker_command
 from serving.errors import ServingError
-from serving.launcher import ServerOptions, TritonServer, check_numpy_for_stub, docker_command
+from serving.launcher import ServerOptions, TritonServer, check_numpy_for_stub
 
 ROOT = Path(__file__).resolve().parents[2]
 PERCEPT = str(Path(sys.executable).parent / "percept")  # the console script of this environment

@@ -195,3 +195,42 @@ def test_unknown_model_fails_the_input_and_a_dead_server_interrupts_it(tiny_serv
     report = run_video([str(video)], dead)
     assert report.results[0].status == "interrupted" and "--resume" in report.results[0].message
     assert report.exit_code == EXIT_INTERRUPTED
+
+
+def test_model_unloaded_mid_run_interrupts_the_input(tiny_repository, long_video, tmp_path):
+    """NOT_FOUND for a model that served the run's first frames means the server is unloading it
+    (as Triton does on SIGTERM): the input stops resumably (exit 3), not as failed (exit 1)."""
+    import threading
+
+    import tritonclient.grpc as grpcclient
+
+    extra = ("--model-control-mode=explicit", "--load-model=*")
+    server = TritonServer(ServerOptions(tiny_repository, stop_grace_s=5, extra_args=extra)).start()
+    out = tmp_path / "out"
+    partial = out / "drive" / "results.jsonl.partial"
+
+    def unload_after_some_frames() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if partial.exists() and partial.read_bytes().count(b"\n") >= 40:
+                break
+            time.sleep(0.01)
+        grpcclient.InferenceServerClient(server.grpc_url).unload_model("perception")
+
+    unloader = threading.Thread(target=unload_after_some_frames)
+    try:
+        unloader.start()
+        options = VideoOptions(
+            out_dir=out,
+            client=ClientOptions(url=server.grpc_url, retry=RetryPolicy(2, 0.05, 0.1)),
+            write_video=False,
+            progress=False,
+        )
+        report = run_video([str(long_video)], options)
+        unloader.join(60)
+    finally:
+        server.stop()
+    result = report.results[0]
+    assert result.status == "interrupted" and "NOT_FOUND" in result.message and "--resume" in result.message
+    assert report.exit_code == EXIT_INTERRUPTED
+    assert 40 <= result.frames < FRAMES
