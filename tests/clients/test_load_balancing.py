@@ -59,7 +59,9 @@ def two_servers(tiny_onnx, tmp_path_factory):
         second = TritonServer(
             ServerOptions(
                 repo,
-                address=SECOND_LOOPBACK,
+                address=SECOND_LOOPBACK,  # every endpoint on the second address, same ports
+                http_address=SECOND_LOOPBACK,
+                metrics_address=SECOND_LOOPBACK,
                 grpc_port=first.grpc_port,
                 http_port=first.http_port,
                 metrics_port=first.metrics_port,
