@@ -25,7 +25,8 @@ SAME = Tolerances(seg_agreement=0.999, depth_rel_error=1e-3)  # one file, two ON
 def reduced(exported_onnx, tmp_path_factory):
     """precision -> the FP16 / INT8 ONNX of the shipped cam-n at the test size."""
     from exporters.export.onnx_export import read_onnx_spec
-    from exporters.export.precision import reduced_name, to_fp16, to_int8
+    from exporters.export.precision import to_fp16, to_int8
+    from serving.onnx_meta import reduced_name
 
     src = exported_onnx["cam-n"]
     spec = read_onnx_spec(src)
