@@ -16,31 +16,15 @@ from clients.errors import ClientError
 from clients.options import ClientOptions, RetryPolicy
 from serving.launcher import ServerOptions, TritonServer
 from tests.reliability.pressure import frame, http_ok, server_state, tiny_repository
+from tests.serving.triton_helpers import write_broken_model
 
 pytestmark = pytest.mark.triton
-
-_BROKEN_MODEL = """
-class TritonPythonModel:
-    def initialize(self, args):
-        raise RuntimeError("weights file is corrupt (test)")
-
-    def execute(self, requests):
-        return []
-"""
-_CONFIG = """name: "broken"
-backend: "python"
-max_batch_size: 0
-input [ { name: "x" data_type: TYPE_FP32 dims: [ 1 ] } ]
-output [ { name: "y" data_type: TYPE_FP32 dims: [ 1 ] } ]
-"""
 
 
 @pytest.mark.timeout(120)
 def test_a_model_that_fails_to_load_leaves_the_server_not_ready_and_answers_an_error(tmp_path, reliability):
     repo = tiny_repository(tmp_path)
-    (repo / "broken" / "1").mkdir(parents=True)
-    (repo / "broken" / "config.pbtxt").write_text(_CONFIG)
-    (repo / "broken" / "1" / "model.py").write_text(_BROKEN_MODEL)
+    write_broken_model(repo)
     server = TritonServer(ServerOptions(repo, require_all_models=False, stop_grace_s=5)).start()
     try:
         base = f"http://{server.http_url}/v2"

@@ -15,33 +15,15 @@ import pytest
 from serving.docker import docker_command
 from serving.errors import ServingError
 from serving.launcher import ServerOptions, TritonServer, check_numpy_for_stub
+from tests.serving.triton_helpers import write_broken_model
 
 ROOT = Path(__file__).resolve().parents[2]
 PERCEPT = str(Path(sys.executable).parent / "percept")  # the console script of this environment
 
-_BROKEN_MODEL = """
-import triton_python_backend_utils as pb_utils
-
-class TritonPythonModel:
-    def initialize(self, args):
-        raise RuntimeError("weights file is corrupt (test)")
-
-    def execute(self, requests):
-        return []
-"""
-_CONFIG = """name: "broken"
-backend: "python"
-max_batch_size: 0
-input [ { name: "x" data_type: TYPE_FP32 dims: [ 1 ] } ]
-output [ { name: "y" data_type: TYPE_FP32 dims: [ 1 ] } ]
-"""
-
 
 @pytest.fixture
 def broken_repository(tmp_path) -> Path:
-    (tmp_path / "broken" / "1").mkdir(parents=True)
-    (tmp_path / "broken" / "config.pbtxt").write_text(_CONFIG)
-    (tmp_path / "broken" / "1" / "model.py").write_text(_BROKEN_MODEL)
+    write_broken_model(tmp_path)
     return tmp_path
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -175,3 +176,26 @@ def check_pipelines_answer_with_their_heads(
         assert (result.seg is not None) == ("segmentation" in tasks), ensemble
         assert (result.depth is not None) == ("depth" in tasks), ensemble
         assert result.source_hw == frame.shape[:2]
+
+
+_BROKEN_MODEL = """
+class TritonPythonModel:
+    def initialize(self, args):
+        raise RuntimeError("weights file is corrupt (test)")
+
+    def execute(self, requests):
+        return []
+"""
+_BROKEN_CONFIG = """name: "broken"
+backend: "python"
+max_batch_size: 0
+input [ { name: "x" data_type: TYPE_FP32 dims: [ 1 ] } ]
+output [ { name: "y" data_type: TYPE_FP32 dims: [ 1 ] } ]
+"""
+
+
+def write_broken_model(repository: Path) -> None:
+    """Add model ``broken`` to ``repository``: a python model whose initialize raises."""
+    (repository / "broken" / "1").mkdir(parents=True)
+    (repository / "broken" / "config.pbtxt").write_text(_BROKEN_CONFIG)
+    (repository / "broken" / "1" / "model.py").write_text(_BROKEN_MODEL)
