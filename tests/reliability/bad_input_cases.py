@@ -8,7 +8,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
 import grpc
 import numpy as np
@@ -16,6 +15,7 @@ from tritonclient.grpc import InferResult, service_pb2, service_pb2_grpc
 from tritonclient.utils import np_to_triton_dtype
 
 from serving import spec as S
+from serving.stubs import server_rss_bytes
 
 RPC_TIMEOUT_S = 60.0
 INFER = "/inference.GRPCInferenceService/ModelInfer"
@@ -125,35 +125,9 @@ def encoded(data: bytes) -> dict[str, np.ndarray]:
 
 
 # --- server process memory --------------------------------------------------------------------
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
-
-
-def server_processes(pid: int) -> list[int]:
-    """tritonserver and its python-backend stubs (same process group: launcher.start_new_session)."""
-    pids = []
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[2]) == pid:  # pgrp
-                pids.append(int(d.name))
-    return sorted(pids)
-
-
 def total_rss_mib(pid: int) -> float:
-    total = 0
-    for p in server_processes(pid):
-        try:
-            total += rss_kib(p)
-        except OSError:  # a stub that exited between the listing and the read
-            continue
-    return total / 1024
+    """tritonserver's RSS plus its live python-backend stubs' (serving.stubs reads them from /proc)."""
+    return sum(server_rss_bytes(pid).values()) / 2**20
 
 
 def timed(fn: Callable[[], object]) -> tuple[object, float]:
