@@ -220,6 +220,8 @@ def check_network_inputs(inputs: Mapping[str, np.ndarray]) -> None:
 def concat_batches(per_request: list[dict[str, np.ndarray]]) -> tuple[dict[str, np.ndarray], list[int]]:
     """Requests' inputs -> one batch (concatenated on axis 0) and each request's batch size."""
     sizes = [len(next(iter(r.values()))) for r in per_request]
+    if len(per_request) == 1:  # a lone request (every one at concurrency 1): its arrays, not a copy
+        return dict(per_request[0]), sizes
     names = per_request[0].keys()
     batch = {name: np.concatenate([r[name] for r in per_request], axis=0) for name in names}
     return batch, sizes
@@ -227,6 +229,8 @@ def concat_batches(per_request: list[dict[str, np.ndarray]]) -> tuple[dict[str, 
 
 def split_batches(outputs: dict[str, np.ndarray], sizes: list[int]) -> list[dict[str, np.ndarray]]:
     """The inverse of :func:`concat_batches` on the network outputs."""
+    if len(sizes) == 1:  # one request: the outputs are its own (contiguous, as Triton needs them)
+        return [{name: np.ascontiguousarray(arr) for name, arr in outputs.items()}]
     bounds = np.cumsum([0, *sizes])
     return [
         {name: np.ascontiguousarray(arr[bounds[i] : bounds[i + 1]]) for name, arr in outputs.items()}

@@ -8,6 +8,7 @@ from typing import TypeVar
 
 import numpy as np
 
+from percept.bench.breakdown import Breakdown
 from percept.bench.networks import FUSED, FUSION
 from percept.bench.plan import BATCHING_CONCURRENCY as C
 from percept.bench.plan import STREAMS_FPS, STREAMS_SLO_P99_MS, TUNE_CONCURRENCY
@@ -92,6 +93,9 @@ def _overhead(bench: Bench) -> tuple[Side, Side, str]:
         f"quietest round; served p50s {_list(served)} ms, in-process {_list(ort)} ms (ratio of medians "
         f"{medians:.2f})"
     )
+    found = Breakdown.of(overhead)
+    if found is not None:
+        note += "; " + found.note()
     return ("served cam_n p50", min(served), "ms"), ("in-process ORT p50", _ort_p50(bench), "ms"), note
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 
 from clients.loadtest import LoadTestResult
+from percept.bench.breakdown import overhead_markdown
 from percept.bench.facts import MachineFacts, versions
 from percept.bench.figures import Figure, avg_batch
 from percept.bench.history import spread
@@ -52,6 +53,7 @@ def markdown(bench: Bench) -> str:
     if bench.errors:
         lines += ["", "Stages that failed in this run:", ""]
         lines += [f"- {k}: {v}" for k, v in bench.errors.items()]
+    lines += overhead_markdown(bench.overhead)
     lines += precision_markdown(bench.precision, FUSED)
     lines += ["", "## Concurrency sweeps (load-test harness)", ""]
     keys = ("raw", "single_task", "batching_on", "no_batching", "ensemble")

@@ -79,6 +79,7 @@ def measure_all(out: Path, fresh: bool, quick: bool) -> Bench:
         work = Path(tmp)
         # fusion-n only for its streams figure: on the default repository's server alone
         repo_on = served.build_repository([onnx[n] for n in (*names, FUSION)], work / "repo_batching", True)
+        served.add_replay_model(repo_on, network_model_name(spec))  # figure (1)'s fixed cost
         repo_off = served.build_repository([onnx[n] for n in names], work / "repo_no_batching", False)
         bench.served = facts.read_served_model(repo_on, network_model_name(spec))
         threads = bench.served.ort.intra_op_threads

@@ -8,12 +8,13 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from clients.loadtest import LoadTest, LoadTestOptions, LoadTestResult
 from clients.loadtest.capacity import Capacity, capacity_result, find_capacity
 from clients.loadtest.frames import Frame
+from clients.loadtest.server_stats import ServerSplit
 from percept.bench.measure import OrtInProcess
 from percept.bench.plan import STREAMS_FPS, STREAMS_LIMIT, STREAMS_QUEUE, STREAMS_SLO_P99_MS
 from serving.spec import ModelSpec
@@ -25,11 +26,31 @@ Plans = dict[str, tuple[str, tuple[str, ...]]]
 
 
 @dataclass(frozen=True)
+class AtOne:
+    """One concurrency-1 step: the client's p50 and Triton's own split of the same requests."""
+
+    p50_ms: float
+    server: ServerSplit | None  # the network model's queue, input, infer, output (averages)
+
+    @classmethod
+    def of(cls, step) -> AtOne:
+        return cls(step.latency.p50, step.network_split())
+
+    @property
+    def outside_ms(self) -> float:
+        """Client and wire: the client's p50 less Triton's own time for a request."""
+        return self.p50_ms - self.server.avg_request_ms if self.server else float("nan")
+
+
+@dataclass(frozen=True)
 class Overhead:
-    """Served concurrency-1 p50s, each step between two in-process batch-1 p50s."""
+    """Served concurrency-1 p50s, each step between two in-process batch-1 p50s, and the steps of
+    the replay model (the same served model answering from memory: the fixed cost of serving)."""
 
     served_p50_ms: list[float]
     ort_p50_ms: list[float]
+    served: list[AtOne] = field(default_factory=list)
+    replay: list[AtOne] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -88,6 +109,27 @@ def build_repository(onnx: list[str | Path], out: Path, dynamic_batching: bool) 
     return out
 
 
+REPLAY_SUFFIX = "_replay"
+
+
+def add_replay_model(repository: Path, network: str) -> str:
+    """Adds ``<network>_replay`` to a built repository: ``network``'s own folder and config under a
+    new name, its model.py the bench's replay model (:mod:`percept.bench.replay_model`)."""
+    from serving.model_config import config_text, parse_config
+
+    name = network + REPLAY_SUFFIX
+    folder = repository / name
+    shutil.copytree(repository / network, folder)
+    cfg = parse_config((folder / "config.pbtxt").read_text())
+    cfg.name = name
+    (folder / "config.pbtxt").write_text(config_text(cfg))
+    (folder / "1" / "model.py").write_text(
+        '"""The bench\'s replay of the network model."""\n\n'
+        "from percept.bench.replay_model import TritonPythonModel  # noqa: F401\n"
+    )
+    return name
+
+
 def start_server(repository: Path):
     from serving.launcher import ServerOptions, TritonServer
 
@@ -113,23 +155,33 @@ def overhead_rounds(
     url: str, model: str, frames: list[Frame], ort: OrtInProcess, rounds: int, quick: bool
 ) -> Overhead:
     """Served latency at concurrency 1 and in-process latency at batch 1, alternated ``rounds``
-    times (ORT before every served step and after the last)."""
+    times (ORT before every served step and after the last). A step of ``model``'s replay (which
+    :func:`add_replay_model` put in the same repository) follows each served step, so the fixed cost
+    of serving is measured in the same minutes."""
     min_time = 1.0 if quick else 2.0
     ort_p50 = [ort.p50_ms(1, min_time)]
-    options = replace(
+    served: list[AtOne] = []
+    replayed: list[AtOne] = []
+    with contextlib.ExitStack() as stack:
+        tests = [
+            stack.enter_context(LoadTest(_overhead_options(url, name, rounds, quick), frames, _label(frames)))
+            for name in (model, model + REPLAY_SUFFIX)
+        ]
+        for _ in range(rounds):
+            served.append(AtOne.of(tests[0].run_step(1)))
+            replayed.append(AtOne.of(tests[1].run_step(1)))
+            ort_p50.append(ort.p50_ms(1, min_time))
+    return Overhead([s.p50_ms for s in served], ort_p50, served, replayed)
+
+
+def _overhead_options(url: str, model: str, rounds: int, quick: bool) -> LoadTestOptions:
+    return replace(
         sweep_options(url, (model,), (1,) * rounds, quick),
         warmup_s=1.0,
         window_s=1.5,
         stable_windows=2,
         max_windows=3,
     )
-
-    def on_step(_step) -> None:
-        ort_p50.append(ort.p50_ms(1, min_time))
-
-    with LoadTest(options, frames, _label(frames), on_step=on_step) as test:
-        result = test.run()
-    return Overhead([s.latency.p50 for s in result.steps], ort_p50)
 
 
 def alternate(plans: Plans, schedule: list[tuple[str, int]], frames: list[Frame], quick: bool):

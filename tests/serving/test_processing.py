@@ -132,3 +132,12 @@ def test_concat_and_split_are_inverse_over_requests_of_different_batch_sizes():
     back = split_batches({"y": batch[S.IMAGES] * 2}, sizes)
     for r, b in zip(reqs, back, strict=True):
         np.testing.assert_array_equal(b["y"], r[S.IMAGES] * 2)
+
+
+def test_a_lone_request_is_passed_through_without_a_copy():
+    image = np.arange(2 * 3 * 4 * 4, dtype=np.uint8).reshape(2, 3, 4, 4)
+    batch, sizes = concat_batches([{S.IMAGES: image}])
+    assert sizes == [2] and batch[S.IMAGES] is image
+    strided = np.zeros((2, 8), np.float32)[:, ::2]  # not contiguous: Triton needs a contiguous buffer
+    (back,) = split_batches({"y": strided}, sizes)
+    assert back["y"].flags.c_contiguous and back["y"].shape == (2, 4)
