@@ -30,16 +30,17 @@ class AtOne:
     """One concurrency-1 step: the client's p50 and Triton's own split of the same requests."""
 
     p50_ms: float
+    avg_ms: float
     server: ServerSplit | None  # the network model's queue, input, infer, output (averages)
 
     @classmethod
     def of(cls, step) -> AtOne:
-        return cls(step.latency.p50, step.network_split())
+        return cls(step.latency.p50, step.latency.avg, step.network_split())
 
     @property
     def outside_ms(self) -> float:
-        """Client and wire: the client's p50 less Triton's own time for a request."""
-        return self.p50_ms - self.server.avg_request_ms if self.server else float("nan")
+        """Client and wire: the client's mean latency less Triton's mean time for a request."""
+        return self.avg_ms - self.server.avg_request_ms if self.server else float("nan")
 
 
 @dataclass(frozen=True)

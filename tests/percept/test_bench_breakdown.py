@@ -15,17 +15,20 @@ def _split(queue: float, infer: float, output: float, request: float) -> ServerS
 
 
 def test_breakdown_takes_the_quietest_steps_and_gives_the_floor_of_the_figure():
-    served = [AtOne(48.0, _split(0.2, 45.0, 0.8, 46.1)), AtOne(46.0, _split(0.1, 44.0, 0.7, 44.9))]
-    replay = [AtOne(3.5, _split(0.2, 1.2, 0.5, 2.0)), AtOne(3.0, _split(0.1, 1.0, 0.4, 1.6))]
+    served = [
+        AtOne(48.0, 48.5, _split(0.2, 45.0, 0.8, 46.1)),
+        AtOne(46.0, 46.5, _split(0.1, 44.0, 0.7, 44.9)),
+    ]
+    replay = [AtOne(3.5, 3.6, _split(0.2, 1.2, 0.5, 2.0)), AtOne(3.0, 3.2, _split(0.1, 1.0, 0.4, 1.6))]
     found = Breakdown.of(Overhead([48.0, 46.0], [41.0, 40.0, 42.0], served, replay))
     assert found is not None
     assert found.served.p50_ms == 46.0 and found.replay.p50_ms == 3.0 and found.ort_p50_ms == 40.0
     assert found.floor == pytest.approx(43.0 / 40.0)
     assert found.network_in_server_ms == pytest.approx(43.0)  # 44.0 - 1.0: Triton infer less the hop
-    assert found.served.outside_ms == pytest.approx(46.0 - 44.9)
+    assert found.served.outside_ms == pytest.approx(46.5 - 44.9)
     assert "(40.0 + 3.0) / 40.0 = 1.07" in found.note()
     text = "\n".join(overhead_markdown(Overhead([46.0], [40.0], served, replay)))
-    assert "| client + wire (p50 less Triton's request time) | 1.10 | 1.40 |" in text
+    assert "| client + wire (client mean less Triton's mean request time) | 1.60 | 1.60 |" in text
     assert "| Triton infer (python-backend hop + execute) | 44.00 | 1.00 |" in text
     assert "Floor of figure (1) on this backend: 1.07" in text
 
