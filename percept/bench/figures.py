@@ -266,7 +266,7 @@ def _harness_cpu(bench: Bench) -> tuple[Side, Side, str]:
 
 
 FIGURES = (
-    FigureSpec("1", "serving overhead at concurrency 1 (raw network, p50 latency)", "<= 1.10", _overhead),
+    FigureSpec("1", "serving overhead at concurrency 1 (raw network, p50 latency)", "<= 1.05", _overhead),
     FigureSpec("2", "served peak throughput / in-process best batch", ">= 0.90", _peak_vs_ort),
     FigureSpec("3", f"dynamic batching on / off at concurrency {C}", "", _batching),
     FigureSpec(
@@ -275,7 +275,7 @@ FIGURES = (
         ">= 2.0",
         _fused,
     ),
-    FigureSpec("5", "`percept video` end to end / model-only throughput", ">= 0.85", _video),
+    FigureSpec("5", "`percept video` end to end / model-only throughput", ">= 0.90", _video),
     FigureSpec("6", "bytes on the wire per frame: served outputs / raw FP32 heads", "<= 0.15", _wire),
     FigureSpec("7", "achieved model GFLOP/s / measured matmul peak", "", _flops),
     FigureSpec(
