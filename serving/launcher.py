@@ -267,14 +267,14 @@ class TritonServer:
                 raise ServingError(
                     f"tritonserver exited with code {code} during start-up; log tail:\n{self.log_tail()}"
                 )
-            if _http_ok(url):
+            if http_ok(url):
                 return
             time.sleep(0.25)
         waited = self.options.startup_timeout_s
         raise ServingError(f"tritonserver not ready after {waited:.0f}s; log tail:\n{self.log_tail()}")
 
     def is_ready(self) -> bool:
-        return self.running and _http_ok(f"http://{self.http_url}/v2/health/ready")
+        return self.running and http_ok(f"http://{self.http_url}/v2/health/ready")
 
     @property
     def running(self) -> bool:
@@ -354,7 +354,8 @@ def _is_error_line(line: str) -> bool:
     return len(line) > 5 and line[0] == "E" and line[1:5].isdigit() and not any(n in line for n in noise)
 
 
-def _http_ok(url: str) -> bool:
+def http_ok(url: str) -> bool:
+    """GET ``url`` answered 200 within 2 s (Triton's health and model-ready endpoints)."""
     try:
         with urllib.request.urlopen(url, timeout=2) as resp:
             return resp.status == 200

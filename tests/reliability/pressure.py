@@ -15,7 +15,7 @@ import numpy as np
 
 from clients import PerceptionClient
 from clients.options import ClientOptions
-from serving.launcher import TritonServer
+from serving.launcher import TritonServer, http_ok
 from serving.model_config import RepositoryOptions
 from serving.spec import ModelSpec
 from serving.stubs import server_rss_bytes
@@ -70,14 +70,6 @@ def server_state(server: TritonServer, model: str = "perception") -> str:
     model_ready = http_ok(f"{base}/models/{model}/ready")
     words = ["live" if live else "not live", "ready" if ready else "not ready"]
     return ", ".join([*words, f"{model} {'ready' if model_ready else 'not ready'}"])
-
-
-def http_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as resp:
-            return resp.status == 200
-    except OSError:
-        return False
 
 
 @dataclass

@@ -14,8 +14,8 @@ import pytest
 from clients import PerceptionClient
 from clients.errors import ClientError
 from clients.options import ClientOptions, RetryPolicy
-from serving.launcher import ServerOptions, TritonServer
-from tests.reliability.pressure import frame, http_ok, server_state, tiny_repository
+from serving.launcher import ServerOptions, TritonServer, http_ok
+from tests.reliability.pressure import frame, server_state, tiny_repository
 from tests.serving.triton_helpers import write_broken_model
 
 pytestmark = pytest.mark.triton
