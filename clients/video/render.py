@@ -40,9 +40,22 @@ _SEG_COLOUR, _SEG_ALPHA, _FRAME_ALPHA = _seg_luts()
 
 def overlay_segmentation(bgr: np.ndarray, seg: np.ndarray) -> np.ndarray:
     """Blend a class colour over each pixel (this runs for every frame of a video, so it stays in
-    OpenCV's vectorised kernels: three table lookups and one per-pixel weighted blend)."""
-    colour = cv2.LUT(cv2.merge([seg, seg, seg]), _SEG_COLOUR)
-    return cv2.blendLinear(bgr, colour, cv2.LUT(seg, _FRAME_ALPHA), cv2.LUT(seg, _SEG_ALPHA))
+    OpenCV's vectorised kernels: three table lookups and one per-pixel weighted blend).
+
+    Only the rows that hold a class are blended (background, weight 1 on the frame, comes out
+    unchanged): the same bytes as blending the whole frame, at a fraction of the CPU where the
+    classes (drivable area, lanes) fill the lower part of the picture."""
+    out = bgr.copy()
+    rows = np.flatnonzero(seg.any(axis=1))
+    if rows.size == 0:
+        return out
+    top, bottom = int(rows[0]), int(rows[-1]) + 1
+    band = seg[top:bottom]
+    colour = cv2.LUT(cv2.cvtColor(band, cv2.COLOR_GRAY2BGR), _SEG_COLOUR)
+    out[top:bottom] = cv2.blendLinear(
+        bgr[top:bottom], colour, cv2.LUT(band, _FRAME_ALPHA), cv2.LUT(band, _SEG_ALPHA)
+    )
+    return out
 
 
 def _colour_depth(depth: np.ndarray) -> np.ndarray:
