@@ -91,3 +91,13 @@ def test_class_counts_are_bincounts():
         counts = class_counts(seg, minlength)
         expected = np.bincount(seg.reshape(-1), minlength=minlength)
         assert counts.dtype == expected.dtype and counts.tolist() == expected.tolist()
+
+
+def test_float16_depth_colours_by_table_are_the_computed_colours():
+    from clients.video import render
+
+    rng = np.random.default_rng(3)
+    depth = rng.uniform(0.2, 120.0, (45, 80)).astype(np.float16)
+    depth[0, :4] = (0.0, 1.0, 80.0, np.inf)  # the clip's edges
+    np.testing.assert_array_equal(render._FP16_LEVEL[depth.view(np.uint16)], render._depth_level(depth))
+    np.testing.assert_array_equal(render._colour_depth(depth), render._colour_depth(depth.astype(np.float32)))
