@@ -54,7 +54,8 @@ def video_figure(bench: Bench, denominator: Side) -> tuple[Side, Side, str]:
         notes.append(
             f"where the time goes: client CPU per frame C = {c:.1f} ms ({_stages(cpu)}; "
             f"summary.json cpu_ms_per_frame), server CPU per frame at the model-only peak S = {cores} "
-            f"cores / {denominator[1]:.1f} frames/s = {s:.1f} ms; on shared cores the ratio cannot pass "
+            f"cores / {denominator[1]:.1f} frames/s = {s:.1f} ms (the harness's CPU and any other load "
+            f"counted in it); on shared cores the ratio cannot pass "
             f"S / (S + C) = {ceiling(s, c):.2f}; {GOAL:.2f} needs C <= {client_budget_ms(s):.1f} ms"
         )
         no_mp4 = bench.video_no_mp4.summary.get("cpu_ms_per_frame") if bench.video_no_mp4 else None
