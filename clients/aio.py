@@ -8,6 +8,7 @@ most ``shm_slots``), reused across requests.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import replace
 
@@ -19,6 +20,7 @@ from clients.errors import ClientError
 from clients.options import ClientOptions
 from clients.results import PerceptionResult
 from clients.shm import AsyncSharedMemoryPool
+from clients.stagecpu import StageCpu
 from serving.errors import SpecError
 from serving.spec import ModelSpec
 
@@ -84,32 +86,41 @@ class AsyncPerceptionClient:
         frame: np.ndarray | None = None,
         points: np.ndarray | None = None,
         projection: np.ndarray | None = None,
+        cpu: StageCpu | None = None,
     ) -> PerceptionResult:
-        """Infer one image: ``image`` encoded bytes or ``frame`` an HxWx3 uint8 **RGB** array."""
+        """Infer one image: ``image`` encoded bytes or ``frame`` an HxWx3 uint8 **RGB** array.
+        ``cpu``: where the CPU of building the request and of reading the reply is counted."""
+        info = await self.model_info()
+        with cpu.stage("request") if cpu else contextlib.nullcontext():
+            inputs, requested, prepared, arrays = self._request(info, image, frame, points, projection)
+        region = None
+        if self._shm is not None:
+            region = await self._shm.acquire(sum(a.nbytes for a in arrays))
+            region.bind(inputs, arrays)
+        try:
+            reply = await self._call(self._client.infer, info.name, inputs, outputs=requested)
+        finally:
+            if region is not None:
+                self._shm.release(region)  # type: ignore[union-attr]
+        with cpu.stage("postprocess") if cpu else contextlib.nullcontext():
+            outputs = {n: reply.as_numpy(n) for n in _core.wanted_outputs(info)}
+            return _core.parse(info, self.options, prepared, outputs)
+
+    def _request(self, info: _core.ModelInfo, image, frame, points, projection):
+        """The request's inputs (their data set unless shared memory carries it) and outputs."""
         from tritonclient.utils import np_to_triton_dtype
 
-        info = await self.model_info()
         prepared = _core.prepare(info, self.options, image, frame, points, projection)
         arrays = list(prepared.arrays.values())
         inputs = [
             self._aio.InferInput(name, list(arr.shape), np_to_triton_dtype(arr.dtype))
             for name, arr in prepared.arrays.items()
         ]
-        wanted = _core.wanted_outputs(info)
-        requested = [self._aio.InferRequestedOutput(n) for n in wanted]
-        region = None
-        if self._shm is not None:
-            region = await self._shm.acquire(sum(a.nbytes for a in arrays))
-            region.bind(inputs, arrays)
-        else:
+        requested = [self._aio.InferRequestedOutput(n) for n in _core.wanted_outputs(info)]
+        if self._shm is None:
             for inp, arr in zip(inputs, arrays, strict=True):
                 inp.set_data_from_numpy(arr)
-        try:
-            reply = await self._call(self._client.infer, info.name, inputs, outputs=requested)
-        finally:
-            if region is not None:
-                self._shm.release(region)  # type: ignore[union-attr]
-        return _core.parse(info, self.options, prepared, {n: reply.as_numpy(n) for n in wanted})
+        return inputs, requested, prepared, arrays
 
     async def close(self) -> None:
         try:

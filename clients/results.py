@@ -10,6 +10,17 @@ import numpy as np
 from serving.letterbox import Letterbox
 
 
+def class_counts(seg: np.ndarray, minlength: int) -> np.ndarray:
+    """``np.bincount(seg.reshape(-1), minlength=minlength)`` of a uint8 class map, by OpenCV's
+    histogram (a tenth of the CPU at 384x640; its float32 counts are exact below 2**24 pixels)."""
+    if seg.size >= 1 << 24:
+        return np.bincount(seg.reshape(-1), minlength=minlength)
+    hist = cv2.calcHist([np.ascontiguousarray(seg)], [0], None, [256], [0, 256]).reshape(-1)
+    present = np.flatnonzero(hist)
+    n = max(minlength, int(present[-1]) + 1 if present.size else 0)
+    return hist[:n].astype(np.int64)
+
+
 @dataclass(frozen=True)
 class Detection:
     box: tuple[float, float, float, float]  # x1, y1, x2, y2 in source-image pixels
@@ -65,7 +76,7 @@ class PerceptionResult:
         """Small numbers describing the dense maps, for a JSONL line (the maps themselves go to .npz)."""
         out: dict = {}
         if self.seg is not None:
-            counts = np.bincount(self.seg.reshape(-1), minlength=max(len(self.seg_classes), 1))
+            counts = class_counts(self.seg, max(len(self.seg_classes), 1))
             total = max(int(self.seg.size), 1)
             names = self.seg_classes or tuple(str(i) for i in range(len(counts)))
             out["seg_fraction"] = {

@@ -66,6 +66,7 @@ def video(
     each unit is committed atomically and recorded in OUT/run.json, so the same command run again
     skips what is committed (no --resume needed); a unit whose worker died is retried."""
     from clients.options import ClientOptions, RetryPolicy, TlsOptions
+    from clients.stagecpu import describe
     from clients.video import VIDEO_RETRY, VideoOptions, run_video
     from clients.video.options import RayOptions
     from serving.errors import SpecError
@@ -111,6 +112,8 @@ def video(
         if r.message:
             line += f" - {r.message}"
         typer.secho(line, fg="green" if r.status == "complete" and not r.errors else "red", err=True)
+        if r.cpu_ms_per_frame:
+            typer.echo(f"            {r.source.name}: {describe(r.cpu_ms_per_frame)}", err=True)
     typer.echo(
         f"{report.frames_processed} frames in {report.seconds:.1f}s ({report.fps:.2f} frames/s); "
         f"outputs in {out}"

@@ -71,11 +71,18 @@ class Letterbox:
     def apply(self, image: np.ndarray, dst_hw: tuple[int, int], pad_value: int = 114) -> np.ndarray:
         """Letterbox an HxWxC uint8 image into ``dst_hw``."""
         new_h, new_w = self.resized_hw
-        interp = cv2.INTER_AREA if self.scale < 1 else cv2.INTER_LINEAR
-        resized = cv2.resize(image, (new_w, new_h), interpolation=interp)
         out = np.full((dst_hw[0], dst_hw[1], image.shape[2]), pad_value, dtype=image.dtype)
-        out[self.pad_y : self.pad_y + new_h, self.pad_x : self.pad_x + new_w] = resized
+        out[self.pad_y : self.pad_y + new_h, self.pad_x : self.pad_x + new_w] = self.resize(image)
         return out
+
+    def resize(self, image: np.ndarray) -> np.ndarray:
+        """The source image at ``resized_hw`` (itself when already that size: cv2.resize to the
+        same size is a copy)."""
+        new_h, new_w = self.resized_hw
+        if image.shape[:2] == (new_h, new_w):
+            return image
+        interp = cv2.INTER_AREA if self.scale < 1 else cv2.INTER_LINEAR
+        return cv2.resize(image, (new_w, new_h), interpolation=interp)
 
     def points_to_model(self, uv: np.ndarray) -> np.ndarray:
         """Source pixel coordinates [...,2] -> model-input pixel coordinates."""
@@ -124,6 +131,18 @@ def letterbox_image(
 def network_image(
     image: np.ndarray, dst_hw: tuple[int, int], rule: LetterboxRule
 ) -> tuple[np.ndarray, Letterbox]:
-    """One frame as a row of the network's ``images`` input: letterboxed, CHW uint8, contiguous."""
-    boxed, lb = letterbox_image(image, dst_hw, rule.pad_value, rule.allow_upscale)
-    return np.ascontiguousarray(boxed.transpose(2, 0, 1)), lb
+    """One frame as a row of the network's ``images`` input: letterboxed, CHW uint8, contiguous:
+    ``letterbox_image`` transposed, each plane written once (this runs per frame in the clients'
+    raw mode and the server's preprocess)."""
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise SpecError(f"expected an HxWx3 uint8 image, got {image.dtype} {tuple(image.shape)}")
+    lb = Letterbox.fit((image.shape[0], image.shape[1]), dst_hw, rule.allow_upscale)
+    new_h, new_w = lb.resized_hw
+    out = np.full((3, dst_hw[0], dst_hw[1]), rule.pad_value, dtype=np.uint8)
+    resized = lb.resize(image)
+    for c in range(3):  # OpenCV writes each channel's plane in place: a tenth of numpy's transpose
+        plane = out[c, lb.pad_y : lb.pad_y + new_h, lb.pad_x : lb.pad_x + new_w]
+        got = cv2.extractChannel(resized, c, dst=plane)
+        if not np.shares_memory(got, plane):  # an OpenCV that made its own array instead
+            plane[...] = got
+    return out, lb

@@ -11,6 +11,7 @@ from typing import Any
 
 from clients.options import ClientOptions
 from clients.results import PerceptionResult
+from clients.stagecpu import StageCpu
 from clients.video.sources import FrameItem
 from serving.errors import SpecError
 from serving.spec import ModelSpec
@@ -40,9 +41,9 @@ class TritonBackend:
         """Read the served model's spec (its heads decide what is drawn and written)."""
         return (await self._client(fusion).model_info()).spec
 
-    async def infer(self, item: FrameItem, fusion: bool) -> PerceptionResult:
+    async def infer(self, item: FrameItem, fusion: bool, cpu: StageCpu | None = None) -> PerceptionResult:
         return await self._client(fusion).infer(
-            frame=item.image, points=item.points, projection=item.projection
+            frame=item.image, points=item.points, projection=item.projection, cpu=cpu
         )
 
     async def close(self) -> None:
@@ -77,7 +78,8 @@ class LocalBackend:
         model = await asyncio.get_running_loop().run_in_executor(self._pool, self._model, fusion)
         return model.spec
 
-    async def infer(self, item: FrameItem, fusion: bool) -> PerceptionResult:
+    async def infer(self, item: FrameItem, fusion: bool, cpu: StageCpu | None = None) -> PerceptionResult:
+        """``cpu`` is not split here: ONNX Runtime's threads count as the run's ``other``."""
         model = self._model(fusion)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(

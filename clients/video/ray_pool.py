@@ -48,6 +48,9 @@ class UnitWorker:
     """One Ray actor: a backend made on first use and kept for every unit it runs, one at a time."""
 
     def __init__(self, options: VideoOptions) -> None:
+        import cv2
+
+        cv2.setNumThreads(options.opencv_threads)  # the actor's process is the run's, as run_video's
         self.options = options
         self.backend = None
         self.frames = Frames()

@@ -40,16 +40,41 @@ _SEG_COLOUR, _SEG_ALPHA, _FRAME_ALPHA = _seg_luts()
 
 def overlay_segmentation(bgr: np.ndarray, seg: np.ndarray) -> np.ndarray:
     """Blend a class colour over each pixel (this runs for every frame of a video, so it stays in
-    OpenCV's vectorised kernels: three table lookups and one per-pixel weighted blend)."""
-    colour = cv2.LUT(cv2.merge([seg, seg, seg]), _SEG_COLOUR)
-    return cv2.blendLinear(bgr, colour, cv2.LUT(seg, _FRAME_ALPHA), cv2.LUT(seg, _SEG_ALPHA))
+    OpenCV's vectorised kernels: three table lookups and one per-pixel weighted blend).
+
+    Only the rows that hold a class are blended (background, weight 1 on the frame, comes out
+    unchanged): the same bytes as blending the whole frame, at a fraction of the CPU where the
+    classes (drivable area, lanes) fill the lower part of the picture."""
+    out = bgr.copy()
+    rows = np.flatnonzero(seg.any(axis=1))
+    if rows.size == 0:
+        return out
+    top, bottom = int(rows[0]), int(rows[-1]) + 1
+    band = seg[top:bottom]
+    colour = cv2.LUT(cv2.cvtColor(band, cv2.COLOR_GRAY2BGR), _SEG_COLOUR)
+    out[top:bottom] = cv2.blendLinear(
+        bgr[top:bottom], colour, cv2.LUT(band, _FRAME_ALPHA), cv2.LUT(band, _SEG_ALPHA)
+    )
+    return out
 
 
-def _colour_depth(depth: np.ndarray) -> np.ndarray:
+def _depth_level(depth: np.ndarray) -> np.ndarray:
+    """Metres -> uint8 colour-map level (255 = near), on a log scale clipped to DEPTH_RANGE_M."""
     lo, hi = DEPTH_RANGE_M
     d = np.clip(depth.astype(np.float32), lo, hi)
     t = 1.0 - (np.log(d) - np.log(lo)) / (np.log(hi) - np.log(lo))
-    return cv2.applyColorMap((t * 255).astype(np.uint8), cv2.COLORMAP_TURBO)
+    return (t * 255).astype(np.uint8)
+
+
+with np.errstate(invalid="ignore"):  # the NaN bit patterns among the 65536
+    # every float16 value's level, computed by the same arithmetic: the depth head's float16 maps
+    # are looked up (a third of the CPU) with the same bytes out
+    _FP16_LEVEL = _depth_level(np.arange(1 << 16, dtype=np.uint16).view(np.float16))
+
+
+def _colour_depth(depth: np.ndarray) -> np.ndarray:
+    level = _FP16_LEVEL[depth.view(np.uint16)] if depth.dtype == np.float16 else _depth_level(depth)
+    return cv2.applyColorMap(level, cv2.COLORMAP_TURBO)
 
 
 def depth_panel(

@@ -24,6 +24,7 @@ class InputResult:
     latencies_ms: list[float] = field(default_factory=list)
     message: str = ""
     resumed_from: int = 0
+    cpu_ms_per_frame: dict[str, float] | None = None  # clients.stagecpu: this run's frames, by stage
 
     @property
     def fps(self) -> float:
@@ -49,6 +50,7 @@ class InputResult:
                 "p99": round(float(np.percentile(lat, 99)), 3) if lat.size else None,
                 "mean": round(float(lat.mean()), 3) if lat.size else None,
             },
+            "cpu_ms_per_frame": self.cpu_ms_per_frame,
         }
 
 

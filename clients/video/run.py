@@ -25,6 +25,7 @@ import numpy as np
 
 from clients.errors import ModelNotFoundError
 from clients.results import PerceptionResult
+from clients.stagecpu import StageCpu
 from clients.video.backends import make_backend
 from clients.video.journal import Journal
 from clients.video.mp4 import SegmentedVideoWriter
@@ -78,6 +79,7 @@ class InputRun:
         self.first, self.stop = frames
         self.result = InputResult(source, "failed")
         self.spec: ModelSpec | None = None  # the model's, read by prepare: its heads decide the panels
+        self.cpu = StageCpu()  # the client's CPU per stage over the frames (summary.json)
         self._stop = threading.Event()
         self._writer_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"write-{source.name}")
         self._getter_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"get-{source.name}")
@@ -125,8 +127,13 @@ class InputRun:
                     continue
             return False
 
+        frames = reader.frames(start, seek=self.first > 0)
         try:
-            for item in reader.frames(start, seek=self.first > 0):
+            while True:
+                with self.cpu.stage("decode"):
+                    item = next(frames, None)
+                if item is None:
+                    break
                 if self.options.max_frames is not None and item.index >= self.options.max_frames:
                     break
                 if self.stop is not None and item.index >= self.stop:
@@ -139,12 +146,14 @@ class InputRun:
 
     # --- writer thread --------------------------------------------------------------------------
     def _write(self, item: FrameItem, result: PerceptionResult | None, error: str | None) -> None:
-        record: dict = {"frame": item.index, "timestamp": round(float(item.timestamp), 6)}
-        if error is not None or result is None:
-            record["error"] = error or "no result"
-        else:
-            record.update(result.to_dict())
-            if self.options.save_dense:
+        with self.cpu.stage("jsonl"):
+            record: dict = {"frame": item.index, "timestamp": round(float(item.timestamp), 6)}
+            if error is not None or result is None:
+                record["error"] = error or "no result"
+            else:
+                record.update(result.to_dict())
+        if self.options.save_dense and result is not None and error is None:
+            with self.cpu.stage("dense"):
                 path = self.out / DENSE / f"{item.index:06d}.npz"
                 tmp = path.with_name(path.stem + ".tmp.npz")
                 arrays = {k: v for k, v in (("seg", result.seg), ("depth", result.depth)) if v is not None}
@@ -154,31 +163,33 @@ class InputRun:
             if item.image is None:
                 self.video.skip(item.index)
             else:
-                header = f"{self.source.name} #{item.index} t={item.timestamp:.2f}s"
-                if result is not None and result.detections is not None:
-                    header += f" {len(result.detections)} objects"
-                depth_head = self.spec is None or "depth" in self.spec.tasks
-                lidar = None
-                if (
-                    item.points is not None
-                    and item.projection is not None
-                    and result is not None
-                    and depth_head
-                ):
-                    lidar = project_to_depth_image(item.points, item.projection, result.source_hw)[0]
-                frame = annotate(item.image, result, header, record.get("error"), lidar, depth_head)
-                self.video.write(item.index, frame)
-        self.journal.append(record)
+                self._write_frame(item, result, record.get("error"))
+        with self.cpu.stage("jsonl"):
+            self.journal.append(record)
         self.result.frames = len(self.journal)
         if "error" in record:
             self.result.errors += 1
         self.bars.advance(self.slot)
 
+    def _write_frame(self, item: FrameItem, result: PerceptionResult | None, error: str | None) -> None:
+        with self.cpu.stage("annotate"):
+            header = f"{self.source.name} #{item.index} t={item.timestamp:.2f}s"
+            if result is not None and result.detections is not None:
+                header += f" {len(result.detections)} objects"
+            depth_head = self.spec is None or "depth" in self.spec.tasks
+            lidar = None
+            if item.points is not None and item.projection is not None and result is not None and depth_head:
+                lidar = project_to_depth_image(item.points, item.projection, result.source_hw)[0]
+            assert item.image is not None
+            frame = annotate(item.image, result, header, error, lidar, depth_head)
+        with self.cpu.stage("encode"):
+            self.video.write(item.index, frame)
+
     # --- the run --------------------------------------------------------------------------------
     async def _infer(self, item: FrameItem) -> tuple[PerceptionResult | None, str | None, float]:
         t0 = time.perf_counter()
         try:
-            result = await self.backend.infer(item, self.source.fusion)
+            result = await self.backend.infer(item, self.source.fusion, self.cpu)
         except ModelNotFoundError as exc:
             # the model was there when the input started (prepare read its config): NOT_FOUND now
             # means the server is unloading it, as Triton does while it shuts down
@@ -213,6 +224,7 @@ class InputRun:
             if self.options.max_frames is not None:
                 total = min(total, self.options.max_frames) if total else self.options.max_frames
             self.bars.open(self.slot, self.source.name, total, start)
+            self.cpu.begin()
             await self._pump(reader, start)
         except STOP_ERRORS as exc:
             if isinstance(exc, RESUMABLE_ERRORS):
@@ -230,6 +242,8 @@ class InputRun:
             self._stop.set()
             self._getter_pool.shutdown(wait=True)
             self._writer_pool.shutdown(wait=True)
+            self.cpu.end()
+            self.result.cpu_ms_per_frame = self.cpu.per_frame_ms(self.result.processed)
             self.result.seconds = time.perf_counter() - t_start
             self.bars.close(self.slot)
         self._finish()
@@ -367,4 +381,11 @@ def run_video(inputs: list[str], options: VideoOptions) -> RunReport:
         from clients.video.ray_engine import run_ray
 
         return run_ray(sources, options)
-    return asyncio.run(_run(sources, options))
+    import cv2
+
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(options.opencv_threads)
+    try:
+        return asyncio.run(_run(sources, options))
+    finally:
+        cv2.setNumThreads(threads)

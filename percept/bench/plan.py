@@ -8,6 +8,10 @@ BATCHING_CONCURRENCY = 8
 OVERHEAD_ROUNDS = 4  # served c=1 steps, each between two in-process batch-1 runs
 VIDEO_SCENES = 80  # the bench video: distinct world scenes (40 with --quick), repeated
 VIDEO_REPEATS = 5
+# figure 5's run: `--raw --model <the raw network>`, the client's letterbox (one server hop instead
+# of the ensemble's three, the same results: tests/clients/video/test_video_triton.py); the
+# ensemble's run beside it in the note
+VIDEO_RAW = True
 COMMAND = "percept bench  (make bench)"
 # the tune figure: `percept tune --quick` of cam_n under p99 <= 100 ms (the streams SLO of the issue)
 TUNE_SLO_P99_MS = 100.0

@@ -39,7 +39,8 @@ class Bench:
     gflops_per_frame: float | None = None
     overhead: Overhead | None = None
     ort: BatchThroughput | None = None  # the better of the tries before and after the sweep
-    video: VideoRun | None = None
+    video: VideoRun | None = None  # figure 5's run: raw when plan.VIDEO_RAW
+    video_ensemble: VideoRun | None = None  # the default path, through the `perception` ensemble
     video_no_mp4: VideoRun | None = None
     video_frames: int | None = None
     engines: EngineRuns | None = None  # `percept video --engine local` vs `--engine ray`

@@ -28,6 +28,7 @@ from percept.bench.plan import (
     OVERHEAD_ROUNDS,
     SINGLE_TASK_SWEEP,
     SWEEP,
+    VIDEO_RAW,
     VIDEO_REPEATS,
     VIDEO_SCENES,
 )
@@ -186,13 +187,18 @@ def _streams(bench: Bench, url: str, specs: tuple[ModelSpec, ModelSpec], frames,
 
 def _video(bench: Bench, url: str, spec: ModelSpec, work: Path, quick: bool) -> None:
     """`percept video` over a drive long enough (a 40 s drive at 10 fps) that start-up and the final
-    MP4 join are not the figure; with and without the annotated MP4."""
+    MP4 join are not the figure: raw (plan.VIDEO_RAW) with and without the annotated MP4, and
+    through the ensemble (the default path)."""
     drive = world_frames(VIDEO_SCENES // 2 if quick else VIDEO_SCENES, seed=100, hw=spec.input_hw)
     video = served.write_video(drive * VIDEO_REPEATS, work / "drive.mp4")
     bench.video_frames = len(drive) * VIDEO_REPEATS
-    bench.video = bench.stage("video", lambda: served.video_fps(url, video, work / "video_out"))
+    flags = ("--raw", "--model", network_model_name(spec)) if VIDEO_RAW else ()
+    bench.video = bench.stage("video", lambda: served.video_fps(url, video, work / "video_out", True, flags))
+    bench.video_ensemble = bench.stage(
+        "video_ensemble", lambda: served.video_fps(url, video, work / "video_out_ensemble")
+    )
     bench.video_no_mp4 = bench.stage(
-        "video_no_mp4", lambda: served.video_fps(url, video, work / "video_out_no_mp4", False)
+        "video_no_mp4", lambda: served.video_fps(url, video, work / "video_out_no_mp4", False, flags)
     )
     copy = work / "drive_2.mp4"  # the same drive twice: two inputs, so the local engine runs both at once
     copy.write_bytes(video.read_bytes())

@@ -59,6 +59,7 @@ class VideoRun:
     fps: float  # from the command's own summary.json
     command_wall_s: float
     summary: dict
+    flags: tuple[str, ...] = ()  # added to `percept video INPUT --out --url --no-progress`
 
 
 @dataclass(frozen=True)
@@ -294,19 +295,22 @@ def write_video(frames: list[Frame], path: Path) -> Path:
     return path
 
 
-def video_fps(url: str, video: Path, out: Path, annotate: bool = True) -> VideoRun:
-    """`percept video` as a user runs it (annotated MP4, JSONL, summary); its summary's frames/s."""
+def video_fps(
+    url: str, video: Path, out: Path, annotate: bool = True, flags: tuple[str, ...] = ()
+) -> VideoRun:
+    """`percept video` as a user runs it (annotated MP4, JSONL, summary), with ``flags`` added; its
+    summary's frames/s and CPU per frame."""
     entry = "from percept.cli import main; main()"
     cmd = [sys.executable, "-c", entry, "video", str(video), "--out", str(out), "--url", url, "--no-progress"]
     start = time.perf_counter()
     proc = subprocess.run(
-        cmd + ([] if annotate else ["--no-video"]), capture_output=True, text=True, timeout=600
+        [*cmd, *flags, *([] if annotate else ["--no-video"])], capture_output=True, text=True, timeout=600
     )
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         raise RuntimeError(f"percept video failed ({proc.returncode}): {proc.stderr[-2000:]}")
     summary = json.loads(next(out.rglob("summary.json")).read_text())
-    return VideoRun(float(summary["fps"]), wall, summary)
+    return VideoRun(float(summary["fps"]), wall, summary, flags)
 
 
 def _video_run(cmd: list[str], out: Path) -> tuple[dict, float]:

@@ -252,3 +252,30 @@ def test_bench_report_puts_the_reduced_precision_accuracy_beside_fp32(tmp_path):
         "| int8 | all met | 0.6450 | 0.3480 | 0.9250 | 0.0640 | -0.0013 | - | - | +0.0015 | 1 layer |" in text
     )
     assert "int8 layers kept in FP32 by the sensitivity fallback: net.backbone.stem.bn" in text
+
+
+def test_bench_video_figure_shows_where_the_cpu_goes_and_its_ceiling(tmp_path):
+    from percept.bench.figures import figures
+    from percept.bench.results import Bench
+    from percept.bench.served import VideoRun
+    from percept.bench.video_figure import ceiling, client_budget_ms
+
+    assert ceiling(30.0, 10.0) == pytest.approx(0.75) and client_budget_ms(36.0) == pytest.approx(4.0)
+    cpu = {"decode": 1.0, "annotate": 4.0, "encode": 5.0, "other": 2.0, "total": 12.0}
+    flags = ("--raw", "--model", "cam_n")
+    bench = Bench(tmp_path, machine_start=_machine())
+    bench.video = VideoRun(30.0, 20.0, {"cpu_ms_per_frame": cpu}, flags)
+    bench.video_ensemble = VideoRun(28.0, 21.0, {"cpu_ms_per_frame": cpu})
+    assert "not measured" in next(f for f in figures(bench) if f.key == "5").note  # no model-only peak
+    from percept.bench.video_figure import video_figure
+
+    numerator, denominator, note = video_figure(bench, ("served cam_n peak (c=8)", 50.0, "frames/s"))
+    assert numerator[1] / denominator[1] == pytest.approx(0.6)
+    # S = 2 cores / 50 frames/s = 40 ms; C = 12 ms: S / (S + C) = 0.77; 0.90 needs C <= 4.4 ms
+    assert "S = 2 cores / 50.0 frames/s = 40.0 ms" in note and "S / (S + C) = 0.77" in note
+    assert "C = 12.0 ms (encode 5.0, annotate 4.0, other 2.0, decode 1.0" in note
+    assert "0.90 needs C <= 4.4 ms" in note
+    assert (
+        "`percept video --raw --model cam_n` (client letterbox" in note
+        and "ensemble (the default): 28.0" in note
+    )

@@ -49,3 +49,17 @@ def test_lidar_projection_rejects_nan_and_bad_shapes():
         project_to_depth_image(np.array([[np.nan, 0, 1, 0]], np.float32), proj, (32, 32))
     with pytest.raises(SpecError, match="3x4"):
         project_to_depth_image(np.zeros((1, 4), np.float32), np.eye(3, dtype=np.float32), (32, 32))
+
+
+@pytest.mark.parametrize("hw", [(384, 640), (720, 1280), (375, 1242), (384, 600), (100, 90)])
+@pytest.mark.parametrize("upscale", [True, False])
+def test_network_image_is_the_letterboxed_image_transposed(hw, upscale):
+    from serving.letterbox import network_image
+    from serving.spec import LetterboxRule
+
+    img = np.random.default_rng(hw[1]).integers(0, 256, (*hw, 3), dtype=np.uint8)
+    rule = LetterboxRule(pad_value=114, allow_upscale=upscale)
+    chw, lb = network_image(img, (384, 640), rule)
+    boxed, expected_lb = letterbox_image(img, (384, 640), 114, upscale)
+    assert lb == expected_lb and chw.flags.c_contiguous and chw.shape == (3, 384, 640)
+    np.testing.assert_array_equal(chw, boxed.transpose(2, 0, 1))

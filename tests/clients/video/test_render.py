@@ -62,3 +62,42 @@ def test_dense_maps_at_source_size():
     assert seg_src.dtype == np.uint8 and depth_src.dtype == np.float16
     assert set(np.unique(seg_src)) == {0, 2} and (seg_src[:, 80:] == 2).all()
     np.testing.assert_allclose(depth_src.astype(np.float32), 10.0)
+
+
+def test_overlay_on_the_rows_with_classes_is_the_whole_frame_blend():
+    import cv2
+
+    from clients.video import render
+
+    rng = np.random.default_rng(1)
+    bgr = rng.integers(0, 256, (96, 160, 3), dtype=np.uint8)
+    for seg in (np.zeros((96, 160), np.uint8), rng.integers(0, 3, (96, 160), dtype=np.uint8)):
+        seg[:30] = 0  # classes only in the lower rows, as on a road
+        whole = cv2.blendLinear(
+            bgr,
+            cv2.LUT(cv2.merge([seg, seg, seg]), render._SEG_COLOUR),
+            cv2.LUT(seg, render._FRAME_ALPHA),
+            cv2.LUT(seg, render._SEG_ALPHA),
+        )
+        np.testing.assert_array_equal(overlay_segmentation(bgr, seg), whole)
+
+
+def test_class_counts_are_bincounts():
+    from clients.results import class_counts
+
+    rng = np.random.default_rng(2)
+    for hi, minlength in ((1, 3), (3, 3), (3, 1), (200, 5), (256, 2)):
+        seg = rng.integers(0, hi, (37, 53), dtype=np.uint8)
+        counts = class_counts(seg, minlength)
+        expected = np.bincount(seg.reshape(-1), minlength=minlength)
+        assert counts.dtype == expected.dtype and counts.tolist() == expected.tolist()
+
+
+def test_float16_depth_colours_by_table_are_the_computed_colours():
+    from clients.video import render
+
+    rng = np.random.default_rng(3)
+    depth = rng.uniform(0.2, 120.0, (45, 80)).astype(np.float16)
+    depth[0, :4] = (0.0, 1.0, 80.0, np.inf)  # the clip's edges
+    np.testing.assert_array_equal(render._FP16_LEVEL[depth.view(np.uint16)], render._depth_level(depth))
+    np.testing.assert_array_equal(render._colour_depth(depth), render._colour_depth(depth.astype(np.float32)))
