@@ -254,7 +254,8 @@ def _harness_cpu(bench: Bench) -> tuple[Side, Side, str]:
         f"load-worker CPU (user + system, every thread of the worker processes) per answered request of "
         f"the `{search.model}` streams steps, raw frames; by step (ms): {each}. The floor at camera "
         "rates: a plain TCP socket sending the same 737 kB request and reading the 371 kB answer over "
-        "loopback costs ~0.5 ms of CPU per frame on the 2-core test host (README, Load testing)"
+        "loopback costs ~0.5 ms of CPU per frame on the 2-core test host, and gRPC with inputs and "
+        "outputs in shared memory (a 741-byte request) ~1.1 ms (README, Load testing)"
     )
     return (
         (f"at {_n_streams(step.concurrency)}", step.harness_cpu_ms_per_request, "ms"),
