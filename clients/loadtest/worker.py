@@ -27,6 +27,7 @@ from clients.loadtest.sender import (
     future_status,
     keep_large_buffers_on_heap,
     parse_response,
+    prefer_legacy_client_io,
     rpc_status,
     serialized_request,
 )
@@ -336,6 +337,7 @@ def _cpu_seconds() -> float:
 
 def worker_main(job: WorkerJob, conn) -> None:
     """Entry point of a load-generating process (multiprocessing target)."""
+    prefer_legacy_client_io()  # before tritonclient starts gRPC in this process
     keep_large_buffers_on_heap()
     try:
         import tritonclient.grpc as grpcclient
