@@ -45,17 +45,17 @@ class Breakdown:
 
     @property
     def network_in_server_ms(self) -> float:
-        """The served network's own run: its Triton infer time less the replay's."""
-        if self.served.server is None or self.replay.server is None:
-            return float("nan")
-        return self.served.server.compute_infer_ms - self.replay.server.compute_infer_ms
+        """The served network's own run at p50: the served p50 less the replay's (Triton's infer
+        times are means, which a slow tail lifts above a p50, so they are not compared with the
+        in-process p50)."""
+        return self.served.p50_ms - self.replay.p50_ms
 
     def note(self) -> str:
         return (
             f"where it goes (the table 'Where the time goes at concurrency 1'): serving's fixed cost, "
             f"measured by the same model answering from memory, is {self.fixed_ms:.1f} ms at p50; the "
-            f"network inside the server runs {self.network_in_server_ms:.1f} ms vs "
-            f"{self.ort_p50_ms:.1f} ms in-process; so this backend's floor for the figure is "
+            f"network inside the server runs {self.network_in_server_ms:.1f} ms (served p50 less the "
+            f"replay's) vs {self.ort_p50_ms:.1f} ms in-process; so this backend's floor for the figure is "
             f"({self.ort_p50_ms:.1f} + {self.fixed_ms:.1f}) / {self.ort_p50_ms:.1f} = {self.floor:.2f}"
         )
 

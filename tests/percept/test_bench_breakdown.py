@@ -24,7 +24,7 @@ def test_breakdown_takes_the_quietest_steps_and_gives_the_floor_of_the_figure():
     assert found is not None
     assert found.served.p50_ms == 46.0 and found.replay.p50_ms == 3.0 and found.ort_p50_ms == 40.0
     assert found.floor == pytest.approx(43.0 / 40.0)
-    assert found.network_in_server_ms == pytest.approx(43.0)  # 44.0 - 1.0: Triton infer less the hop
+    assert found.network_in_server_ms == pytest.approx(43.0)  # 46.0 - 3.0: served p50 less the replay's
     assert found.served.outside_ms == pytest.approx(46.5 - 44.9)
     assert "(40.0 + 3.0) / 40.0 = 1.07" in found.note()
     text = "\n".join(overhead_markdown(Overhead([46.0], [40.0], served, replay)))
