@@ -12,7 +12,8 @@ from pathlib import Path
 
 import typer
 
-from serving.security import ADMIN_PROTOCOLS as _ADMIN_PROTOCOLS  # light: the flag's default
+from serving.security import ADMIN_KEY_ENV  # light: the flags' defaults
+from serving.security import ADMIN_PROTOCOLS as _ADMIN_PROTOCOLS
 
 
 def serve(
@@ -30,7 +31,7 @@ def serve(
     ),
     admin_key: str | None = typer.Option(
         None,
-        envvar="PERCEPT_ADMIN_KEY",
+        envvar=ADMIN_KEY_ENV,
         help="Restrict the admin protocols (--restrict) to requests carrying header "
         "triton-grpc-protocol-admin-key with this value (>= 16 chars; prefer the environment variable).",
     ),
@@ -68,8 +69,10 @@ def serve(
         restricted=tuple(p.strip() for p in restrict.split(",") if p.strip()),
     )
     if print_docker:
-        cmd = docker_command(repository, image or NGC_IMAGE, grpc_port, http_port, metrics_port)
+        cmd = docker_command(repository, image or NGC_IMAGE, grpc_port, http_port, metrics_port, security)
         typer.echo(shlex.join(cmd))
+        if security.admin_key is not None:
+            typer.echo(f"# the admin key is not printed: export {ADMIN_KEY_ENV} before running it", err=True)
         return
     options = ServerOptions(
         repository=repository,

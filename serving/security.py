@@ -9,6 +9,7 @@ and refuses a request without it with ``UNAVAILABLE "This protocol is restricted
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,7 @@ PROTOCOLS = (
 )
 ADMIN_PROTOCOLS = ("model-repository", "model-config", "shared-memory", "statistics", "trace", "logging")
 ADMIN_KEY_NAME = "admin-key"
+ADMIN_KEY_ENV = "PERCEPT_ADMIN_KEY"  # where `percept serve` and the printed `docker run` read the key
 GRPC_HEADER_PREFIX = "triton-grpc-protocol-"
 ADMIN_HEADER = GRPC_HEADER_PREFIX + ADMIN_KEY_NAME
 _KEY_VALUE = re.compile(r"[A-Za-z0-9._~+/=-]{16,}")
@@ -65,18 +67,25 @@ class SecurityOptions:
                 "(it travels as a gRPC header value)"
             )
 
-    def tritonserver_args(self) -> tuple[str, ...]:
+    def tritonserver_args(
+        self, path: Callable[[Path], str] | None = None, key: str | None = None
+    ) -> tuple[str, ...]:
+        """The flags. ``path`` maps a certificate file to the path the server will open (default:
+        the file here, resolved; a container's mount point for `docker run`); ``key`` stands in for
+        the admin key (e.g. a shell reference to :data:`ADMIN_KEY_ENV`, so that no command line
+        shows the key itself)."""
+        where = path or (lambda p: str(Path(p).resolve()))
         args: list[str] = []
-        if self.tls_cert is not None:
+        if self.tls_cert is not None and self.tls_key is not None:
             args += [
                 "--grpc-use-ssl=true",
-                f"--grpc-server-cert={Path(self.tls_cert).resolve()}",
-                f"--grpc-server-key={Path(self.tls_key).resolve()}",  # type: ignore[arg-type]
+                f"--grpc-server-cert={where(Path(self.tls_cert))}",
+                f"--grpc-server-key={where(Path(self.tls_key))}",
             ]
         if self.tls_client_ca is not None:
-            args += ["--grpc-use-ssl-mutual=true", f"--grpc-root-cert={Path(self.tls_client_ca).resolve()}"]
+            args += ["--grpc-use-ssl-mutual=true", f"--grpc-root-cert={where(Path(self.tls_client_ca))}"]
         if self.admin_key is not None and self.restricted:
-            spec = f"{','.join(self.restricted)}:{ADMIN_KEY_NAME}={self.admin_key}"
+            spec = f"{','.join(self.restricted)}:{ADMIN_KEY_NAME}={key or self.admin_key}"
             args += [f"--grpc-restricted-protocol={spec}", f"--http-restricted-api={spec}"]
         if not self.model_control:
             args.append("--model-control-mode=none")

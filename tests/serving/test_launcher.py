@@ -145,3 +145,45 @@ def test_a_crashed_server_leaves_no_backend_stub_behind(triton_repository):
     while _group_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not _group_alive(pid), "python-backend stubs outlived the server"
+
+
+def test_docker_command_carries_the_secure_profile_without_printing_the_key(tmp_path):
+    """TLS files mounted and pointed at, the admin key passed through the environment: the printed
+    command never holds the key, and the container's shell puts it into Triton's flags."""
+    from serving.security import ADMIN_KEY_ENV, SecurityOptions
+
+    cert, key, ca = (tmp_path / "pki" / n for n in ("s.crt", "s.key", "ca.crt"))
+    cert.parent.mkdir()
+    for f in (cert, key, ca):
+        f.write_text("pem")
+    secret = "0123456789abcdef-key"
+    security = SecurityOptions(cert, key, ca, admin_key=secret)
+    cmd = docker_command(tmp_path, "nvcr.io/nvidia/tritonserver:24.10-py3", security=security)
+    assert not any(secret in part for part in cmd)
+    assert {
+        f"{cert}:/certs/server.crt:ro",
+        f"{key}:/certs/server.key:ro",
+        f"{ca}:/certs/client-ca.crt:ro",
+    } <= set(cmd)
+    assert cmd[cmd.index(ADMIN_KEY_ENV) - 1] == "-e"
+    # the container's `bash -c`, with pip and tritonserver standing in as programs that print argv
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name in ("pip", "tritonserver"):
+        (bin_dir / name).write_text('#!/bin/sh\n[ "$(basename "$0")" = pip ] || printf "%s\\n" "$@"\n')
+        (bin_dir / name).chmod(0o755)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", ADMIN_KEY_ENV: secret}
+    proc = subprocess.run(["bash", "-c", cmd[-1]], capture_output=True, text=True, env=env, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    args = proc.stdout.splitlines()
+    restricted = "model-repository,model-config,shared-memory,statistics,trace,logging"
+    assert f"--grpc-restricted-protocol={restricted}:admin-key={secret}" in args
+    assert f"--http-restricted-api={restricted}:admin-key={secret}" in args
+    assert "--grpc-server-cert=/certs/server.crt" in args and "--grpc-root-cert=/certs/client-ca.crt" in args
+    assert args[0] == "--model-repository=/models" and args[-1] == "--model-control-mode=none"
+
+
+def test_docker_command_of_the_default_profile_pins_model_control_only(tmp_path):
+    cmd = docker_command(tmp_path, "img")
+    assert cmd[-1].endswith("--exit-on-error=true --model-control-mode=none")
+    assert "/certs" not in " ".join(cmd) and "PERCEPT_ADMIN_KEY" not in cmd
