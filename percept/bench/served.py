@@ -48,10 +48,13 @@ class Overhead:
     """Served concurrency-1 p50s, each step between two in-process batch-1 p50s, and the steps of
     the replay model (the same served model answering from memory: the fixed cost of serving)."""
 
-    served_p50_ms: list[float]
+    served: list[AtOne]
     ort_p50_ms: list[float]
-    served: list[AtOne] = field(default_factory=list)
     replay: list[AtOne] = field(default_factory=list)
+
+    @property
+    def served_p50_ms(self) -> list[float]:
+        return [s.p50_ms for s in self.served]
 
 
 @dataclass(frozen=True)
@@ -173,7 +176,7 @@ def overhead_rounds(
             served.append(AtOne.of(tests[0].run_step(1)))
             replayed.append(AtOne.of(tests[1].run_step(1)))
             ort_p50.append(ort.p50_ms(1, min_time))
-    return Overhead([s.p50_ms for s in served], ort_p50, served, replayed)
+    return Overhead(served, ort_p50, replayed)
 
 
 def _overhead_options(url: str, model: str, rounds: int, quick: bool) -> LoadTestOptions:
@@ -300,25 +303,27 @@ def video_fps(
 ) -> VideoRun:
     """`percept video` as a user runs it (annotated MP4, JSONL, summary), with ``flags`` added; its
     summary's frames/s and CPU per frame."""
-    entry = "from percept.cli import main; main()"
-    cmd = [sys.executable, "-c", entry, "video", str(video), "--out", str(out), "--url", url, "--no-progress"]
-    start = time.perf_counter()
-    proc = subprocess.run(
-        [*cmd, *flags, *([] if annotate else ["--no-video"])], capture_output=True, text=True, timeout=600
-    )
-    wall = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise RuntimeError(f"percept video failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    args = [str(video), "--out", str(out), "--url", url, "--no-progress", *flags]
+    wall = _percept_video([*args, *([] if annotate else ["--no-video"])])
     summary = json.loads(next(out.rglob("summary.json")).read_text())
     return VideoRun(float(summary["fps"]), wall, summary, flags)
 
 
-def _video_run(cmd: list[str], out: Path) -> tuple[dict, float]:
+def _percept_video(args: list[str]) -> float:
+    """`percept video ARGS` in a process of its own, as a user runs it; its wall seconds."""
+    entry = "from percept.cli import main; main()"
     start = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", entry, "video", *args], capture_output=True, text=True, timeout=600
+    )
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         raise RuntimeError(f"percept video failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    return wall
+
+
+def _video_run(args: list[str], out: Path) -> tuple[dict, float]:
+    wall = _percept_video(args)
     return json.loads((out / "run.json").read_text()), wall
 
 
@@ -327,8 +332,7 @@ def engines(
 ) -> EngineRuns:
     """The local engine (``workers`` inputs at once) and the Ray engine (a local runtime, ``workers``
     actors, inputs cut into ``shard_frames`` units) on the same inputs, one after the other."""
-    entry = "from percept.cli import main; main()"
-    base = [sys.executable, "-c", entry, "video", *map(str, videos), "--url", url, "--no-progress"]
+    base = [*map(str, videos), "--url", url, "--no-progress"]
     local, local_wall = _video_run(
         [*base, "--out", str(work / "local"), "--parallel", str(workers)], work / "local"
     )

@@ -20,22 +20,22 @@ def test_breakdown_takes_the_quietest_steps_and_gives_the_floor_of_the_figure():
         AtOne(46.0, 46.5, _split(0.1, 44.0, 0.7, 44.9)),
     ]
     replay = [AtOne(3.5, 3.6, _split(0.2, 1.2, 0.5, 2.0)), AtOne(3.0, 3.2, _split(0.1, 1.0, 0.4, 1.6))]
-    found = Breakdown.of(Overhead([48.0, 46.0], [41.0, 40.0, 42.0], served, replay))
+    found = Breakdown.of(Overhead(served, [41.0, 40.0, 42.0], replay))
     assert found is not None
     assert found.served.p50_ms == 46.0 and found.replay.p50_ms == 3.0 and found.ort_p50_ms == 40.0
     assert found.floor == pytest.approx(43.0 / 40.0)
     assert found.network_in_server_ms == pytest.approx(43.0)  # 46.0 - 3.0: served p50 less the replay's
     assert found.served.outside_ms == pytest.approx(46.5 - 44.9)
     assert "(40.0 + 3.0) / 40.0 = 1.07" in found.note()
-    text = "\n".join(overhead_markdown(Overhead([46.0], [40.0], served, replay)))
+    text = "\n".join(overhead_markdown(Overhead(served, [40.0], replay)))
     assert "| client + wire (client mean less Triton's mean request time) | 1.60 | 1.60 |" in text
     assert "| Triton infer (python-backend hop + execute) | 44.00 | 1.00 |" in text
     assert "Floor of figure (1) on this backend: 1.07" in text
 
 
 def test_without_replay_steps_there_is_no_breakdown():
-    assert Breakdown.of(Overhead([46.0], [40.0])) is None
-    assert overhead_markdown(Overhead([46.0], [40.0])) == []
+    assert Breakdown.of(Overhead([AtOne(46.0, 46.5, None)], [40.0])) is None
+    assert overhead_markdown(Overhead([AtOne(46.0, 46.5, None)], [40.0])) == []
     assert overhead_markdown(None) == []
 
 

@@ -21,10 +21,10 @@ from clients import PerceptionClient
 from clients.errors import DeadlineExceededError, ServerUnavailableError
 from clients.options import ClientOptions, RetryPolicy
 from clients.video import EXIT_INTERRUPTED, EXIT_OK, VideoOptions, run_video
-from clients.video.journal import read_records
 from serving.launcher import ServerOptions, TritonServer
 from tests.clients.conftest import write_video
 from tests.reliability.pressure import frame, server_state, tiny_repository
+from tests.video_runs import check_each_frame_once, local_reference
 
 pytestmark = pytest.mark.triton
 
@@ -154,10 +154,7 @@ def test_video_through_a_blackhole_resumes_without_a_duplicate_frame(server, pro
     frames = 120
     video = write_video(tmp_path / "drive.mp4", frames)
     onnx = Path(server.options.repository).parent / "tiny.onnx"
-    ref = tmp_path / "ref"
-    local = VideoOptions(out_dir=ref, backend="local", onnx=onnx, write_video=False, progress=False)
-    assert run_video([str(video)], local).exit_code == EXIT_OK
-    reference = read_records(ref / "drive" / "results.jsonl")
+    reference = local_reference(video, tmp_path / "ref", onnx)
     out = tmp_path / "out"
     partial = out / "drive" / "results.jsonl.partial"
 
@@ -182,9 +179,7 @@ def test_video_through_a_blackhole_resumes_without_a_duplicate_frame(server, pro
     resumed = run_video([str(video)], VideoOptions(out_dir=out, client=client, resume=True, progress=False))
     assert first.exit_code == EXIT_INTERRUPTED and "DEADLINE_EXCEEDED" in first.results[0].message
     assert resumed.exit_code == EXIT_OK
-    records = read_records(out / "drive" / "results.jsonl")
-    assert [r["frame"] for r in records] == list(range(frames))  # none lost, none twice
-    assert records == reference
+    check_each_frame_once(out / "drive" / "results.jsonl", frames, reference)
     reliability(
         "faults",
         "network blackhole during percept video, then --resume",

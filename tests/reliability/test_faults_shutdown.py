@@ -9,23 +9,21 @@ from __future__ import annotations
 
 import re
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from clients.options import ClientOptions, RetryPolicy
-from clients.video import EXIT_INTERRUPTED, EXIT_OK, VideoOptions, run_video
+from clients.video import EXIT_INTERRUPTED, EXIT_OK
 from clients.video.journal import read_records
 from serving.launcher import ServerOptions, TritonServer, free_port
 from tests.clients.conftest import write_video
 from tests.reliability.pressure import Load, frame, server_state, tiny_repository
+from tests.video_runs import check_each_frame_once, local_reference, percept_video, wait_for_lines
 
 pytestmark = pytest.mark.triton
 
-PERCEPT = str(Path(sys.executable).parent / "percept")
 FRAMES = 160
 
 
@@ -78,37 +76,17 @@ def test_sigterm_lets_requests_in_flight_finish_and_refuses_new_ones(repo, tmp_p
     )
 
 
-def _video_cli(video: Path, out: Path, url: str, *extra: str) -> subprocess.Popen:
-    args = [PERCEPT, "video", str(video), "--out", str(out), "--url", url, "--no-progress", "--no-video"]
-    return subprocess.Popen([*args, *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def _wait_lines(path: Path, n: int, proc: subprocess.Popen, timeout_s: float = 120) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if path.exists() and path.read_bytes().count(b"\n") >= n:
-            return
-        assert proc.poll() is None, proc.communicate()[1]
-        time.sleep(0.01)
-    pytest.fail(f"{path} did not reach {n} lines")
-
-
 @pytest.mark.timeout(240)
 def test_video_stopped_by_a_graceful_shutdown_exits_3_and_resumes_exactly_once(repo, tmp_path, reliability):
     video = write_video(tmp_path / "drive.mp4", FRAMES)
-    ref_out = tmp_path / "reference"
-    local = VideoOptions(
-        out_dir=ref_out, backend="local", onnx=repo.parent / "tiny.onnx", write_video=False, progress=False
-    )
-    assert run_video([str(video)], local).exit_code == EXIT_OK
-    reference = read_records(ref_out / "drive" / "results.jsonl")
+    reference = local_reference(video, tmp_path / "reference", repo.parent / "tiny.onnx")
     port = free_port()
     url = f"127.0.0.1:{port}"
     out = tmp_path / "out"
     server = TritonServer(ServerOptions(repo, grpc_port=port, stop_grace_s=15)).start()
     try:
-        proc = _video_cli(video, out, url, "--retries", "2")
-        _wait_lines(out / "drive" / "results.jsonl.partial", 40, proc)
+        proc = percept_video(video, out, url, "--no-video", "--retries", "2")
+        wait_for_lines(out / "drive" / "results.jsonl.partial", 40, proc)
         t_term = time.monotonic()
         server.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=120)
@@ -118,15 +96,13 @@ def test_video_stopped_by_a_graceful_shutdown_exits_3_and_resumes_exactly_once(r
         assert "--resume" in err
         server.stop()
         server = TritonServer(ServerOptions(repo, grpc_port=port, stop_grace_s=15)).start()
-        resumed = _video_cli(video, out, url, "--resume")
+        resumed = percept_video(video, out, url, "--no-video", "--resume")
         _, err = resumed.communicate(timeout=180)
         assert resumed.returncode == EXIT_OK, err
         state = server_state(server)
     finally:
         server.stop()
-    records = read_records(out / "drive" / "results.jsonl")
-    assert [r["frame"] for r in records] == list(range(FRAMES))  # none lost, none twice
-    assert records == reference
+    check_each_frame_once(out / "drive" / "results.jsonl", FRAMES, reference)
     reliability(
         "faults",
         "SIGTERM during percept video, then --resume",

@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,10 +18,10 @@ from clients.video import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, VideoOptions, 
 from clients.video.journal import read_records
 from serving.launcher import ServerOptions, TritonServer, free_port
 from tests.clients.conftest import write_video
+from tests.video_runs import check_each_frame_once, local_reference, percept_video, wait_for_lines
 
 pytestmark = pytest.mark.triton
 
-PERCEPT = str(Path(sys.executable).parent / "percept")
 FRAMES = 500
 
 
@@ -33,46 +32,15 @@ def long_video(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory, long_video, tiny_onnx) -> list[dict]:
-    """The uninterrupted result, computed in-process (the served results equal it exactly)."""
-    out = tmp_path_factory.mktemp("reference")
-    options = VideoOptions(out_dir=out, backend="local", onnx=tiny_onnx, write_video=False, progress=False)
-    assert run_video([str(long_video)], options).exit_code == EXIT_OK
-    return read_records(out / "drive" / "results.jsonl")
+    return local_reference(long_video, tmp_path_factory.mktemp("reference"), tiny_onnx)
 
 
 def _cli(video: Path, out: Path, url: str, *extra: str) -> subprocess.Popen:
-    args = [
-        PERCEPT,
-        "video",
-        str(video),
-        "--out",
-        str(out),
-        "--url",
-        url,
-        "--no-progress",
-        "--segment-frames",
-        "50",
-    ]
-    return subprocess.Popen([*args, *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def _wait_for_lines(path: Path, n: int, proc: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if path.exists() and path.read_bytes().count(b"\n") >= n:
-            return
-        if proc.poll() is not None:
-            pytest.fail(
-                f"client ended early ({proc.returncode}): {proc.stderr.read() if proc.stderr else ''}"
-            )
-        time.sleep(0.01)
-    pytest.fail(f"{path} did not reach {n} lines")
+    return percept_video(video, out, url, "--segment-frames", "50", *extra)
 
 
 def _check_final(out: Path, reference: list[dict]) -> dict:
-    records = read_records(out / "drive" / "results.jsonl")
-    assert [r["frame"] for r in records] == list(range(FRAMES))  # none missing, none twice
-    assert records == reference
+    check_each_frame_once(out / "drive" / "results.jsonl", FRAMES, reference)
     summary = json.loads((out / "drive" / "summary.json").read_text())
     assert summary["status"] == "complete" and summary["frames"] == FRAMES and summary["errors"] == 0
     assert not (out / "drive" / "results.jsonl.partial").exists()
@@ -86,7 +54,7 @@ def _check_final(out: Path, reference: list[dict]) -> dict:
 def test_client_killed_midway_then_resumed(tiny_server, long_video, reference, tmp_path):
     out = tmp_path / "out"
     proc = _cli(long_video, out, tiny_server.grpc_url)
-    _wait_for_lines(out / "drive" / "results.jsonl.partial", 120, proc)
+    wait_for_lines(out / "drive" / "results.jsonl.partial", 120, proc)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     resumed = _cli(long_video, out, tiny_server.grpc_url, "--resume")
@@ -107,7 +75,7 @@ def test_server_killed_then_resume_after_clean_stop(tiny_repository, long_video,
     server = _own_server(tiny_repository, port).start()
     try:
         proc = _cli(long_video, out, url, "--retries", "3")
-        _wait_for_lines(out / "drive" / "results.jsonl.partial", 120, proc)
+        wait_for_lines(out / "drive" / "results.jsonl.partial", 120, proc)
         os.kill(server.pid, signal.SIGKILL)  # type: ignore[arg-type]
         _, err = proc.communicate(timeout=120)
         assert proc.returncode == EXIT_INTERRUPTED, err
@@ -131,7 +99,7 @@ def test_server_restarted_while_the_client_retries(tiny_repository, long_video, 
     server = _own_server(tiny_repository, port).start()
     try:
         proc = _cli(long_video, out, url, "--retries", "12")  # ~60 s of backoff: outlasts a restart
-        _wait_for_lines(out / "drive" / "results.jsonl.partial", 120, proc)
+        wait_for_lines(out / "drive" / "results.jsonl.partial", 120, proc)
         os.kill(server.pid, signal.SIGKILL)  # type: ignore[arg-type]
         server.stop()
         server = _own_server(tiny_repository, port).start()
