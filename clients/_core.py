@@ -42,6 +42,34 @@ def import_grpc_aio():
     return aioclient
 
 
+def triton_client(options: ClientOptions):
+    """tritonclient's gRPC client for ``options.url``: TLS when ``options.tls``, the channel
+    arguments of :func:`channel_args`, and ``options.headers`` sent with every call (e.g. the admin
+    key of a server whose statistics, model-config and shared-memory protocols are restricted)."""
+    tls = options.tls
+    client = import_grpc().InferenceServerClient(
+        options.url, ssl=tls is not None, channel_args=channel_args(options), **(tls.paths() if tls else {})
+    )
+    return _WithHeaders(client, dict(options.headers)) if options.headers else client
+
+
+class _WithHeaders:
+    """A tritonclient client whose every RPC method gets ``headers`` (each takes that argument)."""
+
+    def __init__(self, client, headers: dict[str, str]) -> None:
+        self._client, self._headers = client, headers
+
+    def __getattr__(self, name: str):
+        import functools
+        import inspect
+
+        attr = getattr(self._client, name)
+        if callable(attr) and "headers" in inspect.signature(attr).parameters:
+            attr = functools.partial(attr, headers=self._headers)
+            setattr(self, name, attr)  # found here from now on: signatures are read once
+        return attr
+
+
 def channel_args(options: ClientOptions) -> list[tuple[str, int | str]]:
     """The gRPC channel arguments of both clients: tritonclient's defaults (message sizes; keepalive
     off, so a dead peer is found by each call's deadline: pings would need the server's ping policy

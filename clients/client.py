@@ -61,16 +61,8 @@ class PerceptionClient:
         if url is not None:
             overrides["url"] = url
         self.options = replace(options, **overrides) if overrides else options
-        grpcclient = _core.import_grpc()
-        tls = self.options.tls
-        self._grpcclient = grpcclient
-        self._client = grpcclient.InferenceServerClient(
-            self.options.url,
-            ssl=tls is not None,
-            channel_args=_core.channel_args(self.options),
-            **(tls.paths() if tls else {}),
-        )
-        self._headers = dict(self.options.headers) or None
+        self._grpcclient = _core.import_grpc()
+        self._client = _core.triton_client(self.options)  # every call carries options.headers
         self._info: dict[str, _core.ModelInfo] = {}
         self._shm = SharedMemoryInputs(self._client, self._call) if self.options.shared_memory else None
 
@@ -80,7 +72,7 @@ class PerceptionClient:
         policy = self.options.retry
         for attempt in range(policy.max_attempts):
             try:
-                return fn(*args, client_timeout=self.options.timeout_s, headers=self._headers, **kwargs)
+                return fn(*args, client_timeout=self.options.timeout_s, **kwargs)
             except Exception as exc:
                 time.sleep(retry_delay(exc, attempt, policy))
         raise AssertionError("unreachable")

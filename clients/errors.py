@@ -8,6 +8,7 @@ restricted protocol comes as UNAVAILABLE and is told by its message (see ``_REST
 from __future__ import annotations
 
 from serving.errors import ClientError
+from serving.security import ADMIN_KEY_ENV
 
 
 class InvalidRequestError(ClientError):
@@ -80,7 +81,8 @@ def from_status(status: object, message: str) -> ClientError:
     name = status_name(status)
     cls = _BY_STATUS.get(name, ServerError)
     if name == "UNAVAILABLE" and _RESTRICTED in message:
-        cls, message = PermissionDeniedError, f"{message} (the server restricts this protocol: pass its key)"
+        hint = f"pass its key: --admin-key or {ADMIN_KEY_ENV} on the command line, headers= in the library"
+        cls, message = PermissionDeniedError, f"{message} (the server restricts this protocol: {hint})"
     error = cls(f"{name}: {message}")
     error.status = name  # type: ignore[attr-defined]
     return error

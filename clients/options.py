@@ -59,6 +59,17 @@ class TlsOptions:
                 if not path.is_file():
                     raise SpecError(f"TLS {name} file not found: {path}")
 
+    def channel_credentials(self):
+        """grpc's channel credentials from these PEM files (for a channel that is not tritonclient's)."""
+        import grpc
+
+        def read(path: Path | None) -> bytes | None:
+            return path.read_bytes() if path else None
+
+        return grpc.ssl_channel_credentials(
+            read(self.root_certificates), read(self.private_key), read(self.certificate_chain)
+        )
+
     def paths(self) -> dict[str, str | None]:
         return {
             "root_certificates": str(self.root_certificates) if self.root_certificates else None,

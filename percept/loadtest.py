@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from percept.connection import ADMIN_KEY, CERT_CHAIN, PRIVATE_KEY, ROOT_CERTS, TLS, connection
 from serving.spec import ENSEMBLE_CAMERA
 
 SLO_EXIT_CODE = 3  # distinct from 1 (an error) so CI can tell "missed the SLO" from "broke"
@@ -14,6 +15,11 @@ SLO_EXIT_CODE = 3  # distinct from 1 (an error) so CI can tell "missed the SLO" 
 
 def loadtest(
     url: str = typer.Option("127.0.0.1:8001", help="Triton gRPC endpoint host:port."),
+    root_certs: Path | None = ROOT_CERTS,
+    private_key: Path | None = PRIVATE_KEY,
+    cert_chain: Path | None = CERT_CHAIN,
+    tls: bool = TLS,
+    admin_key: str | None = ADMIN_KEY,
     model: list[str] = typer.Option(
         [ENSEMBLE_CAMERA],
         "--model",
@@ -92,8 +98,11 @@ def loadtest(
     if find_capacity and slo_p99_ms is None:
         raise SpecError("--find-capacity needs the SLO it searches for: --slo-p99-ms MS")
     stream_steps = parse_concurrency(streams) if streams else ((1,) if find_capacity else ())
+    tls_options, headers = connection(tls, root_certs, private_key, cert_chain, admin_key)
     options = LoadTestOptions(
         url=url,
+        tls=tls_options,
+        headers=headers,
         models=models,
         concurrency=parse_concurrency(concurrency),
         rate=rate,

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import typer
 
+from percept.connection import ADMIN_KEY, CERT_CHAIN, PRIVATE_KEY, ROOT_CERTS, TLS, connection
+
 
 def video(
     inputs: list[str] = typer.Argument(
@@ -35,10 +37,11 @@ def video(
     segment_frames: int = typer.Option(300, help="Annotated video committed every N frames (resume unit)."),
     timeout: float = typer.Option(60.0, help="Deadline of each request, seconds."),
     retries: int = typer.Option(8, help="Attempts per request while the server is unavailable."),
-    root_certs: Path | None = typer.Option(None, help="TLS: CA certificate(s) to verify the server."),
-    private_key: Path | None = typer.Option(None, help="Mutual TLS: client private key (PEM)."),
-    cert_chain: Path | None = typer.Option(None, help="Mutual TLS: client certificate chain (PEM)."),
-    tls: bool = typer.Option(False, "--tls", help="Use TLS (implied by the certificate options)."),
+    root_certs: Path | None = ROOT_CERTS,
+    private_key: Path | None = PRIVATE_KEY,
+    cert_chain: Path | None = CERT_CHAIN,
+    tls: bool = TLS,
+    admin_key: str | None = ADMIN_KEY,
     shared_memory: bool = typer.Option(
         False, "--shared-memory", help="Send frames through system shared memory (server on this host)."
     ),
@@ -65,7 +68,7 @@ def video(
     With --engine ray the inputs (cut by --shard-frames) are units spread over --workers Ray actors;
     each unit is committed atomically and recorded in OUT/run.json, so the same command run again
     skips what is committed (no --resume needed); a unit whose worker died is retried."""
-    from clients.options import ClientOptions, RetryPolicy, TlsOptions
+    from clients.options import ClientOptions, RetryPolicy
     from clients.stagecpu import describe
     from clients.video import VIDEO_RETRY, VideoOptions, run_video
     from clients.video.options import RayOptions
@@ -74,9 +77,7 @@ def video(
     if ray_address is not None and engine != "ray":
         raise SpecError("--ray-address needs --engine ray")
 
-    tls_options = None
-    if tls or root_certs or private_key or cert_chain:
-        tls_options = TlsOptions(root_certs, private_key, cert_chain)
+    tls_options, headers = connection(tls, root_certs, private_key, cert_chain, admin_key)
     client = ClientOptions(
         url=url,
         model=model,
@@ -84,6 +85,7 @@ def video(
         timeout_s=timeout,
         retry=RetryPolicy(retries, VIDEO_RETRY.base_delay_s, VIDEO_RETRY.max_delay_s),
         tls=tls_options,
+        headers=headers,
         shared_memory=shared_memory,
     )
     options = VideoOptions(

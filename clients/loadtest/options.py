@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
+from clients.options import ClientOptions, TlsOptions
 from serving.errors import SpecError
 
 ARRIVALS = ("constant", "poisson")
@@ -77,10 +78,36 @@ class LoadTestOptions:
     slo_p99_ms: float | None = None
     slo_scope: str = "any"
     extra_stats_models: tuple[str, ...] = field(default_factory=tuple)
+    tls: TlsOptions | None = None  # TLS / mutual TLS towards the server
+    # gRPC headers of every call, e.g. serving.security.admin_headers(key): the statistics and
+    # shared-memory protocols the test needs may be restricted (`percept serve --admin-key`)
+    headers: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def connection(self) -> ClientOptions:
+        """How the runner and each load worker reach the server."""
+        return ClientOptions(
+            url=self.url,
+            tls=self.tls,
+            headers=self.headers,
+            timeout_s=self.request_timeout_s,
+            shared_memory=self.shared_memory != "none",
+        )
+
+    def described(self) -> dict:
+        """The options as the result's JSON records them: TLS files by path, headers by name only
+        (their values are keys)."""
+        data = asdict(self)
+        data["tls"] = self.tls.paths() if self.tls else None
+        data["headers"] = [name for name, _ in self.headers]
+        return data
 
     def __post_init__(self) -> None:
+        if isinstance(self.headers, dict):  # accept a dict, as ClientOptions does
+            object.__setattr__(self, "headers", tuple(self.headers.items()))
         if not self.url or ":" not in self.url:
             raise SpecError(f"url {self.url!r}: expected host:port of Triton's gRPC endpoint")
+        self.connection  # noqa: B018 - ClientOptions checks TLS, headers and shared memory together
         if not self.models or any(not m for m in self.models):
             raise SpecError("name at least one model")
         if not self.concurrency or min(self.concurrency) < 1:

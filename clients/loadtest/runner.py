@@ -10,10 +10,11 @@ import platform
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict
 from functools import partial
 from typing import Any
 
+from clients._core import triton_client
+from clients.errors import PermissionDeniedError, from_triton_exception
 from clients.loadtest.frames import Frame
 from clients.loadtest.options import LoadTestOptions
 from clients.loadtest.payload import ModelInfo, build_payload, fetch_model_info
@@ -21,20 +22,12 @@ from clients.loadtest.result import LoadTestResult, StepResult, StreamsSummary
 from clients.loadtest.server_stats import read_counters, settled_counters, splits
 from clients.loadtest.stats import Latency, Window, is_stable, window_of
 from clients.loadtest.worker import Records, StepPlan, WorkerJob, worker_main
-from serving.errors import ClientError, MissingDependencyError, PerceptionError
+from serving.errors import ClientError, PerceptionError
 from serving.spec import IMAGES
 
 log = logging.getLogger(__name__)
 
 _START_TIMEOUT_S = 60.0
-
-
-def _grpc():
-    try:
-        import tritonclient.grpc as grpcclient
-    except ImportError as exc:
-        raise MissingDependencyError("tritonclient[grpc]", "client") from exc
-    return grpcclient
 
 
 def _input_names(config: dict) -> set[str]:
@@ -93,7 +86,7 @@ class LoadTest:
 
     # --- setup / teardown ------------------------------------------------------------------
     def __enter__(self) -> LoadTest:
-        self._client = _grpc().InferenceServerClient(self.options.url)
+        self._client = triton_client(self.options.connection)  # with its TLS and headers
         try:
             self._read_models()
             payloads = {
@@ -122,6 +115,9 @@ class LoadTest:
                 self.infos[model] = fetch_model_info(partial(self._config, configs), model)
                 self._networks += [m for m, c in configs.items() if IMAGES in _input_names(c)]
         except InferenceServerException as exc:
+            error = from_triton_exception(exc)
+            if isinstance(error, PermissionDeniedError):
+                raise PermissionDeniedError(f"Triton at {url} refused the load test: {error}") from exc
             raise ClientError(f"cannot reach Triton at {url}: {exc}") from exc
 
     def _config(self, fetched: dict[str, dict], model: str) -> dict:
@@ -137,7 +133,13 @@ class LoadTest:
         for index in range(n_workers):
             parent, child = ctx.Pipe()
             job = WorkerJob(
-                index, opts.url, opts.models, payloads, opts.shared_memory, opts.request_timeout_s, opts.seed
+                index,
+                opts.connection,
+                opts.models,
+                payloads,
+                opts.shared_memory,
+                opts.request_timeout_s,
+                opts.seed,
             )
             proc = ctx.Process(target=worker_main, args=(job, child), daemon=True, name=f"loadtest-{index}")
             proc.start()
@@ -197,7 +199,7 @@ class LoadTest:
             models=opts.models,
             mode=opts.mode,
             inputs=self.inputs_label,
-            options=asdict(opts),
+            options=opts.described(),
             machine=machine_info(),
         )
 

@@ -18,6 +18,7 @@ import threading
 from collections.abc import Iterator
 
 from clients.errors import status_name
+from clients.options import ClientOptions
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +96,7 @@ def parse_response(data: bytes):
 class Sender:
     """A gRPC channel to Triton (tritonclient's message-size limits) with the raw ModelInfer method."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, connection: ClientOptions) -> None:
         import grpc
         from tritonclient.grpc import MAX_GRPC_MESSAGE_SIZE
 
@@ -103,7 +104,12 @@ class Sender:
             ("grpc.max_send_message_length", MAX_GRPC_MESSAGE_SIZE),
             ("grpc.max_receive_message_length", MAX_GRPC_MESSAGE_SIZE),
         ]
-        self._channel = grpc.insecure_channel(url, options=options)
+        url, tls = connection.url, connection.tls
+        if tls is None:
+            self._channel = grpc.insecure_channel(url, options=options)
+        else:
+            self._channel = grpc.secure_channel(url, tls.channel_credentials(), options=options)
+        self._metadata = connection.headers or None  # gRPC metadata: (name, value) pairs
         # no serializers: bytes in, bytes out
         self._infer = self._channel.unary_unary(_method_path("ModelInfer"))
         # grpcio runs a channel's callbacks on a thread that exits whenever no call is in flight
@@ -111,7 +117,9 @@ class Sender:
         # cameras at 10 fps that is a thread per frame, ~0.3 ms of CPU each here. One idle
         # ModelStreamInfer stream, which sends nothing and is cancelled by close(), keeps it.
         self._closing = threading.Event()
-        self._keeper = self._channel.stream_stream(_method_path("ModelStreamInfer"))(self._nothing())
+        self._keeper = self._channel.stream_stream(_method_path("ModelStreamInfer"))(
+            self._nothing(), metadata=self._metadata
+        )
 
     def _nothing(self) -> Iterator[bytes]:
         self._closing.wait()
@@ -119,11 +127,11 @@ class Sender:
 
     def call(self, request: bytes, timeout_s: float) -> bytes:
         """Blocking; raises ``grpc.RpcError``."""
-        return self._infer(request, timeout=timeout_s)
+        return self._infer(request, timeout=timeout_s, metadata=self._metadata)
 
     def future(self, request: bytes, timeout_s: float):
         """A ``grpc.Future``; ``add_done_callback`` sees it done (``exception()`` None on success)."""
-        return self._infer.future(request, timeout=timeout_s)
+        return self._infer.future(request, timeout=timeout_s, metadata=self._metadata)
 
     def close(self) -> None:
         self._closing.set()

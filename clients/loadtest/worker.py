@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from clients._core import triton_client
 from clients.loadtest.histogram import LatencyHistogram
 from clients.loadtest.payload import Payload
 from clients.loadtest.sender import (
@@ -32,6 +33,7 @@ from clients.loadtest.sender import (
     serialized_request,
 )
 from clients.loadtest.streams import StreamCounts, StreamLoop
+from clients.options import ClientOptions
 from clients.shm import SharedMemoryInputs
 from serving.errors import ClientError
 
@@ -43,7 +45,7 @@ _ERROR_PAUSE_S = 0.005
 @dataclass(frozen=True)
 class WorkerJob:
     index: int
-    url: str
+    connection: ClientOptions  # url, TLS, headers
     models: tuple[str, ...]
     payloads: dict[str, list[Payload]]  # per model, one payload per frame
     shared_memory: str
@@ -340,11 +342,9 @@ def worker_main(job: WorkerJob, conn) -> None:
     prefer_legacy_client_io()  # before tritonclient starts gRPC in this process
     keep_large_buffers_on_heap()
     try:
-        import tritonclient.grpc as grpcclient
-
-        client = grpcclient.InferenceServerClient(job.url)  # shared-memory registration only
+        client = triton_client(job.connection)  # shared-memory registration only
         inputs = _Inputs(job, client)
-        sender = Sender(job.url)
+        sender = Sender(job.connection)
         inputs.check(sender, job.request_timeout_s)
         # everything built so far lives as long as the process: take it out of the cyclic garbage
         # collector's reach, whose passes over it (triggered by each request's small objects) were

@@ -9,6 +9,7 @@ even with it, HTTP and metrics listen on 127.0.0.1 only. About 30 s here.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -265,3 +266,58 @@ def test_video_input_names_never_write_outside_out(tmp_path, monkeypatch, reliab
     assert report.exit_code == EXIT_OK
     assert outside == [] and names == ["mp4", "x"]
     assert all((work / "out" / n / "summary.json").is_file() for n in names)
+
+
+def _client_cli(pki, *args: str, key: str | None) -> subprocess.CompletedProcess:
+    """A client command of the CLI with mutual TLS, the admin key in its environment (or none)."""
+    tls = ["--root-certs", str(pki["ca"]), "--private-key", str(pki["client_key"]),
+           "--cert-chain", str(pki["client_crt"])]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k != "PERCEPT_ADMIN_KEY"}
+    if key is not None:
+        env["PERCEPT_ADMIN_KEY"] = key
+    return subprocess.run([PERCEPT, *args, *tls], capture_output=True, text=True, env=env, timeout=240)
+
+
+def test_loadtest_runs_against_the_secure_profile(secure_server, pki, tmp_path, reliability):
+    """`percept loadtest` with TLS and the key from PERCEPT_ADMIN_KEY: its model-config and statistics
+    calls carry the key; the harness's count equals the server's; the key is
+    in no output. Without the key: one line naming the restriction and how to pass the key."""
+    out = tmp_path / "lt"
+    args = ["loadtest", "--url", secure_server["grpc"], "-c", "2", "--workers", "1", "--warmup", "0.5",
+            "--window", "1", "--max-windows", "2", "--stable-windows", "1", "--frames", "2",
+            "--out", str(out)]  # fmt: skip
+    start = time.perf_counter()
+    run = _client_cli(pki, *args, key=KEY)
+    assert run.returncode == 0, run.stdout + run.stderr
+    step = json.loads((out / "loadtest.json").read_text())["steps"][0]
+    served = step["server_successes_total"]["perception"]
+    assert step["client_successes_total"] > 0 and served == step["client_successes_total"]
+    assert step["client_errors_total"] == 0
+    assert all(KEY not in p.read_text(errors="replace") for p in out.iterdir() if p.suffix != ".png")
+    assert KEY not in run.stdout + run.stderr
+    _row(reliability, "loadtest, TLS + key", "percept loadtest -c 2, key in env",
+         f"{served} answered, server counted {served}", time.perf_counter() - start)  # fmt: skip
+    start = time.perf_counter()
+    refused = _client_cli(pki, *args, key=None)
+    assert refused.returncode == 1
+    assert "restricts this protocol" in refused.stderr and "PERCEPT_ADMIN_KEY" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    _row(reliability, "loadtest without the key", "percept loadtest, no key", refused.stderr.strip()[-160:],
+         time.perf_counter() - start)  # fmt: skip
+
+
+def test_video_runs_against_the_secure_profile(secure_server, pki, tmp_path, reliability):
+    """`percept video` with TLS and the key: its model-config calls carry it; every frame is answered."""
+    from tests.clients.conftest import write_video
+
+    video = write_video(tmp_path / "drive.mp4", 4)
+    start = time.perf_counter()
+    out = tmp_path / "out"
+    args = ["video", str(video), "--out", str(out), "--url", secure_server["grpc"], "--no-progress"]
+    run = _client_cli(pki, *args, key=KEY)
+    assert run.returncode == 0, run.stdout + run.stderr
+    lines = (tmp_path / "out" / "drive" / "results.jsonl").read_text().splitlines()
+    assert [json.loads(line)["frame"] for line in lines] == [0, 1, 2, 3]
+    assert not any("error" in json.loads(line) for line in lines)
+    _row(reliability, "video, TLS + key", "percept video, key in env",
+         f"{len(lines)} of 4 frames answered", time.perf_counter() - start)  # fmt: skip

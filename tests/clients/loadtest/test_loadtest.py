@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -10,8 +13,10 @@ from clients.loadtest.options import LoadTestOptions, parse_concurrency
 from clients.loadtest.payload import ModelInfo, build_payload
 from clients.loadtest.runner import split_evenly
 from clients.loadtest.stats import Latency, is_stable, window_of
+from clients.options import TlsOptions
 from serving import spec as S
 from serving.errors import SpecError
+from serving.security import ADMIN_HEADER, admin_headers
 
 
 # --- options -------------------------------------------------------------------------------------
@@ -47,12 +52,23 @@ def test_bad_concurrency_is_one_clear_error(text):
         ({"shared_memory": "cuda"}, "shared memory"),
         ({"slo_p99_ms": 0.0}, "SLO"),
         ({"encoding": "webp"}, "encoding"),
+        ({"shared_memory": "system", "tls": TlsOptions(Path(__file__))}, "no sense with TLS"),
     ],
 )
 def test_impossible_options_are_refused(kwargs, message):
     base = {"url": "127.0.0.1:8001", "models": ("cam_n",)}
     with pytest.raises(SpecError, match=message):
         LoadTestOptions(**{**base, **kwargs})
+
+
+def test_the_results_json_names_headers_but_never_their_values():
+    tls = TlsOptions(Path(__file__))
+    key = admin_headers("k" * 20)
+    options = LoadTestOptions(url="127.0.0.1:8001", models=("cam_n",), headers=key, tls=tls)
+    assert options.connection.headers == ((ADMIN_HEADER, "k" * 20),)
+    described = options.described()
+    assert described["headers"] == [ADMIN_HEADER] and "k" * 20 not in json.dumps(described)
+    assert described["tls"]["root_certificates"] == __file__
 
 
 def test_threads_spread_evenly_over_at_most_the_workers():
