@@ -267,6 +267,9 @@ def _read_segment(path: Path) -> Segment:
     stbl = minf.get(b"stbl", where)
     for box in (trak, mdia, minf, stbl):
         check_children(box, where)
+    for box in (moov.get(b"mvhd", where), trak.get(b"tkhd", where), mdia.get(b"mdhd", where)):
+        if box.body[0] > 1:
+            raise Incompatible(f"{where}: {box.type.decode()} version {box.body[0]}")
     handler = mdia.get(b"hdlr", where).body[8:12]
     if handler != b"vide":
         raise Incompatible(f"{where}: the track is {handler.decode(errors='replace')!r}, not video")
@@ -351,6 +354,8 @@ def _edit(trak: Box, where: str) -> tuple[int, int] | None:
         return None
     check_children(edts, where)
     elst = edts.get(b"elst", where)
+    if elst.body[0] > 1:
+        raise Incompatible(f"{where}: elst version {elst.body[0]}")
     wide = elst.body[0] == 1
     count = struct.unpack_from(">I", elst.body, 4)[0]
     fmt = ">QqI" if wide else ">IiI"

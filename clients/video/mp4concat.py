@@ -6,7 +6,7 @@ sizes; time-to-sample runs; sync samples shifted by the samples before; chunks r
 offsets those of the new layout, co64 when the file passes 4 GiB) and its durations (mvhd, tkhd,
 mdhd, the edit list) those of the whole. Segments join when they are alike: one video track, the
 same timescales, the same sample description (codec, frame size, decoder configuration) up to the
-bitrate fields FFmpeg writes per file (esds, btrt), which are recomputed for the whole. Otherwise
+bitrate fields FFmpeg writes per file (esds, btrt), which are set for the whole. Otherwise
 ``Incompatible`` says why and the caller re-encodes (clients.video.mp4).
 """
 
@@ -153,21 +153,16 @@ def _masked(stsd: bytes) -> bytes:
 
 
 def _with_bitrates(segs: list[Segment], sizes: np.ndarray, stts: np.ndarray) -> bytes:
-    """The first segment's stsd with bitrates of the whole: the average, the largest second, and
-    the largest decoder buffer any segment asked for."""
+    """The first segment's stsd with the whole's average bitrate, and the largest maximum bitrate
+    and decoder buffer that any segment declares (the encoder's settings, not measured)."""
     first, ts = segs[0].stsd, segs[0].timescale
     data = bytearray(first)
     total = int((stts[:, 0] * stts[:, 1]).sum())
-    starts = np.cumsum(np.repeat(stts[:, 1], stts[:, 0])) - np.repeat(stts[:, 1], stts[:, 0])
-    values = {
-        "avg": int(sizes.sum()) * 8 * ts // total if total else 0,
-        "max": int(np.bincount(starts // ts, weights=sizes).max()) * 8 if len(sizes) else 0,
-    }
     for name, off, width in _bitrate_slots(first):
-        if name == "buffer":
-            value = max(int.from_bytes(s.stsd[off : off + width], "big") for s in segs)
+        if name == "avg":
+            value = int(sizes.sum()) * 8 * ts // total if total else 0
         else:
-            value = values[name]
+            value = max(int.from_bytes(s.stsd[off : off + width], "big") for s in segs)
         data[off : off + width] = min(value, (1 << (8 * width)) - 1).to_bytes(width, "big")
     return bytes(data)
 
