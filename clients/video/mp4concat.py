@@ -12,6 +12,7 @@ bitrate fields FFmpeg writes per file (esds, btrt), which are set for the whole.
 
 from __future__ import annotations
 
+import os
 import struct
 from pathlib import Path
 from typing import BinaryIO
@@ -230,7 +231,7 @@ def _moov(segs: list[Segment], sizes: np.ndarray, offsets: np.ndarray) -> Box:
 
 
 def _copy_chunks(seg: Segment, dst: BinaryIO) -> None:
-    """Copy the segment's chunks in order, neighbouring ones in one read."""
+    """Copy the segment's chunks in order, neighbouring ones as one range."""
     offsets, lengths = seg.offsets, seg.chunk_sizes
     if not len(offsets):
         return
@@ -239,11 +240,28 @@ def _copy_chunks(seg: Segment, dst: BinaryIO) -> None:
     stops = np.concatenate([breaks, [len(offsets)]])
     with open(seg.path, "rb") as src:
         for a, b in zip(starts.tolist(), stops.tolist(), strict=True):
-            src.seek(int(offsets[a]))
-            left = int(offsets[b - 1] + lengths[b - 1] - offsets[a])
-            while left:
-                block = src.read(min(left, COPY_BLOCK))
-                if not block:
-                    raise DamagedMp4(f"{seg.path.name}: ended while its samples were copied")
-                dst.write(block)
-                left -= len(block)
+            start = int(offsets[a])
+            _copy_range(src, dst, start, int(offsets[b - 1] + lengths[b - 1]) - start, seg.path.name)
+
+
+def _copy_range(src: BinaryIO, dst: BinaryIO, start: int, length: int, name: str) -> None:
+    """``length`` bytes from ``start`` in ``src`` appended to ``dst``: in the kernel where it can
+    (copy_file_range: no pass through user space), else read and written in blocks."""
+    if hasattr(os, "copy_file_range"):
+        dst.flush()
+        try:
+            while length:
+                n = os.copy_file_range(src.fileno(), dst.fileno(), length, start)
+                if not n:
+                    raise DamagedMp4(f"{name}: ended while its samples were copied")
+                start, length = start + n, length - n
+            return
+        except OSError:  # not between these file systems: copy what is left in user space
+            dst.seek(0, os.SEEK_END)
+    src.seek(start)
+    while length:
+        block = src.read(min(length, COPY_BLOCK))
+        if not block:
+            raise DamagedMp4(f"{name}: ended while its samples were copied")
+        dst.write(block)
+        length -= len(block)

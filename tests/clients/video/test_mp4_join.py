@@ -189,3 +189,26 @@ def test_past_4_gib_offsets_and_durations_take_64_bits(tmp_path):
         set_duration(box, 1 << 33)
         assert box.body[0] == 1 and duration(box) == 1 << 33
     assert timescale(mdhd) == ts and tkhd.body[20:24] == before
+
+
+def test_samples_are_copied_by_the_kernel_or_in_user_space(tmp_path):
+    """copy_file_range between files; refused (here: a destination with no file descriptor), read
+    and written; a source that ends early is an error either way."""
+    import io
+
+    from clients.video.mp4concat import _copy_range
+
+    src = tmp_path / "src"
+    src.write_bytes(bytes(range(256)) * 40)
+    dst = io.BytesIO(b"head")
+    with open(src, "rb") as f:
+        _copy_range(f, dst, 1000, 5000, "src")
+        with pytest.raises(PerceptionError, match="ended while"):
+            _copy_range(f, dst, 10000, 500, "src")
+    assert dst.getvalue()[:4] == b"head" and dst.getvalue()[4:5004] == src.read_bytes()[1000:6000]
+    with open(src, "rb") as f, open(tmp_path / "dst", "wb") as real:  # the kernel's copy
+        real.write(b"head")
+        _copy_range(f, real, 1000, 5000, "src")
+        with pytest.raises(PerceptionError, match="ended while"):
+            _copy_range(f, real, 10000, 500, "src")
+    assert (tmp_path / "dst").read_bytes()[:5004] == dst.getvalue()[:5004]
