@@ -144,9 +144,7 @@ class SegmentedVideoWriter:
             mp4concat.join(parts, out)
         except DamagedMp4 as exc:
             out.unlink(missing_ok=True)
-            raise PerceptionError(
-                f"{self.final_path}: cannot join its segments in {self.dir}: {exc}"
-            ) from exc
+            raise PerceptionError(f"cannot join the video's segments in {self.dir}: {exc}") from exc
         except Incompatible as exc:
             out.unlink(missing_ok=True)
             log.warning("%s: decoding and re-encoding its %d segments: %s", self.final_path, len(parts), exc)

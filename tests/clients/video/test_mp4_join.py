@@ -5,6 +5,7 @@ damaged segment is an error naming it. About 5 s."""
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import struct
@@ -212,3 +213,33 @@ def test_samples_are_copied_by_the_kernel_or_in_user_space(tmp_path):
         with pytest.raises(PerceptionError, match="ended while"):
             _copy_range(f, real, 10000, 500, "src")
     assert (tmp_path / "dst").read_bytes()[:5004] == dst.getvalue()[:5004]
+
+
+def test_a_run_whose_segment_is_damaged_fails_that_input_with_one_message(tmp_path, tiny_onnx):
+    """A resumed run (local backend) whose committed segment was damaged meanwhile: the input
+    fails, summary.json and the report say which segment, the segments stay for a look."""
+    from clients.video import EXIT_FAILED, VideoOptions, run_video
+    from clients.video.options import RESULTS, SUMMARY
+    from tests.clients.conftest import write_video
+
+    video = write_video(tmp_path / "drive.mp4", 12)
+    options = VideoOptions(out_dir=tmp_path / "out", backend="local", onnx=tiny_onnx, progress=False)
+    options_7 = VideoOptions(**{**options.__dict__, "segment_frames": 7})
+    assert run_video([str(video)], options_7).exit_code == 0
+    out = tmp_path / "out" / "drive"
+    lines = (out / RESULTS).read_bytes().splitlines(keepends=True)
+    (out / RESULTS).unlink()
+    for name in (SUMMARY, "annotated.mp4"):
+        (out / name).unlink()
+    (out / (RESULTS + ".partial")).write_bytes(b"".join(lines[:7]))  # as if stopped after frame 6
+    segment = out / "annotated.segments" / "00000000-00000007.mp4"
+    segment.parent.mkdir()
+    write_video(segment, 7)
+    segment.write_bytes(segment.read_bytes()[:-300])  # its index cut off
+    report = run_video([str(video)], VideoOptions(**{**options_7.__dict__, "resume": True}))
+    result = report.results[0]
+    assert report.exit_code == EXIT_FAILED and result.status == "failed"
+    assert segment.name in result.message and "truncated" in result.message
+    summary = json.loads((out / SUMMARY).read_text())
+    assert summary["status"] == "failed" and segment.name in summary["message"]
+    assert not (out / "annotated.mp4").exists() and segment.exists()
