@@ -38,8 +38,9 @@ COPY_BLOCK = 8 << 20
 def join(parts: list[Path], out: Path) -> int:
     """Write the segments, in order, as one MP4 at ``out``; returns its number of frames.
 
-    Raises DamagedMp4 for a segment that is not a whole MP4, Incompatible when they cannot be
-    joined by copying (nothing is written then)."""
+    Raises Incompatible when they cannot be joined by copying (before writing anything), DamagedMp4
+    for a segment that is not a whole MP4 (``out`` may then hold part of a file: the caller removes
+    it)."""
     segs = _read_all(parts)
     first = segs[0]
     for seg in segs[1:]:

@@ -1,7 +1,7 @@
 """The annotated MP4's segments joined by copying their coded samples (clients.video.mp4concat),
 through SegmentedVideoWriter.finish on files OpenCV wrote: the frames OpenCV decodes from the
 joined file are the segments' own, bit for bit; segments that differ fall back to re-encoding; a
-damaged segment is an error naming it. About 5 s."""
+damaged segment is an error naming it. About 2 s."""
 
 from __future__ import annotations
 
