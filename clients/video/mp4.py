@@ -4,8 +4,11 @@ Frames go to ``segments/<start>.partial.mp4``; a segment is closed (its MP4 inde
 renamed to ``segments/<start>-<end>.mp4`` every ``segment_frames`` frames and when a run stops
 cleanly. A segment open when the client was killed has no index and is deleted on resume; the
 frames it held are processed again (the JSONL is cut back to the last committed frame). When the
-input is complete the segments are joined into ``annotated.mp4`` (renamed when one segment,
-re-encoded when several).
+input is complete the segments are joined into ``annotated.mp4``: renamed when one segment; when
+several, their coded samples are copied into one MP4 (clients.video.mp4concat: no frame decoded or
+encoded again). Segments that cannot be joined so (another frame size or frame rate, a structure
+the join does not handle) are decoded and re-encoded instead, with a log line saying why; a segment
+that is not a whole MP4 (truncated, damaged) is an error naming it, never a silently short video.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from clients.video import mp4concat
+from clients.video.isobmff import DamagedMp4, Incompatible
 from serving.errors import PerceptionError
 
 log = logging.getLogger(__name__)
@@ -129,15 +134,30 @@ class SegmentedVideoWriter:
         if len(segments) == 1:
             os.replace(segments[0][2], tmp)
         else:
-            self._concatenate([p for _, _, p in segments], tmp)
+            self._join([p for _, _, p in segments], tmp)
         os.replace(tmp, self.final_path)
         shutil.rmtree(self.dir, ignore_errors=True)
         return self.final_path
 
-    def _concatenate(self, parts: list[Path], out: Path) -> None:
+    def _join(self, parts: list[Path], out: Path) -> None:
+        try:
+            mp4concat.join(parts, out)
+        except DamagedMp4 as exc:
+            out.unlink(missing_ok=True)
+            raise PerceptionError(f"cannot join the video's segments in {self.dir}: {exc}") from exc
+        except Incompatible as exc:
+            out.unlink(missing_ok=True)
+            log.warning("%s: decoding and re-encoding its %d segments: %s", self.final_path, len(parts), exc)
+            self._concatenate(parts, out, exc.samples)
+
+    def _concatenate(self, parts: list[Path], out: Path, samples: list[int | None]) -> None:
+        """The slow join: every frame decoded and encoded again. ``samples``: each part's frame
+        count where known; a part OpenCV reads short (or empty: a committed one has a frame) is
+        an error."""
         writer = None
-        for part in parts:
+        for i, part in enumerate(parts):
             cap = cv2.VideoCapture(str(part))
+            frames = 0
             while True:
                 ok, frame = cap.read()
                 if not ok:
@@ -145,8 +165,17 @@ class SegmentedVideoWriter:
                 if writer is None:
                     size = (frame.shape[1], frame.shape[0])
                     writer = cv2.VideoWriter(str(out), _fourcc(), self.fps, size)
+                elif (frame.shape[1], frame.shape[0]) != size:  # the writer drops such frames
+                    frame = cv2.resize(frame, size)
                 writer.write(frame)
+                frames += 1
             cap.release()
+            expected = samples[i] if i < len(samples) else None
+            if frames != expected and (expected is not None or frames == 0):
+                if writer is not None:
+                    writer.release()
+                out.unlink(missing_ok=True)
+                raise PerceptionError(f"{part}: OpenCV decoded {frames} of its {expected or 'some'} frames")
         if writer is not None:
             writer.release()
 

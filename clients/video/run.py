@@ -314,7 +314,11 @@ class InputRun:
         if self.result.status == "complete":
             self.journal.finish()
             if self.options.write_video:
-                self.video.finish()
+                try:
+                    self.video.finish()
+                except PerceptionError as exc:  # a damaged segment: the video would be short
+                    self.result.status, self.result.message = "failed", str(exc)
+                    log.error("%s: %s", self.source.name, exc)
             else:
                 shutil.rmtree(self.video.dir, ignore_errors=True)
         else:

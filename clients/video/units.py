@@ -9,10 +9,11 @@ run.json says). A unit that stops half-way is deleted and runs again from its fi
 
 Joining: the units' JSONL files are concatenated (checked: frames 0..n-1, none missing or twice)
 and their MP4s become the segments of the input's SegmentedVideoWriter, whose ``finish`` joins them
-as it joins a local run's segments (one: renamed; several: decoded and re-encoded through OpenCV,
-the only MP4 writer in the pip wheels: each segment is a complete MP4 with its own index, so the
-bytes cannot simply be appended). Joining links, never moves, the units' files, and the units
-folder goes only after summary.json says complete, so a driver killed while joining joins again.
+as it joins a local run's segments (one: renamed; several: their coded samples copied into one
+MP4 with one index, clients.video.mp4concat, no frame decoded or encoded again; re-encoded through
+OpenCV only when the units' MP4s differ, e.g. in frame size). Joining links, never moves, the
+units' files, and the units folder goes only after summary.json says complete, so a driver killed
+while joining joins again.
 """
 
 from __future__ import annotations
