@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,6 +15,9 @@ DEFAULT_MAX_REQUEST_BYTES = 64 << 20  # Triton's default gRPC message limit is l
 # gRPC load-balancing policies (the channel's ``grpc.lb_policy_name``): round_robin spreads requests
 # over every address the target resolves to (a headless Service's pods); pick_first pins one.
 LB_POLICIES = ("round_robin", "pick_first")
+# gRPC metadata (headers): lowercase names (``-bin`` ones carry bytes: not here), printable ASCII values
+_HEADER_NAME = re.compile(r"[0-9a-z_.-]+")
+_HEADER_VALUE = re.compile(r"[\x20-\x7e]*")
 
 
 @dataclass(frozen=True)
@@ -111,6 +115,11 @@ class ClientOptions:
     def __post_init__(self) -> None:
         if isinstance(self.headers, dict):  # accept a dict; stored as pairs to stay hashable
             object.__setattr__(self, "headers", tuple(self.headers.items()))
+        for name, value in self.headers:
+            if not _HEADER_NAME.fullmatch(name) or name.endswith("-bin"):
+                raise SpecError(f"header name {name!r}: gRPC takes lowercase letters, digits and -_. only")
+            if not _HEADER_VALUE.fullmatch(value):
+                raise SpecError(f"header {name!r}: its value must be printable ASCII")
         if not self.url or ":" not in self.url:
             raise SpecError(f"url must be host:port, got {self.url!r}")
         if self.load_balancing is not None and self.load_balancing not in LB_POLICIES:

@@ -1,5 +1,5 @@
-"""How the client commands reach a server: TLS files and the admin key, declared once for every
-command that connects (`percept video`, `percept loadtest`)."""
+"""How the client commands reach a server: TLS files, the admin key and other headers, declared once
+for every command that connects (`percept video`, `percept loadtest`)."""
 
 from __future__ import annotations
 
@@ -22,6 +22,23 @@ ADMIN_KEY = typer.Option(
     f"the environment variable {ADMIN_KEY_ENV} (a command line is visible to other users).",
     show_default=False,
 )
+HEADER = typer.Option(
+    [],
+    "--header",
+    help="NAME=VALUE: a gRPC header sent with every call, e.g. what a proxy in front of Triton "
+    "checks (repeat it for several; names are lowercased, as gRPC requires).",
+    show_default=False,
+)
+
+
+def parse_header(text: str) -> tuple[str, str]:
+    """``"Name=value"`` -> ``("name", "value")``; the pair's checks are ClientOptions'."""
+    from serving.errors import SpecError
+
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip():
+        raise SpecError(f"--header {text!r}: expected NAME=VALUE")
+    return name.strip().lower(), value.strip()
 
 
 def connection(
@@ -30,6 +47,7 @@ def connection(
     private_key: Path | None,
     cert_chain: Path | None,
     admin_key: str | None,
+    header: list[str],
 ):
     """(TlsOptions or None, headers) of ClientOptions from the options above."""
     from clients.options import TlsOptions
@@ -38,4 +56,6 @@ def connection(
     tls_options = None
     if tls or root_certs or private_key or cert_chain:
         tls_options = TlsOptions(root_certs, private_key, cert_chain)
-    return tls_options, tuple(admin_headers(admin_key).items()) if admin_key else ()
+    headers = [parse_header(h) for h in header]
+    headers += list(admin_headers(admin_key).items()) if admin_key else []
+    return tls_options, tuple(headers)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from percept.connection import ADMIN_KEY, CERT_CHAIN, PRIVATE_KEY, ROOT_CERTS, TLS, connection
+from percept.connection import ADMIN_KEY, CERT_CHAIN, HEADER, PRIVATE_KEY, ROOT_CERTS, TLS, connection
 from serving.spec import ENSEMBLE_CAMERA
 
 SLO_EXIT_CODE = 3  # distinct from 1 (an error) so CI can tell "missed the SLO" from "broke"
@@ -20,6 +20,7 @@ def loadtest(
     cert_chain: Path | None = CERT_CHAIN,
     tls: bool = TLS,
     admin_key: str | None = ADMIN_KEY,
+    header: list[str] = HEADER,
     model: list[str] = typer.Option(
         [ENSEMBLE_CAMERA],
         "--model",
@@ -98,7 +99,7 @@ def loadtest(
     if find_capacity and slo_p99_ms is None:
         raise SpecError("--find-capacity needs the SLO it searches for: --slo-p99-ms MS")
     stream_steps = parse_concurrency(streams) if streams else ((1,) if find_capacity else ())
-    tls_options, headers = connection(tls, root_certs, private_key, cert_chain, admin_key)
+    tls_options, headers = connection(tls, root_certs, private_key, cert_chain, admin_key, header)
     options = LoadTestOptions(
         url=url,
         tls=tls_options,

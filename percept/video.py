@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from percept.connection import ADMIN_KEY, CERT_CHAIN, PRIVATE_KEY, ROOT_CERTS, TLS, connection
+from percept.connection import ADMIN_KEY, CERT_CHAIN, HEADER, PRIVATE_KEY, ROOT_CERTS, TLS, connection
 
 
 def video(
@@ -42,6 +42,7 @@ def video(
     cert_chain: Path | None = CERT_CHAIN,
     tls: bool = TLS,
     admin_key: str | None = ADMIN_KEY,
+    header: list[str] = HEADER,
     shared_memory: bool = typer.Option(
         False, "--shared-memory", help="Send frames through system shared memory (server on this host)."
     ),
@@ -77,7 +78,7 @@ def video(
     if ray_address is not None and engine != "ray":
         raise SpecError("--ray-address needs --engine ray")
 
-    tls_options, headers = connection(tls, root_certs, private_key, cert_chain, admin_key)
+    tls_options, headers = connection(tls, root_certs, private_key, cert_chain, admin_key, header)
     client = ClientOptions(
         url=url,
         model=model,

@@ -70,3 +70,26 @@ def test_options_reject_impossible_values(tmp_path):
     key.write_text("x")
     with pytest.raises(SpecError, match="both"):
         TlsOptions(private_key=key)
+
+
+@pytest.mark.parametrize(
+    ("headers", "message"),
+    [
+        ({"Authorization": "x"}, "lowercase"),
+        ({"trace bin": "x"}, "lowercase"),
+        ({"token-bin": "x"}, "lowercase"),
+        ({"authorization": "two\nlines"}, "printable ASCII"),
+    ],
+)
+def test_headers_gRPC_cannot_send_are_refused_up_front(headers, message):
+    with pytest.raises(SpecError, match=message):
+        ClientOptions(headers=headers)
+    assert ClientOptions(headers={"x-team": "perception"}).headers == (("x-team", "perception"),)
+
+
+def test_a_header_flag_is_name_equals_value():
+    from percept.connection import parse_header
+
+    assert parse_header("X-Team = perception=1") == ("x-team", "perception=1")
+    with pytest.raises(SpecError, match="NAME=VALUE"):
+        parse_header("authorization")

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from clients import PerceptionClient, PermissionDeniedError, RetryPolicy, ServerUnavailableError, TlsOptions
-from serving.security import ADMIN_PROTOCOLS, admin_headers
+from serving.security import ADMIN_HEADER, ADMIN_PROTOCOLS, admin_headers
 from tests.clients.test_tls import make_ca, make_cert
 from tests.tiny_onnx import make_tiny_onnx, tiny_spec
 
@@ -307,17 +307,18 @@ def test_loadtest_runs_against_the_secure_profile(secure_server, pki, tmp_path, 
 
 
 def test_video_runs_against_the_secure_profile(secure_server, pki, tmp_path, reliability):
-    """`percept video` with TLS and the key: its model-config calls carry it; every frame is answered."""
+    """`percept video` with TLS and the key given as a plain `--header`: its model-config calls carry
+    it; every frame is answered."""
     from tests.clients.conftest import write_video
 
     video = write_video(tmp_path / "drive.mp4", 4)
     start = time.perf_counter()
     out = tmp_path / "out"
     args = ["video", str(video), "--out", str(out), "--url", secure_server["grpc"], "--no-progress"]
-    run = _client_cli(pki, *args, key=KEY)
+    run = _client_cli(pki, *args, "--header", f"{ADMIN_HEADER}={KEY}", key=None)  # the key as any header
     assert run.returncode == 0, run.stdout + run.stderr
     lines = (tmp_path / "out" / "drive" / "results.jsonl").read_text().splitlines()
     assert [json.loads(line)["frame"] for line in lines] == [0, 1, 2, 3]
     assert not any("error" in json.loads(line) for line in lines)
-    _row(reliability, "video, TLS + key", "percept video, key in env",
+    _row(reliability, "video, TLS + key", "percept video --header <admin key header>",
          f"{len(lines)} of 4 frames answered", time.perf_counter() - start)  # fmt: skip

@@ -39,6 +39,7 @@ HW = (256, 384)
 QUEUE = 16
 BURST = 10 * QUEUE
 QUEUE_TIMEOUT_MS = 50
+DEADLINE_SLACK_S = 0.15  # a call cut by its deadline is back within deadline + this
 ROOT = Path(__file__).resolve().parents[2]
 RSS_BOUND = 256 * MB  # stated: peak server + stubs RSS over the idle baseline during a burst
 
@@ -162,7 +163,8 @@ def test_with_the_retry_policy_every_request_of_the_burst_completes(server, reli
 def test_the_queue_timeout_and_the_client_deadline_behind_a_full_queue(server, reliability):
     """Triton 2.51 rejects a request whose queue timeout passed only when its batcher reaches it
     (measured: 0.5-4 s for a 50 ms timeout behind 12 executions); what bounds the caller's wait is
-    the client's deadline, which is honoured within 50 ms."""
+    the client's deadline, honoured within a few ms here (53 ms for a 50 ms deadline); the bound
+    leaves DEADLINE_SLACK_S for thread wake-ups on a loaded shared host."""
     timeout_us = QUEUE_TIMEOUT_MS * 1000
     deadline_s = QUEUE_TIMEOUT_MS / 1000
     prober = grpcclient.InferenceServerClient(server.grpc_url)
@@ -178,7 +180,7 @@ def test_the_queue_timeout_and_the_client_deadline_behind_a_full_queue(server, r
     assert all(not e or "DEADLINE_EXCEEDED" in e for e, _ in deadlined), deadlined
     assert any(e for e, _ in deadlined), deadlined
     slowest = max(s for _, s in deadlined)
-    assert slowest <= deadline_s + 0.05
+    assert slowest <= deadline_s + DEADLINE_SLACK_S
     triton = [s for e, s in queued if e]
     reliability(
         "overload",
@@ -188,7 +190,7 @@ def test_the_queue_timeout_and_the_client_deadline_behind_a_full_queue(server, r
         f"queue timeout: 'Request timeout expired' after {', '.join(f'{s:.2f}' for s in triton) or '-'} s "
         f"(Triton rejects when its batcher reaches the request); client deadline: "
         f"{sum(1 for e, _ in deadlined if e)}/{len(deadlined)} DEADLINE_EXCEEDED, every call back within "
-        f"{1000 * slowest:.0f} ms (bound {QUEUE_TIMEOUT_MS} + 50 ms)",
+        f"{1000 * slowest:.0f} ms (bound {QUEUE_TIMEOUT_MS} + {1000 * DEADLINE_SLACK_S:.0f} ms)",
         slowest,
         server_state(server, "tiny"),
     )
