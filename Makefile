@@ -39,7 +39,7 @@ gpu-smoke: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest tests/gpu -m "gpu or trt" -rs -v
 
 reliability: $(STAMP)
-	RELIABILITY_OUT=$(CURDIR)/RELIABILITY.md PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest tests/reliability
+	RELIABILITY_OUT=$(CURDIR)/RELIABILITY.md PERCEPT_FUZZ_LONG=1 PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest tests/reliability
 
 soak: $(STAMP)
 	PERCEPT_SOAK_10MIN=1 PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest tests/reliability/test_soak.py
