@@ -42,19 +42,21 @@ def import_grpc_aio():
     return aioclient
 
 
-def triton_client(options: ClientOptions):
+def triton_client(options: ClientOptions, grpc_module=None):
     """tritonclient's gRPC client for ``options.url``: TLS when ``options.tls``, the channel
     arguments of :func:`channel_args`, and ``options.headers`` sent with every call (e.g. the admin
-    key of a server whose statistics, model-config and shared-memory protocols are restricted)."""
+    key of a server whose statistics, model-config and shared-memory protocols are restricted).
+    ``grpc_module``: :func:`import_grpc_aio`'s for the asyncio client (default: the sync one)."""
     tls = options.tls
-    client = import_grpc().InferenceServerClient(
+    client = (grpc_module or import_grpc()).InferenceServerClient(
         options.url, ssl=tls is not None, channel_args=channel_args(options), **(tls.paths() if tls else {})
     )
     return _WithHeaders(client, dict(options.headers)) if options.headers else client
 
 
 class _WithHeaders:
-    """A tritonclient client whose every RPC method gets ``headers`` (each takes that argument)."""
+    """A tritonclient client (sync or asyncio) whose every RPC method gets ``headers`` (each takes
+    that argument)."""
 
     def __init__(self, client, headers: dict[str, str]) -> None:
         self._client, self._headers = client, headers

@@ -38,14 +38,7 @@ class AsyncPerceptionClient:
         if shm_slots < 1:
             raise SpecError(f"shm_slots must be >= 1, got {shm_slots}")
         self._aio = _core.import_grpc_aio()
-        tls = self.options.tls
-        self._client = self._aio.InferenceServerClient(
-            self.options.url,
-            ssl=tls is not None,
-            channel_args=_core.channel_args(self.options),
-            **(tls.paths() if tls else {}),
-        )
-        self._headers = dict(self.options.headers) or None
+        self._client = _core.triton_client(self.options, self._aio)  # every call carries options.headers
         self._info: dict[str, _core.ModelInfo] = {}
         self._shm = (
             AsyncSharedMemoryPool(self._client, self._call, shm_slots) if self.options.shared_memory else None
@@ -55,7 +48,7 @@ class AsyncPerceptionClient:
         policy = self.options.retry
         for attempt in range(policy.max_attempts):
             try:
-                return await fn(*args, client_timeout=self.options.timeout_s, headers=self._headers, **kwargs)
+                return await fn(*args, client_timeout=self.options.timeout_s, **kwargs)
             except Exception as exc:
                 await asyncio.sleep(retry_delay(exc, attempt, policy))
         raise AssertionError("unreachable")

@@ -107,7 +107,6 @@ class LoadTestOptions:
             object.__setattr__(self, "headers", tuple(self.headers.items()))
         if not self.url or ":" not in self.url:
             raise SpecError(f"url {self.url!r}: expected host:port of Triton's gRPC endpoint")
-        self.connection  # noqa: B018 - ClientOptions checks TLS, headers and shared memory together
         if not self.models or any(not m for m in self.models):
             raise SpecError("name at least one model")
         if not self.concurrency or min(self.concurrency) < 1:
@@ -154,6 +153,9 @@ class LoadTestOptions:
             raise SpecError(f"SLO p99 must be > 0 ms, got {self.slo_p99_ms}")
         if self.slo_scope not in SLO_SCOPES:
             raise SpecError(f"SLO scope must be one of {SLO_SCOPES}, got {self.slo_scope!r}")
+        # last, so that the checks above name this test's own fields: ClientOptions checks TLS,
+        # headers and shared memory together
+        self.connection  # noqa: B018
 
     @property
     def steps(self) -> tuple[int, ...]:

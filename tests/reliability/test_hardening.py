@@ -9,6 +9,7 @@ even with it, HTTP and metrics listen on 127.0.0.1 only. About 30 s here.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -21,7 +22,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clients import PerceptionClient, PermissionDeniedError, RetryPolicy, ServerUnavailableError, TlsOptions
+from clients import (
+    AsyncPerceptionClient,
+    PerceptionClient,
+    PermissionDeniedError,
+    RetryPolicy,
+    ServerUnavailableError,
+    TlsOptions,
+)
 from serving.security import ADMIN_HEADER, ADMIN_PROTOCOLS, admin_headers
 from tests.clients.test_tls import make_ca, make_cert
 from tests.tiny_onnx import make_tiny_onnx, tiny_spec
@@ -146,6 +154,13 @@ def test_inference_needs_no_key_and_the_admin_protocols_do(secure_server, pki, r
         time.perf_counter() - start,
     )
     assert result.source_hw == (96, 160) and len(result.detections) == 2
+    # the asyncio client: the same key on its model-config calls, the same answer
+
+    async def infer_async():
+        async with AsyncPerceptionClient(url, tls=_tls(pki), headers=admin_headers(KEY), retry=RETRY) as c:
+            return await c.infer(frame=frame)
+
+    assert asyncio.run(infer_async()).to_dict() == result.to_dict()
     # the inference protocol itself is open: a raw infer without the header succeeds
     paths = _tls(pki).paths()
     raw = grpcclient.InferenceServerClient(url, ssl=True, **paths)

@@ -53,6 +53,7 @@ def test_bad_concurrency_is_one_clear_error(text):
         ({"slo_p99_ms": 0.0}, "SLO"),
         ({"encoding": "webp"}, "encoding"),
         ({"shared_memory": "system", "tls": TlsOptions(Path(__file__))}, "no sense with TLS"),
+        ({"request_timeout_s": 0.0}, "request timeout must be > 0 s"),
     ],
 )
 def test_impossible_options_are_refused(kwargs, message):
