@@ -111,6 +111,9 @@ class ModelInfo:
     outputs: tuple[str, ...]
     spec: ModelSpec
     steps: tuple[str, ...] = ()  # models an ensemble calls
+    # the frame model among an ensemble's steps: a raw frame of a camera network goes there directly
+    # (one model, no decode step); None for a fusion pipeline, whose raw frames need its projection
+    frame_model: str | None = None
 
     @property
     def raw(self) -> bool:
@@ -141,6 +144,10 @@ def model_info_from_configs(name: str, configs: dict[str, dict]) -> ModelInfo:
             f"model {name!r} carries no perception spec (config parameter {SPEC_KEY!r}, "
             "on the model or an ensemble step): cannot decode its outputs"
         )
+    frame_model = None
+    if not spec.fusion:
+        takes_frames = [s for s in steps if S.SOURCE_HW in _input_names(configs.get(s, {}))]
+        frame_model = takes_frames[0] if takes_frames else None
     return ModelInfo(
         name=name,
         max_batch_size=int(config.get("max_batch_size", 0) or 0),
@@ -148,7 +155,12 @@ def model_info_from_configs(name: str, configs: dict[str, dict]) -> ModelInfo:
         outputs=tuple(t["name"] for t in config.get("output", [])),
         spec=spec,
         steps=steps,
+        frame_model=frame_model,
     )
+
+
+def _input_names(config: dict) -> set[str]:
+    return {t["name"] for t in config.get("input", [])}
 
 
 def fetch_model_info(get_config: Callable[[str], dict], name: str) -> ModelInfo:
@@ -171,6 +183,7 @@ class Prepared:
     outputs: tuple[str, ...]
     letterbox: Letterbox | None  # raw mode: the client's letterbox
     source_hw: tuple[int, int] | None
+    model: str = ""  # the model to call: the one asked, or its pipeline's frame model
 
     @property
     def nbytes(self) -> int:
@@ -184,7 +197,10 @@ def prepare(
     frame: np.ndarray | None,
     points: np.ndarray | None,
     projection: np.ndarray | None,
+    route: bool = True,
 ) -> Prepared:
+    """One request for ``info``'s model. ``route``: a raw frame for a camera pipeline goes to its
+    frame model (one model instead of two; the load test sends what it was told to, route=False)."""
     if (image is None) == (frame is None):
         raise SpecError("pass exactly one of image= (encoded bytes) or frame= (HxWx3 uint8 RGB array)")
     spec = info.spec
@@ -192,11 +208,17 @@ def prepare(
     if options.raw:
         rgb = codec.to_rgb(image, frame)
         arrays, lb = codec.network_inputs(spec, rgb, lidar)
-        prepared = Prepared(arrays, info.outputs, lb, codec.hw(rgb))
+        prepared = Prepared(arrays, info.outputs, lb, codec.hw(rgb), info.name)
     else:
         arrays = {}
         source_hw: tuple[int, int] | None = None
-        if image is not None and S.IMAGE_ENCODED in info.inputs:
+        model = info.name
+        if frame is not None and route and info.frame_model is not None:
+            model = info.frame_model
+            rgb = codec.to_rgb(None, frame)
+            source_hw = codec.hw(rgb)
+            arrays[S.IMAGE], arrays[S.SOURCE_HW] = rgb, np.array(source_hw, np.int32)
+        elif image is not None and S.IMAGE_ENCODED in info.inputs:
             if not image:
                 raise SpecError("image is empty (0 bytes)")
             arrays[S.IMAGE_ENCODED] = np.frombuffer(image, dtype=np.uint8)
@@ -205,17 +227,16 @@ def prepare(
             source_hw = codec.hw(rgb)
             if S.IMAGE in info.inputs:
                 arrays[S.IMAGE] = rgb
+                if S.SOURCE_HW in info.inputs:  # a frame model, asked by name
+                    arrays[S.SOURCE_HW] = np.array(source_hw, np.int32)
             else:  # a pipeline that only takes encoded images
                 ok, png = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
                 arrays[S.IMAGE_ENCODED] = png.reshape(-1)
         if lidar is not None:
             arrays[S.POINTS], arrays[S.PROJECTION] = lidar
-        if options.resize_to_source and S.RESIZE_TO_SOURCE in info.inputs:
-            # optional; left out, the server's answer is the default (model resolution)
-            arrays[S.RESIZE_TO_SOURCE] = np.array([options.resize_to_source], dtype=bool)
         if info.max_batch_size > 0:
             arrays = {k: v[None] for k, v in arrays.items()}
-        prepared = Prepared(arrays, info.outputs, None, source_hw)
+        prepared = Prepared(arrays, info.outputs, None, source_hw, model)
         if S.LETTERBOX not in info.outputs and source_hw is None:
             prepared.source_hw = codec.hw(codec.decode_image(image or b""))
     if prepared.nbytes > options.max_request_bytes:
@@ -233,9 +254,10 @@ def parse(info: ModelInfo, options: ClientOptions, prepared: Prepared, outputs: 
     if options.raw:
         assert prepared.letterbox is not None  # set by prepare() in raw mode
         return codec.result_from_network(info.spec, outputs, prepared.letterbox, options.resize_to_source)
-    return codec.result_from_pipeline(info.spec, outputs, prepared.source_hw or (0, 0))
+    return codec.result_from_pipeline(
+        info.spec, outputs, prepared.source_hw or (0, 0), options.resize_to_source
+    )
 
 
 def wanted_outputs(info: ModelInfo) -> tuple[str, ...]:
-    # class names travel in the spec already; do not pay for them on every reply
-    return tuple(name for name in info.outputs if name != S.CLASS_NAMES)
+    return info.outputs

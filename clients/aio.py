@@ -91,7 +91,7 @@ class AsyncPerceptionClient:
             region = await self._shm.acquire(sum(a.nbytes for a in arrays))
             region.bind(inputs, arrays)
         try:
-            reply = await self._call(self._client.infer, info.name, inputs, outputs=requested)
+            reply = await self._call(self._client.infer, prepared.model, inputs, outputs=requested)
         finally:
             if region is not None:
                 self._shm.release(region)  # type: ignore[union-attr]

@@ -129,7 +129,7 @@ class PerceptionClient:
             for inp, arr in zip(inputs, arrays, strict=True):
                 inp.set_data_from_numpy(arr)
         try:
-            reply = self._call(self._client.infer, info.name, inputs, outputs=requested)
+            reply = self._call(self._client.infer, prepared.model, inputs, outputs=requested)
         finally:
             if lock is not None:
                 lock.release()

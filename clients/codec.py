@@ -124,15 +124,23 @@ def result_from_network(
 
 
 def result_from_pipeline(
-    spec: ModelSpec, outputs: Mapping[str, np.ndarray], source_hw: tuple[int, int]
+    spec: ModelSpec,
+    outputs: Mapping[str, np.ndarray],
+    source_hw: tuple[int, int],
+    resize_to_source: bool = False,
 ) -> PerceptionResult:
-    """The ensemble's outputs of one request (boxes and dense maps already in source terms)."""
+    """A pipeline's or frame model's outputs of one request (boxes in source pixels, dense maps cut
+    out of the letterbox at model resolution; resized to the source here when asked: the bytes of a
+    source-size map are the client's to make, not the wire's to carry)."""
     if S.LETTERBOX in outputs:
         lb = Letterbox.from_tensor(outputs[S.LETTERBOX])
     else:
         lb = Letterbox.fit(source_hw, spec.input_hw, spec.letterbox.allow_upscale)
     seg = outputs.get(S.SEG_MASK)
     depth = outputs.get(S.DEPTH)
+    if resize_to_source:
+        seg = None if seg is None else lb.to_source_size(np.asarray(seg))
+        depth = None if depth is None else lb.to_source_size(np.asarray(depth))
     return PerceptionResult(
         detections=_detections(spec, outputs, None),
         seg=None if seg is None else np.ascontiguousarray(seg, dtype=np.uint8),

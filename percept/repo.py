@@ -33,19 +33,23 @@ def build(
     max_queue_size: int = typer.Option(64, help="Requests queued beyond this are rejected at once."),
     queue_timeout_us: int = typer.Option(5_000_000, help="A request queued longer is rejected (µs)."),
     instances: int = typer.Option(2, help="Instances of the network model."),
-    preprocess_instances: int = typer.Option(1, help="Instances of each preprocess model."),
-    postprocess_instances: int = typer.Option(1, help="Instances of each postprocess model."),
+    frame_instances: int = typer.Option(2, help="Instances of each frame model (raw frame in, results out)."),
+    decode_instances: int = typer.Option(1, help="Instances of each pipeline's decode step."),
+    frame_graph: bool | None = typer.Option(
+        None,
+        "--frame-graph/--frame-opencv",
+        help="The frame model runs the frame graph (letterbox + postprocess in ONNX; default for the "
+        "onnxruntime / tensorrt_plan engines) or the network with OpenCV around it (python default).",
+    ),
     threads: int = typer.Option(2, help="ONNX Runtime intra-op threads per network instance."),
     spin: bool = typer.Option(False, "--spin", help="Let ONNX Runtime threads busy-wait (dedicated hosts)."),
-    max_pixels: int = typer.Option(_LIMITS.max_pixels, help="Largest image (pixels) preprocess accepts."),
-    min_side: int = typer.Option(_LIMITS.min_side, help="Smallest image side (pixels) preprocess accepts."),
+    max_pixels: int = typer.Option(
+        _LIMITS.max_pixels, help="Largest frame (pixels) the decode step and frame model accept."
+    ),
+    min_side: int = typer.Option(_LIMITS.min_side, help="Smallest frame side (pixels) accepted."),
     max_points: int = typer.Option(_LIMITS.max_points, help="Most LiDAR points per request."),
     max_request_bytes: int = typer.Option(
         _LIMITS.max_request_bytes, help="Most bytes of input tensors per request (checked before decoding)."
-    ),
-    max_resize_pixels: int = typer.Option(
-        _LIMITS.max_resize_pixels,
-        help="Largest source frame (pixels) whose dense maps resize_to_source returns.",
     ),
     no_warmup: bool = typer.Option(False, "--no-warmup", help="Skip the network's warm-up request."),
     no_ensembles: bool = typer.Option(False, "--no-ensembles", help="Raw network models only."),
@@ -76,8 +80,9 @@ def build(
             dynamic=not no_dynamic_batching,
         ),
         network_instances=instances,
-        preprocess_instances=preprocess_instances,
-        postprocess_instances=postprocess_instances,
+        frame_instances=frame_instances,
+        decode_instances=decode_instances,
+        frame_graph=frame_graph,
         intra_op_threads=threads,
         allow_spinning=spin,
         limits=FrameLimits(
@@ -85,7 +90,6 @@ def build(
             min_side=min_side,
             max_points=max_points,
             max_request_bytes=max_request_bytes,
-            max_resize_pixels=max_resize_pixels,
         ),
         warmup=not no_warmup,
         ensembles=not no_ensembles,

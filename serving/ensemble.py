@@ -1,8 +1,9 @@
 """The ensemble's tensors and what its preprocess accepts, derived from a ModelSpec (no OpenCV).
 
-``perception`` / ``perception_fusion`` is preprocess -> network -> postprocess. The names come from
-:mod:`serving.spec`; the per-request dtypes and dims of the pipeline tensors are written here once,
-for the config builder (:mod:`serving.model_config`) and the runtime (:mod:`serving.processing`).
+``perception`` / ``perception_fusion`` is decode -> frame model (serving.spec says what each does).
+The names come from :mod:`serving.spec`; the per-request dtypes and dims of the frame model's and
+the pipeline's tensors are written here once, for the config builder (:mod:`serving.model_config`),
+the graph builder (:mod:`serving.frame_graph`) and the runtime (:mod:`serving.processing`).
 """
 
 from __future__ import annotations
@@ -22,15 +23,13 @@ class FrameLimits:
     Written into the pre- and postprocess configs as string parameters (:meth:`to_parameters`) and
     read back by the python-backend models (:meth:`from_parameters`). Defaults: an 8K frame (a raw
     7680x4320 RGB frame is 99.5 MB, hence 128 MiB per request); 2 M LiDAR points (32 MB; a 128-beam
-    spinning sweep is ~260 k); dense maps resized to the source up to 4K UHD (25 MB of seg + depth
-    per reply: resize_to_source of an 8K frame would answer a few-kB PNG with 100 MB).
+    spinning sweep is ~260 k).
     """
 
     max_pixels: int = 7680 * 4320  # 8K; checked on the header before an encoded image is decoded
     min_side: int = 16
     max_points: int = 2_000_000  # LiDAR returns per request
     max_request_bytes: int = 128 << 20  # all input tensors of one request together
-    max_resize_pixels: int = 3840 * 2160  # resize_to_source above this is refused
 
     def __post_init__(self) -> None:
         for name, value in self.to_parameters().items():
@@ -66,13 +65,6 @@ class FrameLimits:
                 "(max_points): downsample the sweep"
             )
 
-    def check_resize(self, h: int, w: int) -> None:
-        if h * w > self.max_resize_pixels:
-            raise SpecError(
-                f"{S.RESIZE_TO_SOURCE} of a {h}x{w} frame asks for {h * w}-pixel maps, above the limit "
-                f"of {self.max_resize_pixels} (max_resize_pixels): ask for model-resolution maps"
-            )
-
 
 def letterbox_tensor() -> TensorSpec:
     """The per-frame letterbox geometry (:meth:`serving.letterbox.Letterbox.to_tensor`)."""
@@ -81,16 +73,37 @@ def letterbox_tensor() -> TensorSpec:
     )
 
 
-def resize_to_source_tensor() -> TensorSpec:
-    return TensorSpec(S.RESIZE_TO_SOURCE, "bool", ("batch", 1), "dense maps at source size", optional=True)
+def image_tensor(optional: bool = False) -> TensorSpec:
+    return TensorSpec(S.IMAGE, "uint8", ("batch", "height", "width", 3), "raw RGB frame", optional=optional)
+
+
+def frame_inputs(spec: ModelSpec) -> tuple[TensorSpec, ...]:
+    """The frame model's inputs (serving.frame_graph): the frame, its source size, and the projected
+    LiDAR of a fusion network (the network's own ``lidar_depth``)."""
+    source = TensorSpec(S.SOURCE_HW, "int32", ("batch", 2), "height, width of the source frame")
+    return (image_tensor(), source, *spec.network_inputs[1:])
+
+
+def frame_outputs(spec: ModelSpec) -> tuple[TensorSpec, ...]:
+    """The frame model's outputs, which are the pipeline's: network outputs in source terms."""
+    outputs: list[TensorSpec] = []
+    for t in spec.network_outputs:
+        if t.name == S.DET_BOXES:
+            outputs.append(TensorSpec(t.name, t.dtype, t.dims, "x1,y1,x2,y2 source pixels, clipped"))
+        elif t.name in (S.SEG_MASK, S.DEPTH):
+            doc = f"{t.doc}, cut out of the letterbox at model resolution"
+            outputs.append(TensorSpec(t.name, t.dtype, ("batch", "height", "width"), doc))
+        else:
+            outputs.append(t)
+    outputs.append(letterbox_tensor())
+    return tuple(outputs)
 
 
 def pipeline_inputs(spec: ModelSpec) -> tuple[TensorSpec, ...]:
-    """Ensemble inputs per request, batch axis included ("batch")."""
+    """Ensemble inputs per request, batch axis included ("batch"): what its decode step reads."""
     inputs = [
-        TensorSpec(S.IMAGE, "uint8", ("batch", "height", "width", 3), "raw RGB frame", optional=True),
+        image_tensor(optional=True),
         TensorSpec(S.IMAGE_ENCODED, "uint8", ("batch", "bytes"), "JPEG/PNG file bytes", optional=True),
-        resize_to_source_tensor(),
     ]
     if spec.fusion:
         inputs += [
@@ -101,32 +114,9 @@ def pipeline_inputs(spec: ModelSpec) -> tuple[TensorSpec, ...]:
 
 
 def pipeline_outputs(spec: ModelSpec) -> tuple[TensorSpec, ...]:
-    """Ensemble outputs per request: network outputs in source terms, plus letterbox and class names."""
-    k = spec.top_k
-    outputs: list[TensorSpec] = []
-    for t in spec.network_outputs:
-        if t.name == S.DET_BOXES:
-            outputs.append(TensorSpec(t.name, t.dtype, ("batch", k, 4), "x1,y1,x2,y2 source pixels"))
-        elif t.name in (S.SEG_MASK, S.DEPTH):
-            outputs.append(TensorSpec(t.name, t.dtype, ("batch", "height", "width"), t.doc))
-        else:
-            outputs.append(t)
-    if "detection" in spec.tasks:
-        outputs.append(TensorSpec(S.CLASS_NAMES, "bytes", ("batch", k), "class name per detection row"))
-    outputs.append(letterbox_tensor())
-    return tuple(outputs)
+    return frame_outputs(spec)
 
 
-def preprocess_inputs(spec: ModelSpec) -> tuple[TensorSpec, ...]:
-    """The pipeline inputs preprocess reads (``resize_to_source`` goes to postprocess)."""
-    return tuple(t for t in pipeline_inputs(spec) if t.name != S.RESIZE_TO_SOURCE)
-
-
-def preprocess_outputs(spec: ModelSpec) -> tuple[TensorSpec, ...]:
-    """What preprocess hands the network (its inputs) plus the letterbox geometry for postprocess."""
-    return (*spec.network_inputs, letterbox_tensor())
-
-
-def postprocess_inputs(spec: ModelSpec) -> tuple[TensorSpec, ...]:
-    """The network's outputs, the letterbox geometry from preprocess and the client's resize flag."""
-    return (*spec.network_outputs, letterbox_tensor(), resize_to_source_tensor())
+def decode_outputs(spec: ModelSpec) -> tuple[TensorSpec, ...]:
+    """What the decode step hands the frame model: its inputs."""
+    return frame_inputs(spec)

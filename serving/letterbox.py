@@ -3,8 +3,15 @@
 A source image of size (src_h, src_w) is scaled by ``scale`` keeping its aspect ratio, placed at
 (pad_x, pad_y) inside the model input, and the rest filled with the spec's pad value.
 :meth:`Letterbox.to_tensor` / :meth:`Letterbox.from_tensor` are the only writer and reader of the
-``letterbox`` tensor that carries this geometry between preprocess, postprocess and the clients;
-:func:`network_image` is the only builder of a row of the network's ``images`` input.
+``letterbox`` tensor that carries this geometry to the clients; :func:`network_image` is the only
+builder of a row of the network's ``images`` input on the CPU.
+
+One rule, two implementations: this module (numpy/OpenCV: the clients' raw mode, the local backend,
+the reference in tests) and the frame model's graph (serving.frame_graph, what ONNX Runtime and
+TensorRT run). Sizes round half up in integer arithmetic (:func:`fit_size`, :func:`div_round`);
+the resize is bilinear with half-pixel centres, the only filter TensorRT's resize layer has in
+common with ONNX Runtime and OpenCV (no antialias): encoded frames are decoded at a reduced DCT
+scale first (serving.processing), so the resize seldom shrinks by more than 2x.
 """
 
 from __future__ import annotations
@@ -16,6 +23,24 @@ import numpy as np
 
 from serving.errors import SpecError
 from serving.spec import LETTERBOX_FIELDS, LetterboxRule
+
+
+def div_round(a: int, b: int) -> int:
+    """a / b rounded half up, for non-negative integers (the graph computes the same)."""
+    return (2 * a + b) // (2 * b)
+
+
+def fit_size(src_hw: tuple[int, int], dst_hw: tuple[int, int], allow_upscale: bool = True) -> tuple[int, int]:
+    """The letterboxed content's (height, width): the side that binds takes the model size, the
+    other ``round(side * scale)`` half up; without upscaling never more than the source."""
+    (src_h, src_w), (dst_h, dst_w) = src_hw, dst_hw
+    if dst_h * src_w <= dst_w * src_h:  # height binds: scale = dst_h / src_h
+        new_h, new_w = dst_h, div_round(src_w * dst_h, src_h)
+    else:
+        new_h, new_w = div_round(src_h * dst_w, src_w), dst_w
+    if not allow_upscale:
+        new_h, new_w = min(new_h, src_h), min(new_w, src_w)
+    return max(1, new_h), max(1, new_w)
 
 
 @dataclass(frozen=True)
@@ -35,12 +60,22 @@ class Letterbox:
         scale = min(dst_h / src_h, dst_w / src_w)
         if not allow_upscale:
             scale = min(scale, 1.0)
-        new_h, new_w = max(1, round(src_h * scale)), max(1, round(src_w * scale))
+        new_h, new_w = fit_size(src_hw, dst_hw, allow_upscale)
         return cls(scale, (dst_w - new_w) // 2, (dst_h - new_h) // 2, src_h, src_w)
 
     @property
     def resized_hw(self) -> tuple[int, int]:
-        return max(1, round(self.src_h * self.scale)), max(1, round(self.src_w * self.scale))
+        # round half up; the epsilon keeps an exact half (a rational W*H'/H) from falling below it
+        def side(n: int) -> int:
+            return max(1, int(np.floor(n * self.scale + 0.5 + 1e-6)))
+
+        return side(self.src_h), side(self.src_w)
+
+    def dense_crop(self, stride: int = 1) -> tuple[int, int, int, int]:
+        """(y0, x0, h, w) of the letterboxed content in a map at 1/stride model resolution."""
+        new_h, new_w = self.resized_hw
+        h, w = max(1, div_round(new_h, stride)), max(1, div_round(new_w, stride))
+        return self.pad_y // stride, self.pad_x // stride, h, w
 
     def to_tensor(self) -> np.ndarray:
         """The float32 ``letterbox`` tensor of one frame, laid out as ``spec.LETTERBOX_FIELDS``."""
@@ -76,13 +111,12 @@ class Letterbox:
         return out
 
     def resize(self, image: np.ndarray) -> np.ndarray:
-        """The source image at ``resized_hw`` (itself when already that size: cv2.resize to the
-        same size is a copy)."""
+        """The source image at ``resized_hw``, bilinear (itself when already that size: cv2.resize
+        to the same size is a copy)."""
         new_h, new_w = self.resized_hw
         if image.shape[:2] == (new_h, new_w):
             return image
-        interp = cv2.INTER_AREA if self.scale < 1 else cv2.INTER_LINEAR
-        return cv2.resize(image, (new_w, new_h), interpolation=interp)
+        return cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
 
     def points_to_model(self, uv: np.ndarray) -> np.ndarray:
         """Source pixel coordinates [...,2] -> model-input pixel coordinates."""
@@ -103,15 +137,17 @@ class Letterbox:
 
         Class maps (integer dtypes) resize with nearest neighbour; float maps bilinearly.
         """
-        new_h, new_w = self.resized_hw
-        y0, x0 = self.pad_y // stride, self.pad_x // stride
-        h = max(1, round(new_h / stride))
-        w = max(1, round(new_w / stride))
+        y0, x0, h, w = self.dense_crop(stride)
         crop = dense[y0 : y0 + h, x0 : x0 + w]
         if crop.size == 0:
             raise SpecError(f"letterbox content at ({x0},{y0}) lies outside the {dense.shape[:2]} map")
         if not resize_to_source:
             return np.ascontiguousarray(crop)
+        return self.to_source_size(crop)
+
+    def to_source_size(self, crop: np.ndarray) -> np.ndarray:
+        """A map already cut out of the letterbox, resized to the source frame (class maps with
+        nearest neighbour, float maps bilinearly): where a client asks for source-size maps."""
         interp = cv2.INTER_NEAREST if np.issubdtype(crop.dtype, np.integer) else cv2.INTER_LINEAR
         work = crop.astype(np.float32) if crop.dtype == np.float16 else crop
         out = cv2.resize(work, (self.src_w, self.src_h), interpolation=interp)

@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from serving import spec as S
 from serving.ensemble import (
     FrameLimits,
+    decode_outputs,
+    frame_inputs,
+    frame_outputs,
     pipeline_inputs,
     pipeline_outputs,
-    postprocess_inputs,
-    preprocess_inputs,
-    preprocess_outputs,
 )
 from serving.errors import MissingDependencyError, ServingError
 from serving.ort_session import OrtSettings
@@ -77,8 +77,8 @@ class RepositoryOptions:
     engine: str = "python"
     batching: BatchingOptions = field(default_factory=BatchingOptions)
     network_instances: int = 2  # measured: 1.6x the throughput of one instance at concurrency 8
-    preprocess_instances: int = 1
-    postprocess_instances: int = 1
+    frame_instances: int = 2  # the frame model's (the network's run is most of its time)
+    decode_instances: int = 1
     intra_op_threads: int = 2  # ONNX Runtime threads per network instance (python/onnxruntime engines)
     allow_spinning: bool = False  # ONNX Runtime worker threads busy-wait between ops (python engine)
     limits: FrameLimits = field(default_factory=FrameLimits)
@@ -86,6 +86,10 @@ class RepositoryOptions:
     ensembles: bool = True
     gpu: bool | None = None  # instance kind of the network; None: GPU for tensorrt_plan/onnxruntime
     link: bool = False  # symlink the ONNX/plan files into the repository instead of copying
+    # the frame model's file is the frame graph (letterbox and postprocess in the graph); None: yes for
+    # the NGC engines, no for the python engine, which does the same around the network with OpenCV
+    # (serving.triton_models.frame: a quarter of ONNX Runtime's Resize on the CPU)
+    frame_graph: bool | None = None
     # (network, ensemble) pairs naming a network's ensemble; the network by its model or spec name
     pipeline_names: tuple[tuple[str, str], ...] = ()
 
@@ -98,8 +102,8 @@ class RepositoryOptions:
             raise ServingError(f"unknown engine {self.engine!r}; choose one of {', '.join(ENGINES)}")
         for name in (
             "network_instances",
-            "preprocess_instances",
-            "postprocess_instances",
+            "frame_instances",
+            "decode_instances",
             "intra_op_threads",
         ):
             if getattr(self, name) < 1:
@@ -113,18 +117,22 @@ class RepositoryOptions:
     def network_on_gpu(self) -> bool:
         return self.gpu if self.gpu is not None else self.engine != "python"
 
+    @property
+    def frame_as_graph(self) -> bool:
+        return self.frame_graph if self.frame_graph is not None else self.engine != "python"
+
 
 # --- names ------------------------------------------------------------------------------------
 def network_model_name(spec: ModelSpec) -> str:
     return spec.name.replace("-", "_")
 
 
-def preprocess_model_name(spec: ModelSpec) -> str:
-    return f"{network_model_name(spec)}_preprocess"
+def frame_model_name(spec: ModelSpec) -> str:
+    return f"{network_model_name(spec)}_frame"
 
 
-def postprocess_model_name(spec: ModelSpec) -> str:
-    return f"{network_model_name(spec)}_postprocess"
+def decode_model_name(spec: ModelSpec) -> str:
+    return f"{network_model_name(spec)}_decode"
 
 
 PIPELINE_SUFFIX = "_pipeline"
@@ -160,7 +168,7 @@ def pipeline_names(specs: list[ModelSpec], overrides: tuple[tuple[str, str], ...
         else:
             names[net] = net + PIPELINE_SUFFIX
     values = list(names.values())
-    others = {n + stage for n in nets for stage in ("", "_preprocess", "_postprocess")}
+    others = {n + stage for n in nets for stage in ("", "_frame", "_decode")}
     clash = {n for n in values if values.count(n) > 1} | (set(values) & others)
     if clash:
         raise ServingError(f"two models would be named {', '.join(sorted(clash))}: give --name NET=ENSEMBLE")
@@ -232,9 +240,7 @@ def _dynamic_batching(pb, cfg, batching: BatchingOptions | None) -> None:
 
 
 # --- the models -------------------------------------------------------------------------------
-def network_config(spec: ModelSpec, options: RepositoryOptions, plan_files: dict[str, str] | None = None):
-    pb = _pb()
-    cfg = pb.ModelConfig(name=network_model_name(spec), max_batch_size=options.batching.max_batch_size)
+def _engine(cfg, options: RepositoryOptions, plan_files: dict[str, str] | None) -> None:
     if options.engine == "python":
         cfg.backend = "python"
         ort = OrtSettings(intra_op_threads=options.intra_op_threads, allow_spinning=options.allow_spinning)
@@ -253,31 +259,78 @@ def network_config(spec: ModelSpec, options: RepositoryOptions, plan_files: dict
         # the newest architecture by number: "10.0" after "9.0" (a string sort puts "9.0" last)
         newest = max(plan_files, key=lambda cc: tuple(int(p) for p in cc.split(".")))
         cfg.default_model_filename = plan_files[newest]
+
+
+def _warmup(pb, cfg, inputs: tuple[TensorSpec, ...], sizes: dict[str, int]) -> None:
+    """One zero request of batch 1; a dynamic dimension takes its size from ``sizes``."""
+    warm = pb.ModelWarmup(name="zeros_batch_1", batch_size=1)
+    for t in inputs:
+        warm.inputs[t.name].data_type = getattr(pb, t.triton_dtype)
+        dims = [d if isinstance(d, int) else sizes[d] for d in t.dims[1:]]
+        warm.inputs[t.name].dims.extend(dims)
+        if t.name == S.SOURCE_HW:  # zeros would be refused: a source of the warm-up frame's size
+            warm.inputs[t.name].input_data_file = _WARMUP_SOURCE
+        else:
+            warm.inputs[t.name].zero_data = True
+    cfg.model_warmup.append(warm)
+
+
+# the frame model's warm-up frame (a 720p frame, the common camera size) and the file holding its
+# source_hw (int32 720, 1280) under the model's warmup/ folder (repository.write_configs writes it)
+WARMUP_FRAME_HW = (720, 1280)
+_WARMUP_SOURCE = "source_hw"
+
+
+def warmup_files() -> dict[str, bytes]:
+    """The frame model's warmup/ folder: file name -> raw little-endian bytes (Triton's format)."""
+    import numpy as np
+
+    return {_WARMUP_SOURCE: np.array(WARMUP_FRAME_HW, "<i4").tobytes()}
+
+
+def network_config(spec: ModelSpec, options: RepositoryOptions, plan_files: dict[str, str] | None = None):
+    pb = _pb()
+    cfg = pb.ModelConfig(name=network_model_name(spec), max_batch_size=options.batching.max_batch_size)
+    _engine(cfg, options, plan_files)
     _inputs(pb, cfg, spec.network_inputs)
     _outputs(pb, cfg, spec.network_outputs)
     _dynamic_batching(pb, cfg, options.batching)
     _instances(pb, cfg, options.network_instances, options.network_on_gpu)
     _latest_version(pb, cfg)
     if options.warmup:
-        warm = pb.ModelWarmup(name="zeros_batch_1", batch_size=1)
-        for t in spec.network_inputs:
-            warm.inputs[t.name].data_type = getattr(pb, t.triton_dtype)
-            warm.inputs[t.name].dims.extend(t.triton_dims(True))
-            warm.inputs[t.name].zero_data = True
-        cfg.model_warmup.append(warm)
+        _warmup(pb, cfg, spec.network_inputs, {})
     _param(cfg, SPEC_KEY, spec.to_json())
     return cfg
 
 
-def preprocess_config(spec: ModelSpec, options: RepositoryOptions):
+def frame_config(spec: ModelSpec, options: RepositoryOptions, plan_files: dict[str, str] | None = None):
+    """The frame model (serving.frame_graph): a raw frame of any size in, source-pixel results out;
+    batched like the network (equal frame sizes only: Triton batches equal shapes)."""
+    pb = _pb()
+    cfg = pb.ModelConfig(name=frame_model_name(spec), max_batch_size=options.batching.max_batch_size)
+    _engine(cfg, options, plan_files)
+    _inputs(pb, cfg, frame_inputs(spec))
+    _outputs(pb, cfg, frame_outputs(spec))
+    _dynamic_batching(pb, cfg, options.batching)
+    _instances(pb, cfg, options.frame_instances, options.network_on_gpu)
+    _latest_version(pb, cfg)
+    if options.warmup:
+        _warmup(pb, cfg, frame_inputs(spec), {"height": WARMUP_FRAME_HW[0], "width": WARMUP_FRAME_HW[1]})
+    _param(cfg, SPEC_KEY, spec.to_json())
+    for key, value in options.limits.to_parameters().items():
+        _param(cfg, key, value)
+    return cfg
+
+
+def decode_config(spec: ModelSpec, options: RepositoryOptions):
     pb = _pb()
     cfg = pb.ModelConfig(
-        name=preprocess_model_name(spec), backend="python", max_batch_size=options.batching.max_batch_size
+        name=decode_model_name(spec), backend="python", max_batch_size=options.batching.max_batch_size
     )
-    _inputs(pb, cfg, preprocess_inputs(spec), ragged=True)
-    _outputs(pb, cfg, preprocess_outputs(spec))
+    _inputs(pb, cfg, pipeline_inputs(spec), ragged=True)
+    _outputs(pb, cfg, decode_outputs(spec))
     _dynamic_batching(pb, cfg, None)
-    _instances(pb, cfg, options.preprocess_instances)
+    _instances(pb, cfg, options.decode_instances)
     _latest_version(pb, cfg)
     _param(cfg, SPEC_KEY, spec.to_json())
     for key, value in options.limits.to_parameters().items():
@@ -285,24 +338,9 @@ def preprocess_config(spec: ModelSpec, options: RepositoryOptions):
     return cfg
 
 
-def postprocess_config(spec: ModelSpec, options: RepositoryOptions):
-    pb = _pb()
-    cfg = pb.ModelConfig(
-        name=postprocess_model_name(spec), backend="python", max_batch_size=options.batching.max_batch_size
-    )
-    _inputs(pb, cfg, postprocess_inputs(spec))
-    _outputs(pb, cfg, pipeline_outputs(spec))
-    _dynamic_batching(pb, cfg, None)
-    _instances(pb, cfg, options.postprocess_instances)
-    _latest_version(pb, cfg)
-    _param(cfg, SPEC_KEY, spec.to_json())
-    _param(cfg, "max_resize_pixels", options.limits.max_resize_pixels)
-    return cfg
-
-
 def ensemble_config(spec: ModelSpec, options: RepositoryOptions, name: str | None = None):
-    """preprocess -> network -> postprocess; the ensemble's inputs/outputs are the pipeline tensors
-    (outputs only for the heads ``spec`` has). ``name``: default :func:`ensemble_name`."""
+    """decode -> frame model; the ensemble's inputs/outputs are the pipeline tensors (outputs only
+    for the heads ``spec`` has). ``name``: default :func:`ensemble_name`."""
     pb = _pb()
     cfg = pb.ModelConfig(
         name=name or ensemble_name(spec), platform="ensemble", max_batch_size=options.batching.max_batch_size
@@ -310,23 +348,16 @@ def ensemble_config(spec: ModelSpec, options: RepositoryOptions, name: str | Non
     _inputs(pb, cfg, pipeline_inputs(spec), reshape=False)
     _outputs(pb, cfg, pipeline_outputs(spec), reshape=False)
     steps = cfg.ensemble_scheduling
-    pre = steps.step.add(model_name=preprocess_model_name(spec), model_version=-1)
-    for t in preprocess_inputs(spec):
-        pre.input_map[t.name] = t.name
-    for t in preprocess_outputs(spec):
-        pre.output_map[t.name] = _internal(t.name, "pre")
-    net = steps.step.add(model_name=network_model_name(spec), model_version=-1)
-    for t in spec.network_inputs:
-        net.input_map[t.name] = _internal(t.name, "pre")
-    for t in spec.network_outputs:
-        net.output_map[t.name] = _internal(t.name, "net")
-    post = steps.step.add(model_name=postprocess_model_name(spec), model_version=-1)
-    for t in spec.network_outputs:
-        post.input_map[t.name] = _internal(t.name, "net")
-    post.input_map[S.LETTERBOX] = _internal(S.LETTERBOX, "pre")
-    post.input_map[S.RESIZE_TO_SOURCE] = S.RESIZE_TO_SOURCE
+    decode = steps.step.add(model_name=decode_model_name(spec), model_version=-1)
+    for t in pipeline_inputs(spec):
+        decode.input_map[t.name] = t.name
+    for t in decode_outputs(spec):
+        decode.output_map[t.name] = _internal(t.name, "decoded")
+    frame = steps.step.add(model_name=frame_model_name(spec), model_version=-1)
+    for t in frame_inputs(spec):
+        frame.input_map[t.name] = _internal(t.name, "decoded")
     for t in pipeline_outputs(spec):
-        post.output_map[t.name] = t.name
+        frame.output_map[t.name] = t.name
     _param(cfg, SPEC_KEY, spec.to_json())
     return cfg
 

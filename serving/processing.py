@@ -1,7 +1,12 @@
-"""Pure pre/postprocess functions the python-backend models call (numpy + OpenCV, no Triton).
+"""Pure functions of the python-backend models (numpy + OpenCV, no Triton), and the CPU reference
+of the frame model's graph.
 
-The ensemble ``perception`` is preprocess -> network -> postprocess. Each python-backend model is
-a thin adapter: it reads the request's tensors, calls a function here, and turns a
+The pipeline ``perception`` is decode -> frame model. The decode step (:func:`decode_step`) turns a
+JPEG/PNG into the frame the graph letterboxes, decoded once at the scale that is needed, and
+projects a fusion network's LiDAR points. :func:`preprocess` and :func:`postprocess` do on the CPU
+what serving.frame_graph puts in the graph: the clients' raw mode, the local backend and the tests
+use them, with the same geometry (serving.letterbox). Each python-backend model is a thin adapter:
+it reads the request's tensors, calls a function here, and turns a
 :class:`~serving.errors.SpecError` into that request's own error response. Everything here works
 on one request (batch axis of that request included) so it is testable without a server.
 """
@@ -64,14 +69,31 @@ def _check_complete(data: bytes) -> None:
         raise SpecError(f"PNG of {len(data)} bytes is truncated (no IEND chunk)")
 
 
-def decode_encoded(data: bytes, limits: FrameLimits) -> np.ndarray:
-    """JPEG/PNG bytes -> HxWx3 uint8 RGB, size checked on the header before decoding."""
+# libjpeg's DCT scaling: decoding at 1/2, 1/4 or 1/8 of the size costs a fraction of a full decode
+_REDUCED = ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4), (2, cv2.IMREAD_REDUCED_COLOR_2))
+
+
+def decode_factor(src_hw: tuple[int, int], model_hw: tuple[int, int]) -> int:
+    """The largest DCT reduction (1, 2, 4 or 8) that still leaves the frame at least as large as its
+    letterboxed content: what is decoded beyond that the letterbox would throw away."""
+    scale = min(model_hw[0] / src_hw[0], model_hw[1] / src_hw[1])
+    return next((f for f, _ in _REDUCED if f * scale <= 1.0), 1)
+
+
+def decode_encoded(data: bytes, limits: FrameLimits, model_hw: tuple[int, int] | None = None) -> np.ndarray:
+    """JPEG/PNG bytes -> HxWx3 uint8 RGB, size checked on the header before decoding. With
+    ``model_hw``, a JPEG at least twice the letterboxed size is decoded at a reduced DCT scale
+    (PNG has none: decoded in full)."""
     if len(data) == 0:
         raise SpecError("image_encoded is empty (0 bytes)")
     h, w = encoded_size(data)
     limits.check(h, w, "encoded image")
     _check_complete(data)
-    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    flag = cv2.IMREAD_COLOR
+    if model_hw is not None and data.startswith(_JPEG_MAGIC):
+        factor = decode_factor((h, w), model_hw)
+        flag = dict(_REDUCED).get(factor, cv2.IMREAD_COLOR)
+    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), flag)
     if bgr is None:
         raise SpecError(f"cannot decode the {h}x{w} image ({len(data)} bytes): corrupt data")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
@@ -87,9 +109,13 @@ def check_frame(frame: np.ndarray, limits: FrameLimits) -> np.ndarray:
 
 
 def request_frames(
-    image: np.ndarray | None, image_encoded: np.ndarray | None, limits: FrameLimits
-) -> list[np.ndarray]:
-    """The RGB frames of one request: ``image`` [n,H,W,3] or ``image_encoded`` [n,L] (one file per row)."""
+    image: np.ndarray | None,
+    image_encoded: np.ndarray | None,
+    limits: FrameLimits,
+    model_hw: tuple[int, int] | None = None,
+) -> list[tuple[np.ndarray, tuple[int, int]]]:
+    """The RGB frames of one request, each with its source (height, width): ``image`` [n,H,W,3] or
+    ``image_encoded`` [n,L] (one file per row; a JPEG decoded at a reduced scale with ``model_hw``)."""
     if (image is None) == (image_encoded is None):
         raise SpecError(
             f"send exactly one of {S.IMAGE!r} (raw frame) or {S.IMAGE_ENCODED!r} (JPEG/PNG bytes)"
@@ -99,7 +125,7 @@ def request_frames(
             raise SpecError(f"{S.IMAGE} must be [batch,H,W,3], got shape {tuple(image.shape)}")
         if image.shape[0] == 0:
             raise SpecError(f"{S.IMAGE} holds no frame (shape {tuple(image.shape)})")
-        return [check_frame(f, limits) for f in image]
+        return [(check_frame(f, limits), (int(f.shape[0]), int(f.shape[1]))) for f in image]
     assert image_encoded is not None
     if image_encoded.dtype != np.uint8 or image_encoded.ndim != 2:
         raise SpecError(
@@ -108,7 +134,11 @@ def request_frames(
         )
     if image_encoded.shape[0] == 0:
         raise SpecError(f"{S.IMAGE_ENCODED} holds no file (shape {tuple(image_encoded.shape)})")
-    return [decode_encoded(row.tobytes(), limits) for row in image_encoded]
+    frames = []
+    for row in image_encoded:
+        data = row.tobytes()
+        frames.append((decode_encoded(data, limits, model_hw), encoded_size(data)))
+    return frames
 
 
 def check_request(arrays: Mapping[str, np.ndarray | None], limits: FrameLimits) -> None:
@@ -120,7 +150,56 @@ def check_request(arrays: Mapping[str, np.ndarray | None], limits: FrameLimits) 
     limits.check_request(nbytes, count)
 
 
-# --- preprocess -------------------------------------------------------------------------------
+# --- the decode step --------------------------------------------------------------------------
+def decode_step(
+    spec: ModelSpec,
+    frames: list[tuple[np.ndarray, tuple[int, int]]],
+    points: np.ndarray | None = None,
+    projection: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
+    """Decoded frames of one request (+ LiDAR for fusion) -> the frame model's inputs: the frame as
+    decoded, its source size, and a fusion network's projected LiDAR depth image."""
+    sizes = {f.shape for f, _ in frames}
+    if len(sizes) > 1:
+        raise SpecError(f"frames of one request must share one size, got {sorted(s[:2] for s in sizes)}")
+    out = {
+        S.IMAGE: frames[0][0][None] if len(frames) == 1 else np.stack([f for f, _ in frames]),
+        S.SOURCE_HW: np.array([src for _, src in frames], np.int32),
+    }
+    if spec.fusion:
+        _check_lidar_batch(spec, len(frames), points, projection)
+        assert points is not None and projection is not None
+        depths = []
+        for i, (frame, src) in enumerate(frames):
+            pts, proj = np.asarray(points[i], np.float32), np.asarray(projection[i], np.float32)
+            check_points(pts, proj)
+            depths.append(
+                project_to_depth_image(pts, proj, spec.input_hw, source_letterbox(spec, frame, src))
+            )
+        out[S.LIDAR_DEPTH] = np.ascontiguousarray(np.stack(depths))
+    return out
+
+
+def source_letterbox(spec: ModelSpec, frame: np.ndarray, src_hw: tuple[int, int]) -> Letterbox:
+    """The letterbox the frame graph applies to ``frame``, in the terms of the source it was decoded
+    from (same pads; the scale per source pixel)."""
+    lb = Letterbox.fit((frame.shape[0], frame.shape[1]), spec.input_hw, spec.letterbox.allow_upscale)
+    return Letterbox(lb.scale * frame.shape[1] / src_hw[1], lb.pad_x, lb.pad_y, *src_hw)
+
+
+def _check_lidar_batch(
+    spec: ModelSpec, n: int, points: np.ndarray | None, projection: np.ndarray | None
+) -> None:
+    if points is None or projection is None:
+        raise SpecError(f"model {spec.name} fuses LiDAR: {S.POINTS} and {S.PROJECTION} are required")
+    if points.ndim != 3 or projection.ndim != 3 or not len(points) == n == len(projection):
+        raise SpecError(
+            f"{S.POINTS} [batch,N,4] and {S.PROJECTION} [batch,3,4] must have one entry per frame, got "
+            f"{tuple(points.shape)} and {tuple(projection.shape)} for {n} frame(s)"
+        )
+
+
+# --- the CPU reference of the frame graph -----------------------------------------------------
 def preprocess(
     spec: ModelSpec,
     frames: list[np.ndarray],
@@ -130,13 +209,7 @@ def preprocess(
     """Frames (+ LiDAR for fusion) of one request -> the network inputs and the letterbox tensor."""
     images, boxes, depths = [], [], []
     if spec.fusion:
-        if points is None or projection is None:
-            raise SpecError(f"model {spec.name} fuses LiDAR: {S.POINTS} and {S.PROJECTION} are required")
-        if points.ndim != 3 or projection.ndim != 3 or not len(points) == len(frames) == len(projection):
-            raise SpecError(
-                f"{S.POINTS} [batch,N,4] and {S.PROJECTION} [batch,3,4] must have one entry per frame, got "
-                f"{tuple(points.shape)} and {tuple(projection.shape)} for {len(frames)} frame(s)"
-            )
+        _check_lidar_batch(spec, len(frames), points, projection)
     for i, frame in enumerate(frames):
         image, lb = network_image(frame, spec.input_hw, spec.letterbox)
         images.append(image)
@@ -153,40 +226,46 @@ def preprocess(
     return out
 
 
-# --- postprocess ------------------------------------------------------------------------------
 def postprocess(
     spec: ModelSpec,
     outputs: dict[str, np.ndarray],
     letterbox: np.ndarray,
     resize_to_source: bool = False,
-    limits: FrameLimits | None = None,
+    source_hw: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
-    """Network outputs of one request [n,...] -> boxes in source pixels with class names, dense maps
-    cropped out of the letterbox (and resized to the source size when asked, within ``limits``)."""
+    """Network outputs of one request [n,...] -> boxes in source pixels, dense maps cropped out of
+    the letterbox (and resized to the source size when asked): the frame graph's postprocess.
+    ``letterbox``: the rows of the frames as the network saw them; ``source_hw`` [n,2]: the frames
+    they were decoded from, when larger (boxes and the returned rows are in its pixels)."""
     letterbox = Letterbox.rows(letterbox)
     n = len(letterbox)
     geoms = [Letterbox.from_tensor(row) for row in letterbox]
-    if resize_to_source and limits is not None and (S.SEG_MASK in outputs or S.DEPTH in outputs):
-        for lb in geoms:
-            limits.check_resize(lb.src_h, lb.src_w)
     out: dict[str, np.ndarray] = {S.LETTERBOX: letterbox}
+    per = np.ones((n, 1, 4), np.float32)
+    if source_hw is not None:
+        src = np.asarray(source_hw, np.float32).reshape(n, 2)
+        img = np.array([[lb.src_h, lb.src_w] for lb in geoms], np.float32)
+        ratio = src / img  # source pixels per decoded pixel, (y, x)
+        per = ratio[:, [1, 0, 1, 0]].reshape(n, 1, 4)
+        rows = letterbox.copy()
+        rows[:, 0] /= ratio[:, 1]
+        rows[:, 3:5] = src
+        out[S.LETTERBOX] = rows
     if S.NUM_DETS in outputs:
         num = np.asarray(outputs[S.NUM_DETS], np.int32).reshape(n)
         boxes = np.asarray(outputs[S.DET_BOXES], np.float32).reshape(n, spec.top_k, 4).copy()
         classes = np.asarray(outputs[S.DET_CLASSES], np.int32).reshape(n, spec.top_k)
-        names = np.full((n, spec.top_k), b"", dtype=object)
         for i, lb in enumerate(geoms):
             k = int(np.clip(num[i], 0, spec.top_k))
             boxes[i, :k] = lb.boxes_to_source(boxes[i, :k])
             boxes[i, k:] = 0
-            names[i, :k] = [_class_name(spec, int(c)) for c in classes[i, :k]]
+        boxes *= per
         out.update(
             {
                 S.NUM_DETS: num,
                 S.DET_BOXES: boxes,
                 S.DET_SCORES: np.asarray(outputs[S.DET_SCORES], np.float32).reshape(n, spec.top_k),
                 S.DET_CLASSES: classes,
-                S.CLASS_NAMES: names,
             }
         )
     for name, stride in ((S.SEG_MASK, 1), (S.DEPTH, spec.depth_stride)):
@@ -201,11 +280,6 @@ def postprocess(
                 )
             out[name] = np.ascontiguousarray(np.stack(maps))
     return out
-
-
-def _class_name(spec: ModelSpec, class_id: int) -> bytes:
-    names = spec.det_classes
-    return (names[class_id] if 0 <= class_id < len(names) else str(class_id)).encode()
 
 
 # --- the network model's batching -------------------------------------------------------------

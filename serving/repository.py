@@ -1,10 +1,11 @@
 """Write a Triton model repository from exported ONNX files and the spec they carry.
 
-Per network, whatever heads it has: the network model (engine ``python`` running ONNX Runtime,
-``onnxruntime`` or ``tensorrt_plan``), a ``<net>_preprocess`` and ``<net>_postprocess`` python model
-and an ensemble named by :func:`serving.model_config.pipeline_names` (``perception`` /
-``perception_fusion`` for the first camera and fusion network with every head, ``<net>_pipeline``
-for the others, or the name given), so several pipelines load and serve side by side. Every
+Per network, whatever heads it has: the network model ``<net>`` and the frame model ``<net>_frame``
+(engine ``python`` running ONNX Runtime, ``onnxruntime`` or ``tensorrt_plan``; serving.spec says
+what each takes), a ``<net>_decode`` python model and an ensemble (decode -> frame) named by
+:func:`serving.model_config.pipeline_names` (``perception`` / ``perception_fusion`` for the first
+camera and fusion network with every head, ``<net>_pipeline`` for the others, or the name given),
+so several pipelines load and serve side by side. Every
 config.pbtxt comes from :mod:`serving.model_config`; each python model's model.py is one import
 of its ``TritonPythonModel`` from :mod:`serving.triton_models` (the stub runs the environment's
 ``python3``, where ``serving`` is installed), so the code is never copied.
@@ -21,19 +22,21 @@ from pathlib import Path
 
 from serving import spec as S
 from serving.errors import ServingError
+from serving.frame_graph import write_frame_onnx
 from serving.model_config import (
     NGC_IMAGE,
     NGC_TENSORRT_VERSION,
     RepositoryOptions,
     config_text,
+    decode_config,
+    decode_model_name,
     ensemble_config,
+    frame_config,
+    frame_model_name,
     network_config,
     network_model_name,
     pipeline_names,
-    postprocess_config,
-    postprocess_model_name,
-    preprocess_config,
-    preprocess_model_name,
+    warmup_files,
 )
 from serving.onnx_meta import read_provenance, read_spec
 from serving.spec import ModelSpec
@@ -42,6 +45,8 @@ from serving.tensorrt_pin import same_tensorrt
 log = logging.getLogger(__name__)
 
 _PLAN_CC = re.compile(r"_sm(\d+)\.plan$")
+# the engines next to an exported ONNX: <stem>_sm<cc>.plan, the network's and the frame model's
+NETWORK_PLAN_STEM, FRAME_PLAN_STEM = "model", "frame"
 
 
 @dataclass(frozen=True)
@@ -52,13 +57,15 @@ class NetworkArtifact:
     onnx: Path | None = None
     plans: tuple[tuple[str, Path], ...] = ()  # (compute capability "8.6", path)
     max_batch: int | None = None  # the export's batch profile max (provenance); None: not recorded
+    frame_plans: tuple[tuple[str, Path], ...] = ()  # the frame model's engines
 
     @classmethod
     def from_onnx(cls, path: str | Path) -> NetworkArtifact:
         path = Path(path)
         profile = read_provenance(path).get("batch_profile") or {}
         max_batch = int(profile["max"]) if "max" in profile else None
-        return cls(read_spec(path), path, find_plans(path.parent), max_batch)
+        plans, frames = find_plans(path.parent), find_plans(path.parent, FRAME_PLAN_STEM)
+        return cls(read_spec(path), path, plans, max_batch, frames)
 
 
 def check_batch_profile(artifact: NetworkArtifact, max_batch_size: int) -> None:
@@ -75,10 +82,10 @@ def check_batch_profile(artifact: NetworkArtifact, max_batch_size: int) -> None:
         )
 
 
-def find_plans(folder: Path) -> tuple[tuple[str, Path], ...]:
+def find_plans(folder: Path, stem: str = NETWORK_PLAN_STEM) -> tuple[tuple[str, Path], ...]:
     """``model_sm86.plan`` -> ("8.6", path): the per-compute-capability engines next to the ONNX."""
     found = []
-    for p in sorted(folder.glob("*.plan")):
+    for p in sorted(folder.glob(f"{stem}_sm*.plan")):
         m = _PLAN_CC.search(p.name)
         if m:
             digits = m.group(1)
@@ -158,16 +165,23 @@ def write_configs(artifacts: list[NetworkArtifact], out_dir: Path, options: Repo
         if options.engine == "python":
             _write(out_dir / name / "1" / "model.py", model_py("network"))
         written.append(name)
+        frame = frame_model_name(a.spec)
+        frame_plans = {cc: p.name for cc, p in a.frame_plans} if options.engine == "tensorrt_plan" else None
+        _write(out_dir / frame / "config.pbtxt", config_text(frame_config(a.spec, options, frame_plans)))
+        if options.engine == "python":
+            _write(out_dir / frame / "1" / "model.py", model_py("frame"))
+        if options.warmup:
+            for file, data in warmup_files().items():
+                (out_dir / frame / "warmup").mkdir(parents=True, exist_ok=True)
+                (out_dir / frame / "warmup" / file).write_bytes(data)
+        written.append(frame)
     if options.ensembles:
         ensembles = pipeline_names([a.spec for a in artifacts], options.pipeline_names)
         for a in artifacts:
-            for model, cfg, module in (
-                (preprocess_model_name(a.spec), preprocess_config(a.spec, options), "preprocess"),
-                (postprocess_model_name(a.spec), postprocess_config(a.spec, options), "postprocess"),
-            ):
-                _write(out_dir / model / "config.pbtxt", config_text(cfg))
-                _write(out_dir / model / "1" / "model.py", model_py(module))
-                written.append(model)
+            model = decode_model_name(a.spec)
+            _write(out_dir / model / "config.pbtxt", config_text(decode_config(a.spec, options)))
+            _write(out_dir / model / "1" / "model.py", model_py("decode"))
+            written.append(model)
             ens = ensembles[network_model_name(a.spec)]
             _write(out_dir / ens / "config.pbtxt", config_text(ensemble_config(a.spec, options, ens)))
             (out_dir / ens / "1").mkdir(parents=True, exist_ok=True)
@@ -190,27 +204,34 @@ def build_repository(
     out = Path(out_dir)
     for a in artifacts:
         check_batch_profile(a, options.batching.max_batch_size)
-        if options.engine == "tensorrt_plan" and not a.plans:
-            raise ServingError(
-                f"engine tensorrt_plan: no model_sm<cc>.plan next to {a.onnx}; build the engines with "
-                "`percept export --engine tensorrt` on the target GPU first"
-            )
+        for stem, plans in ((NETWORK_PLAN_STEM, a.plans), (FRAME_PLAN_STEM, a.frame_plans)):
+            if options.engine == "tensorrt_plan" and not plans:
+                raise ServingError(
+                    f"engine tensorrt_plan: no {stem}_sm<cc>.plan next to {a.onnx}; build the engines "
+                    "with `percept export --engine tensorrt` on the target GPU first"
+                )
     if options.engine == "tensorrt_plan":
         for a in artifacts:
-            for _, plan in a.plans:
+            for _, plan in (*a.plans, *a.frame_plans):
                 check_plan_sidecar(plan, a.spec, options.batching.max_batch_size)
     names = write_configs(artifacts, out, options)
     for a in artifacts:
-        version_dir = out / network_model_name(a.spec) / "1"
-        if options.engine == "tensorrt_plan":
-            for _, plan in a.plans:
-                _put(plan, version_dir / plan.name, options.link)
-                sidecar = plan.with_name(plan.name + ".json")
-                if sidecar.exists():
-                    _put(sidecar, version_dir / sidecar.name, options.link)
-        else:
-            assert a.onnx is not None
-            _put(a.onnx, version_dir / "model.onnx", options.link)
+        assert a.onnx is not None
+        for model, plans in (
+            (network_model_name(a.spec), a.plans),
+            (frame_model_name(a.spec), a.frame_plans),
+        ):
+            version_dir = out / model / "1"
+            if options.engine == "tensorrt_plan":
+                for _, plan in plans:
+                    _put(plan, version_dir / plan.name, options.link)
+                    sidecar = plan.with_name(plan.name + ".json")
+                    if sidecar.exists():
+                        _put(sidecar, version_dir / sidecar.name, options.link)
+            elif model == frame_model_name(a.spec) and options.frame_as_graph:
+                write_frame_onnx(a.onnx, version_dir / "model.onnx", a.spec)
+            else:
+                _put(a.onnx, version_dir / "model.onnx", options.link)
     log.info("wrote %d models to %s (%s engine)", len(names), out, options.engine)
     return names
 

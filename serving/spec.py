@@ -4,15 +4,23 @@ Everything else is derived from a :class:`ModelSpec`: the ONNX input/output name
 network, TensorRT optimisation profiles, every config.pbtxt, the python-backend code and the client
 decoders. A tensor name is written here once and nowhere else.
 
-Conventions
------------
-* Network input ``images``: uint8, NCHW, **RGB**, already letterboxed to ``input_hw``; the float
-  normalisation ``(x - mean) / std`` happens inside the network graph.
+The models of one network in a repository (serving.model_config names them)
+-------------------------------------------------------------------------------
+* ``<net>``, the **network**: ``images`` uint8 NCHW **RGB**, already letterboxed to ``input_hw``;
+  the float normalisation ``(x - mean) / std`` happens inside the graph. Detection is a fixed top-K
+  after in-graph NMS, boxes ``x1,y1,x2,y2`` in model-input pixels, rows past ``num_dets`` zero;
+  segmentation a uint8 class-id map; depth float16 metres at ``1/depth_stride`` resolution.
+* ``<net>_frame``, the **frame model**: the network with its pre- and postprocessing inside the same
+  graph (serving.frame_graph): ``image`` uint8 [B,H,W,3] RGB of any size (a batch holds frames of
+  one size: Triton batches equal shapes only) and ``source_hw`` int32 [B,2], the frame the image
+  shows (the image's own size for a raw frame; larger when an encoded frame was decoded at a
+  reduced scale). Out: boxes in source pixels (clipped), dense maps cut out of the letterbox at
+  model resolution, the ``letterbox`` geometry. A raw frame is served by this one model.
+* the **pipeline** (ensemble): ``<net>_decode`` (python: JPEG/PNG decoded once, at a reduced DCT
+  scale where the letterbox shrinks it anyway; for fusion networks the LiDAR projection, which
+  TensorRT cannot run) -> ``<net>_frame``.
 * Fusion networks take ``lidar_depth``: float32 [B,1,H,W], metres along the camera's optical axis
   of the LiDAR return that projects onto that pixel (the nearest one when several do), 0 = no return.
-* Detection outputs are a fixed top-K after in-graph NMS, boxes ``x1,y1,x2,y2`` in model-input pixels
-  (network) or source-image pixels (pipeline); rows past ``num_dets`` are zero.
-* Segmentation is a uint8 class-id map; depth is float16 metres at ``1/depth_stride`` resolution.
 """
 
 from __future__ import annotations
@@ -85,16 +93,15 @@ DET_CLASSES = "det_classes"
 SEG_MASK = "seg_mask"
 DEPTH = "depth"
 
-# Pipeline (ensemble) tensors, per request (batch axis implicit):
+# Frame model and pipeline (ensemble) tensors, per request (batch axis implicit):
 IMAGE = "image"  # uint8 HxWx3 RGB raw frame, any size
+SOURCE_HW = "source_hw"  # int32 [2]: height, width of the frame ``image`` shows (boxes come back in it)
 IMAGE_ENCODED = "image_encoded"  # uint8 [N] bytes of a JPEG/PNG file
 POINTS = "points"  # float32 [N,4] x,y,z,intensity in the LiDAR frame (ragged N)
 PROJECTION = "projection"  # float32 [3,4] LiDAR -> source-image pixels
-RESIZE_TO_SOURCE = "resize_to_source"  # bool [1]: dense maps resized to the source size
 LETTERBOX = "letterbox"  # float32 [len(LETTERBOX_FIELDS)], one row per frame
 # the letterbox tensor's layout (serving.letterbox.Letterbox.to_tensor); valid is 1 for a real frame
 LETTERBOX_FIELDS = ("scale", "pad_x", "pad_y", "src_h", "src_w", "valid")
-CLASS_NAMES = "class_names"  # bytes [K]
 
 TASKS = ("detection", "segmentation", "depth")
 

@@ -28,9 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TEST_HW = (192, 320)  # half of 384x640: a quarter of the CPU time per frame, same aspect ratio
 TEST_NETWORKS = ("cam-n", "fusion-n")
 # the repository's preprocess limits: low, so that a "too large" request stays cheap to send
-TEST_LIMITS = FrameLimits(
-    max_pixels=4_000_000, max_points=100_000, max_request_bytes=8 << 20, max_resize_pixels=1_000_000
-)
+TEST_LIMITS = FrameLimits(max_pixels=4_000_000, max_points=100_000, max_request_bytes=8 << 20)
 TEST_MAX_PIXELS = TEST_LIMITS.max_pixels
 TEST_SEED = 0
 _REAL_KEY = pytest.StashKey[bool]()

@@ -47,5 +47,7 @@ def build_payload(info: ModelInfo, frame: Frame, encoding: str = "raw") -> Paylo
     options = ClientOptions(model=info.name, raw=info.raw)
     image = None if info.raw or encoding == "raw" else _encode(frame.image, encoding)
     points, projection = (frame.points, frame.projection) if info.spec.fusion else (None, None)
-    prepared = _core.prepare(info, options, image, frame.image if image is None else None, points, projection)
+    prepared = _core.prepare(
+        info, options, image, frame.image if image is None else None, points, projection, route=False
+    )
     return list(prepared.arrays.items())

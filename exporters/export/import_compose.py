@@ -12,58 +12,14 @@ head spec is import_validate.py's.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from exporters.export.head_spec import DetectionSpec, HeadSpec, SegmentationSpec
 from exporters.export.import_validate import Layout, load_anchors
+from serving.onnx_graph import GraphBuilder, rename_everywhere, tensor_attr
 from serving.spec import DEPTH, DET_BOXES, DET_CLASSES, DET_SCORES, IMAGES, NUM_DETS, SEG_MASK, ModelSpec
 
 __all__ = ["compose"]
-
-
-class _Graph:
-    """Appends nodes with fresh names to an ONNX graph."""
-
-    def __init__(self, graph) -> None:
-        self.graph = graph
-        self.count = 0
-        # the file's own names, so that a fresh name never collides with one of them
-        self.taken = {n for node in graph.node for n in (*node.input, *node.output, node.name)}
-        self.taken |= {t.name for t in (*graph.initializer, *graph.input, *graph.output)}
-
-    def const(self, value: np.ndarray, hint: str = "c") -> str:
-        from onnx import numpy_helper
-
-        name = self.fresh(hint)
-        self.graph.initializer.append(numpy_helper.from_array(np.asarray(value), name))
-        return name
-
-    def fresh(self, hint: str) -> str:
-        self.count += 1
-        name = f"percept_import/{hint}_{self.count}"
-        return self.fresh(hint) if name in self.taken else name
-
-    def op(self, op_type: str, inputs: list[str], out: str | None = None, **attrs: Any) -> str:
-        from onnx import helper
-
-        out = out or self.fresh(op_type.lower())
-        self.graph.node.append(helper.make_node(op_type, inputs, [out], name=self.fresh(op_type), **attrs))
-        return out
-
-
-def _rename_everywhere(graph, old: str, new: str) -> None:
-    for node in graph.node:
-        node.input[:] = [new if n == old else n for n in node.input]
-        node.output[:] = [new if n == old else n for n in node.output]
-    for coll in (graph.input, graph.output, graph.value_info):
-        for vi in coll:
-            if vi.name == old:
-                vi.name = new
-    for init in graph.initializer:
-        if init.name == old:
-            init.name = new
 
 
 def compose(proto, heads: HeadSpec, spec: ModelSpec, layout: Layout):
@@ -71,13 +27,13 @@ def compose(proto, heads: HeadSpec, spec: ModelSpec, layout: Layout):
     from onnx import TensorProto, helper
 
     graph = proto.graph
-    g = _Graph(graph)
+    g = GraphBuilder(graph, "percept_import")
     spec_names = {t.name for t in spec.network_inputs + spec.network_outputs}
     renamed: dict[str, str] = {}
     used = {n for node in graph.node for n in (*node.input, *node.output)} | {vi.name for vi in graph.input}
     for name in sorted(used & spec_names):
         renamed[name] = f"original/{name}"
-        _rename_everywhere(graph, name, renamed[name])
+        rename_everywhere(graph, name, renamed[name])
 
     def orig(name: str) -> str:
         return renamed.get(name, name)
@@ -139,7 +95,7 @@ def compose(proto, heads: HeadSpec, spec: ModelSpec, layout: Layout):
     return proto
 
 
-def _compose_segmentation(g: _Graph, sg: SegmentationSpec, orig) -> str:
+def _compose_segmentation(g: GraphBuilder, sg: SegmentationSpec, orig) -> str:
     """int64 [B, H, W] class ids."""
     if sg.map and sg.activation == "sigmoid":
         logits = orig(sg.map)
@@ -162,12 +118,12 @@ def _compose_segmentation(g: _Graph, sg: SegmentationSpec, orig) -> str:
     )
 
 
-def _slice(g: _Graph, x: str, start: int, end: int, axis: int) -> str:
+def _slice(g: GraphBuilder, x: str, start: int, end: int, axis: int) -> str:
     ints = [g.const(np.array([v], np.int64)) for v in (start, end, axis)]
     return g.op("Slice", [x, *ints])
 
 
-def _boxes_scores(g: _Graph, d: DetectionSpec, orig, layout: Layout) -> tuple[str, str]:
+def _boxes_scores(g: GraphBuilder, d: DetectionSpec, orig, layout: Layout) -> tuple[str, str]:
     """float32 boxes [B, N, 4] x1, y1, x2, y2 and scores [B, C, N] from the file's outputs."""
     from onnx import TensorProto
 
@@ -199,7 +155,7 @@ def _boxes_scores(g: _Graph, d: DetectionSpec, orig, layout: Layout) -> tuple[st
     return boxes, g.op("Transpose", [g.op("Mul", [obj, cls])], perm=[0, 2, 1])
 
 
-def _anchors(g: _Graph, d: DetectionSpec, orig, n: int) -> str:
+def _anchors(g: GraphBuilder, d: DetectionSpec, orig, n: int) -> str:
     """float32 [N, 4] y1, x1, y2, x2 anchors: the .npy as a constant, or the file's output."""
     from onnx import TensorProto
 
@@ -213,7 +169,7 @@ def _anchors(g: _Graph, d: DetectionSpec, orig, n: int) -> str:
     return g.op("Gather", [a, g.const(np.array(0, np.int64))], axis=0)
 
 
-def _decode_anchor_deltas(g: _Graph, reg: str, anchors: str, hw: tuple[int, int]) -> str:
+def _decode_anchor_deltas(g: GraphBuilder, reg: str, anchors: str, hw: tuple[int, int]) -> str:
     """EfficientDet's BBoxTransform + ClipBoxes: deltas dy, dx, dh, dw [B, N, 4] on anchors
     y1, x1, y2, x2 [N, 4] -> x1, y1, x2, y2 [B, N, 4] clipped to the image."""
     y1a, x1a, y2a, x2a = (_slice(g, anchors, i, i + 1, 1) for i in range(4))  # [N, 1] each
@@ -232,7 +188,7 @@ def _decode_anchor_deltas(g: _Graph, reg: str, anchors: str, hw: tuple[int, int]
     return g.op("Min", [g.op("Max", [boxes, g.const(np.array(0.0, np.float32))]), limit])
 
 
-def _compose_nms(g: _Graph, boxes: str, scores: str, spec: ModelSpec, n: int, c: int) -> None:
+def _compose_nms(g: GraphBuilder, boxes: str, scores: str, spec: ModelSpec, n: int, c: int) -> None:
     """Class-aware NMS and the fixed top-K (nms.py's algorithm) -> the four detection outputs."""
     from onnx import TensorProto
 
@@ -247,22 +203,14 @@ def _compose_nms(g: _Graph, boxes: str, scores: str, spec: ModelSpec, n: int, c:
             g.const(np.array([spec.score_threshold], np.float32)),
         ],
     )
-    zero = _tensor_attr(np.array([0.0], np.float32))  # float, not bool: see nms.nms_mask_onnx
+    zero = tensor_attr(np.array([0.0], np.float32))  # float, not bool: see nms.nms_mask_onnx
     mask = g.op("ConstantOfShape", [g.op("Shape", [scores])], value=zero)
     count = g.op("Shape", [selected], start=0, end=1)
     ones = g.op("Expand", [g.const(np.array([1.0], np.float32)), count])
     keep = g.op("Greater", [g.op("ScatterND", [mask, selected, ones]), g.const(np.array(0.0, np.float32))])
     masked = g.op("Where", [keep, scores, g.const(np.array(-1.0, np.float32))])
     flat = g.op("Reshape", [masked, g.const(np.array([0, c * n], np.int64))])
-    top = g.fresh("topk_values")
-    order = g.fresh("topk_indices")
-    from onnx import helper
-
-    g.graph.node.append(
-        helper.make_node(
-            "TopK", [flat, g.const(np.array([k], np.int64))], [top, order], name=g.fresh("TopK"), axis=1
-        )
-    )
+    top, order = g.ops("TopK", [flat, g.const(np.array([k], np.int64))], 2, axis=1)
     valid = g.op("GreaterOrEqual", [top, g.const(np.array(0.0, np.float32))])
     num = g.op(
         "ReduceSum",
@@ -280,9 +228,3 @@ def _compose_nms(g: _Graph, boxes: str, scores: str, spec: ModelSpec, n: int, c:
     valid3 = g.op("Unsqueeze", [valid, g.const(np.array([2], np.int64))])
     g.op("Where", [valid3, gathered, g.const(np.array(0.0, np.float32))], out=DET_BOXES)
     g.op("Where", [valid, top, g.const(np.array(0.0, np.float32))], out=DET_SCORES)
-
-
-def _tensor_attr(value: np.ndarray):
-    from onnx import numpy_helper
-
-    return numpy_helper.from_array(value)

@@ -1,8 +1,9 @@
-"""Triton python-backend model: the network on ONNX Runtime, batching for real.
+"""Triton python-backend model: an ONNX graph on ONNX Runtime, batching for real.
 
 The dynamic batcher hands ``execute`` several requests; their inputs are concatenated on the batch
-axis, ONNX Runtime runs once, and the outputs are split back per request. Each repository's
-model.py (`percept repo build`) imports this class.
+axis, ONNX Runtime runs once, and the outputs are split back per request. The model's config names
+its inputs and outputs: the network's, or the frame model's when its file is the frame graph
+(serving.triton_models.frame). Each repository's model.py (`percept repo build`) imports a class.
 """
 
 import json
@@ -27,8 +28,9 @@ class TritonPythonModel:
         self.spec = ModelSpec.from_dict(json.loads(params[SPEC_KEY]))
         path = Path(args["model_repository"]) / args["model_version"] / "model.onnx"
         self.session = network_session(path, OrtSettings.from_parameters(params))
-        self.input_names = [t.name for t in self.spec.network_inputs]
-        self.output_names = [t.name for t in self.spec.network_outputs]
+        self.input_names = [t["name"] for t in config["input"]]
+        self.output_names = [t["name"] for t in config["output"]]
+        self.params = params
 
     def _run(self, per_request):
         batch, sizes = concat_batches(per_request)
@@ -43,7 +45,7 @@ class TritonPythonModel:
         refused = {}
         for i, inputs in enumerate(per_request):
             try:
-                check_network_inputs(inputs)
+                self.check(inputs)
             except SpecError as exc:
                 refused[i] = pb_utils.TritonError(str(exc), pb_utils.TritonError.INVALID_ARG)
         valid = [inputs for i, inputs in enumerate(per_request) if i not in refused]
@@ -57,6 +59,10 @@ class TritonPythonModel:
                 tensors = [pb_utils.Tensor(n, np.ascontiguousarray(a)) for n, a in result.items()]
                 responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
         return responses
+
+    def check(self, inputs):
+        """A request's own fault, found before the batch runs (SpecError)."""
+        check_network_inputs(inputs)
 
     def _run_isolated(self, per_request):
         try:

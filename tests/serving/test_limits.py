@@ -9,21 +9,20 @@ from serving import spec as S
 from serving.ensemble import FrameLimits
 from serving.errors import SpecError
 from serving.letterbox import Letterbox
-from serving.model_config import RepositoryOptions, postprocess_config, preprocess_config
+from serving.model_config import RepositoryOptions, decode_config, frame_config
 from serving.processing import check_network_inputs, check_request
 from serving.spec import ModelSpec
 
 
-def test_limits_round_trip_through_the_preprocess_config():
-    limits = FrameLimits(
-        max_pixels=1000, min_side=4, max_points=7, max_request_bytes=99, max_resize_pixels=50
-    )
+def test_limits_round_trip_through_the_decode_and_frame_configs():
+    limits = FrameLimits(max_pixels=1000, min_side=4, max_points=7, max_request_bytes=99)
     spec = ModelSpec(name="fusion-n", input_hw=(128, 224), fusion=True)
-    cfg = preprocess_config(spec, RepositoryOptions(limits=limits))
-    params = {k: v.string_value for k, v in cfg.parameters.items()}
-    assert FrameLimits.from_parameters(params) == limits
-    post = postprocess_config(spec, RepositoryOptions(limits=limits)).parameters
-    assert post["max_resize_pixels"].string_value == "50"
+    for cfg in (
+        decode_config(spec, RepositoryOptions(limits=limits)),
+        frame_config(spec, RepositoryOptions(limits=limits)),
+    ):
+        params = {k: v.string_value for k, v in cfg.parameters.items()}
+        assert FrameLimits.from_parameters(params) == limits
     # a repository written before a limit existed keeps that limit's default
     assert FrameLimits.from_parameters({"max_pixels": "1000"}) == FrameLimits(max_pixels=1000)
 
@@ -40,14 +39,12 @@ def test_request_bytes_and_points_are_checked_before_decoding():
         check_request({S.IMAGE_ENCODED: np.zeros((1, 1001), np.uint8)}, limits)
     with pytest.raises(SpecError, match=r"holds 11 LiDAR points, above the limit of 10 \(max_points\)"):
         check_request({S.POINTS: np.zeros((1, 11, 4), np.float32)}, limits)
-    with pytest.raises(SpecError, match=r"1000x2000 frame asks for 2000000-pixel maps"):
-        FrameLimits(max_resize_pixels=1_999_999).check_resize(1000, 2000)
 
 
 @pytest.mark.parametrize(
     "row", [[0, 0, 0, 0, 0, 1], [np.nan] * 6, [0.5, -1, 0, 10, 10, 1], [0.5, 0, 0, 0, 10, 1], [np.inf] * 6]
 )
-def test_a_letterbox_row_no_preprocess_writes_is_refused(row):
+def test_a_letterbox_row_no_letterbox_has_is_refused(row):
     with pytest.raises(SpecError, match="not a letterbox row"):
         Letterbox.from_tensor(np.array(row, np.float32))
 

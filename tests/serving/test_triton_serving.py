@@ -12,7 +12,7 @@ import pytest
 
 from serving import spec as S
 from serving.letterbox import Letterbox
-from serving.model_config import network_model_name, preprocess_model_name
+from serving.model_config import decode_model_name, frame_model_name, network_model_name
 from tests.serving.triton_helpers import (
     SOURCE_HW,
     check_not_empty,
@@ -80,28 +80,31 @@ def test_ensemble_metrics_equal_in_process_with_boxes_in_source_pixels(triton_se
         served = first(infer(triton_server.url, ensemble, pipeline_inputs(scene, spec.fusion)))
         check_not_empty(served)
         ref = reference(spec, session, scene)
-        assert served[S.SEG_MASK].shape == SOURCE_HW and served[S.DEPTH].shape == SOURCE_HW
         _check_against_reference(served, ref, SOURCE_HW)
-        n = int(served[S.NUM_DETS].reshape(-1)[0])
-        names = [spec.det_classes[c].encode() for c in served[S.DET_CLASSES][:n]]
-        assert list(served[S.CLASS_NAMES][:n]) == names
+        lb = Letterbox.from_tensor(served[S.LETTERBOX])
         np.testing.assert_allclose(served[S.LETTERBOX], Letterbox.fit(SOURCE_HW, spec.input_hw).to_tensor())
-        served_all.append(served)
-        ref_all.append(ref)
+        # scored at the source size, as a client asking for resize_to_source gets the maps
+        served_all.append({**served, **{k: lb.to_source_size(served[k]) for k in (S.SEG_MASK, S.DEPTH)}})
+        ref_all.append(reference(spec, session, scene, resize_to_source=True))
     assert evaluate(served_all, world, spec) == evaluate(ref_all, world, spec)
 
 
-def test_dense_maps_stay_at_letterbox_resolution_unless_asked(triton_server):
+def test_a_raw_frame_is_served_by_the_frame_model_alone_as_by_the_pipeline(triton_server):
+    """Dense maps come back cut out of the letterbox at model resolution; the client resizes them
+    to the source when asked (Letterbox.to_source_size), equal to the in-process reference's."""
     spec = triton_server.specs["cam-n"]
     scene = scenes([7])[0]
-    served = first(infer(triton_server.url, S.ENSEMBLE_CAMERA, pipeline_inputs(scene, resize=False)))
-    ref = reference(spec, ort_session(triton_server.onnx["cam-n"]), scene, resize_to_source=False)
-    assert served[S.SEG_MASK].shape == (180, 320) and served[S.DEPTH].shape == (90, 160)
-    _check_against_reference(served, ref, SOURCE_HW)
-    no_flag = {S.IMAGE: scene.image[None]}  # resize_to_source is optional: default False
-    np.testing.assert_array_equal(
-        first(infer(triton_server.url, S.ENSEMBLE_CAMERA, no_flag))[S.SEG_MASK], ref[S.SEG_MASK]
-    )
+    via_pipeline = first(infer(triton_server.url, S.ENSEMBLE_CAMERA, pipeline_inputs(scene)))
+    frame_inputs = {S.IMAGE: scene.image[None], S.SOURCE_HW: np.array([SOURCE_HW], np.int32)}
+    alone = first(infer(triton_server.url, frame_model_name(spec), frame_inputs))
+    ref = reference(spec, ort_session(triton_server.onnx["cam-n"]), scene)
+    assert alone[S.SEG_MASK].shape == (180, 320) and alone[S.DEPTH].shape == (90, 160)
+    for served in (alone, via_pipeline):
+        _check_against_reference(served, ref, SOURCE_HW)
+    at_source = reference(spec, ort_session(triton_server.onnx["cam-n"]), scene, resize_to_source=True)
+    lb = Letterbox.from_tensor(alone[S.LETTERBOX])
+    np.testing.assert_array_equal(lb.to_source_size(alone[S.SEG_MASK]), at_source[S.SEG_MASK])
+    assert lb.to_source_size(alone[S.DEPTH]).shape == SOURCE_HW
 
 
 def test_720p_jpeg_and_raw_frame_give_the_same_detections(triton_server):
@@ -117,7 +120,7 @@ def test_720p_jpeg_and_raw_frame_give_the_same_detections(triton_server):
     assert ok
     raw = first(infer(triton_server.url, S.ENSEMBLE_CAMERA, pipeline_inputs(scene)))
     enc = first(infer(triton_server.url, S.ENSEMBLE_CAMERA, pipeline_inputs(scene, encoded=jpeg.tobytes())))
-    assert raw[S.SEG_MASK].shape == enc[S.SEG_MASK].shape == (720, 1280)
+    assert raw[S.SEG_MASK].shape == enc[S.SEG_MASK].shape == (180, 320)
     np.testing.assert_array_equal(raw[S.LETTERBOX], enc[S.LETTERBOX])
     from exporters.evaluation.detection import box_iou
 
@@ -137,21 +140,19 @@ def test_720p_jpeg_and_raw_frame_give_the_same_detections(triton_server):
 
 # --- dynamic batching -------------------------------------------------------------------------
 def test_dynamic_batching_under_8_concurrent_clients_keeps_results(triton_server):
+    """Raw frames go to the frame model alone (the clients' route): it batches them."""
     spec = triton_server.specs["cam-n"]
     world = scenes(range(200, 208))
-    alone = [first(infer(triton_server.url, S.ENSEMBLE_CAMERA, pipeline_inputs(s))) for s in world]
-    net = network_model_name(spec)
+    net = frame_model_name(spec)
+
+    def call(scene):
+        inputs = {S.IMAGE: scene.image[None], S.SOURCE_HW: np.array([SOURCE_HW], np.int32)}
+        return first(infer(triton_server.url, net, inputs))
+
+    alone = [call(s) for s in world]
     before = stats(triton_server.url, net)
     rounds = 3
-    calls = [
-        (
-            lambda s=s: [
-                first(infer(triton_server.url, S.ENSEMBLE_CAMERA, pipeline_inputs(s))) for _ in range(rounds)
-            ]
-        )
-        for s in world
-    ]
-    results = concurrently(calls)
+    results = concurrently([(lambda s=s: [call(s) for _ in range(rounds)]) for s in world])
     after = stats(triton_server.url, net)
     inferences, executions = after[0] - before[0], after[1] - before[1]
     assert inferences == len(world) * rounds
@@ -168,9 +169,9 @@ def test_dynamic_batching_under_8_concurrent_clients_keeps_results(triton_server
 
 
 @pytest.fixture
-def fusion_server_with_preprocess_delay(exported_onnx, tmp_path):
-    """fusion-n alone, its preprocess waiting up to 0.5 s to fill a batch: concurrent requests then
-    batch whatever this machine's speed (with the default 0 delay an idle preprocess takes each
+def fusion_server_with_decode_delay(exported_onnx, tmp_path):
+    """fusion-n alone, its decode step waiting up to 0.5 s to fill a batch: concurrent requests then
+    batch whatever this machine's speed (with the default 0 delay an idle decode step takes each
     request as it comes, so whether they batch would depend on timing)."""
     from google.protobuf import text_format
     from tritonclient.grpc import model_config_pb2
@@ -188,7 +189,7 @@ def fusion_server_with_preprocess_delay(exported_onnx, tmp_path):
     )
     build_repository([exported_onnx["fusion-n"]], repo, options)
     spec = read_spec(exported_onnx["fusion-n"])
-    config_path = repo / preprocess_model_name(spec) / "config.pbtxt"
+    config_path = repo / decode_model_name(spec) / "config.pbtxt"
     config = text_format.Parse(config_path.read_text(), model_config_pb2.ModelConfig())
     config.dynamic_batching.max_queue_delay_microseconds = 500_000
     config_path.write_text(text_format.MessageToString(config))
@@ -196,8 +197,8 @@ def fusion_server_with_preprocess_delay(exported_onnx, tmp_path):
         yield server, spec
 
 
-def test_fusion_requests_with_different_point_counts_batch_together(fusion_server_with_preprocess_delay):
-    server, spec = fusion_server_with_preprocess_delay
+def test_fusion_requests_with_different_point_counts_batch_together(fusion_server_with_decode_delay):
+    server, spec = fusion_server_with_decode_delay
     url = server.grpc_url
     world = scenes(range(300, 306), lidar=True)
     rng = np.random.default_rng(0)
@@ -207,13 +208,13 @@ def test_fusion_requests_with_different_point_counts_batch_together(fusion_serve
     counts = {len(s.points) for s in world}
     assert len(counts) == len(world) and 0 in counts
     alone = [first(infer(url, S.ENSEMBLE_FUSION, pipeline_inputs(s, True))) for s in world]
-    pre, net = preprocess_model_name(spec), network_model_name(spec)
+    pre, net = decode_model_name(spec), frame_model_name(spec)
     before_pre, before_net = stats(url, pre), stats(url, net)
     together = concurrently(
         [lambda s=s: first(infer(url, S.ENSEMBLE_FUSION, pipeline_inputs(s, True))) for s in world]
     )
     after_pre, after_net = stats(url, pre), stats(url, net)
-    # ragged points batch in preprocess, and the network batches the projected depth images
+    # ragged points batch in the decode step, and the frame model batches the projected depth images
     assert after_pre[0] - before_pre[0] == len(world)
     assert after_pre[1] - before_pre[1] <= 2, after_pre[1] - before_pre[1]
     assert after_net[0] - before_net[0] > after_net[1] - before_net[1]

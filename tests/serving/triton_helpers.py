@@ -80,7 +80,7 @@ def scenes(seeds, hw=SOURCE_HW, lidar=False):
     return [render_scene(seed, hw=hw, lidar=lidar) for seed in seeds]
 
 
-def reference(spec, session, scene, resize_to_source=True) -> dict[str, np.ndarray]:
+def reference(spec, session, scene, resize_to_source=False) -> dict[str, np.ndarray]:
     """In-process pipeline: letterbox -> ONNX Runtime -> outputs in source terms."""
     boxed, lb = letterbox_image(
         scene.image, spec.input_hw, spec.letterbox.pad_value, spec.letterbox.allow_upscale
@@ -103,12 +103,11 @@ def reference(spec, session, scene, resize_to_source=True) -> dict[str, np.ndarr
     }
 
 
-def pipeline_inputs(scene, fusion=False, resize=True, encoded: bytes | None = None) -> dict[str, np.ndarray]:
+def pipeline_inputs(scene, fusion=False, encoded: bytes | None = None) -> dict[str, np.ndarray]:
     if encoded is not None:
         inputs = {S.IMAGE_ENCODED: np.frombuffer(encoded, np.uint8)[None]}
     else:
         inputs = {S.IMAGE: scene.image[None]}
-    inputs[S.RESIZE_TO_SOURCE] = np.array([[resize]])
     if fusion:
         inputs[S.POINTS] = scene.points[None]
         inputs[S.PROJECTION] = scene.projection[None]

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from exporters.export.import_compose import _Graph
+from serving.onnx_graph import GraphBuilder
 
 DET_HW = (64, 96)
 DEPTH_HW = (224, 224)  # a multiple of 14 (ViT patches) and of 32
@@ -29,7 +29,7 @@ class _Builder:
 
         h, w = ("height", "width") if dynamic_hw else hw
         x = helper.make_tensor_value_info("images", TensorProto.FLOAT, ["batch", 3, h, w])
-        self.g = _Graph(helper.make_graph([], "fixture", [x], []))
+        self.g = GraphBuilder(helper.make_graph([], "fixture", [x], []))
         self.rng = np.random.default_rng(seed)
 
     def conv(self, x: str, out_channels: int, gain: float, kernel: int = 1, stride: int = 1) -> str:

@@ -1,6 +1,9 @@
-"""Triton python-backend model: decode / letterbox a frame (and project its LiDAR points).
+"""Triton python-backend model: the pipeline's decode step.
 
-Each repository's model.py (`percept repo build`) imports this class.
+A JPEG/PNG decoded once, at the DCT scale the letterbox needs; a raw frame passed on; a fusion
+network's LiDAR points projected into the model's depth image (TensorRT's parser refuses the
+scatter with a reduction this needs). Its outputs are the frame model's inputs. Each repository's
+model.py (`percept repo build`) imports this class.
 """
 
 import json
@@ -9,9 +12,9 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from serving import spec as S
-from serving.ensemble import FrameLimits, preprocess_inputs
+from serving.ensemble import FrameLimits, pipeline_inputs
 from serving.errors import SpecError
-from serving.processing import check_request, preprocess, request_frames
+from serving.processing import check_request, decode_step, request_frames
 from serving.spec import SPEC_KEY, ModelSpec
 
 
@@ -25,7 +28,7 @@ class TritonPythonModel:
         config = json.loads(args["model_config"])
         params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
         self.spec = ModelSpec.from_dict(json.loads(params[SPEC_KEY]))
-        self.inputs = [t.name for t in preprocess_inputs(self.spec)]
+        self.inputs = [t.name for t in pipeline_inputs(self.spec)]
         self.limits = FrameLimits.from_parameters(params)
 
     def execute(self, requests):
@@ -34,16 +37,16 @@ class TritonPythonModel:
             try:
                 arrays = {n: _get(request, n) for n in self.inputs}
                 check_request(arrays, self.limits)  # sizes first: nothing decoded or projected yet
-                frames = request_frames(arrays[S.IMAGE], arrays[S.IMAGE_ENCODED], self.limits)
-                out = preprocess(self.spec, frames, arrays.get(S.POINTS), arrays.get(S.PROJECTION))
+                frames = request_frames(
+                    arrays[S.IMAGE], arrays[S.IMAGE_ENCODED], self.limits, self.spec.input_hw
+                )
+                out = decode_step(self.spec, frames, arrays.get(S.POINTS), arrays.get(S.PROJECTION))
             except SpecError as exc:
                 error = pb_utils.TritonError(str(exc), pb_utils.TritonError.INVALID_ARG)
                 responses.append(pb_utils.InferenceResponse(error=error))
                 continue
             except Exception as exc:  # this request only: an exception out of execute fails the batch
-                error = pb_utils.TritonError(
-                    f"preprocess failed on this request: {type(exc).__name__}: {exc}"
-                )
+                error = pb_utils.TritonError(f"decode failed on this request: {type(exc).__name__}: {exc}")
                 responses.append(pb_utils.InferenceResponse(error=error))
                 continue
             tensors = [pb_utils.Tensor(n, np.ascontiguousarray(a)) for n, a in out.items()]
