@@ -105,7 +105,10 @@ def _letterbox(g: GraphBuilder, spec: ModelSpec) -> _Geometry:
     from onnx import TensorProto
 
     hm, wm = spec.input_hw
-    shape = g.op("Shape", [S.IMAGE])
+    # a UINT8 network input may only feed a Cast in TensorRT (trt_compat rule TRT003): the shape
+    # is read from the float copy
+    x = g.op("Cast", [S.IMAGE], to=TensorProto.FLOAT)
+    shape = g.op("Shape", [x])
     h = g.op("Slice", [shape, g.ints(1), g.ints(2)])
     w = g.op("Slice", [shape, g.ints(2), g.ints(3)])
     two, one = g.ints(2), g.ints(1)
@@ -132,8 +135,7 @@ def _letterbox(g: GraphBuilder, spec: ModelSpec) -> _Geometry:
     pad_y = g.op("Div", [g.op("Sub", [hm_c, new_h]), two])
     pad_x = g.op("Div", [g.op("Sub", [wm_c, new_w]), two])
 
-    # uint8 NHWC -> float, resized in NHWC (the channel axis kept), then NCHW and padded
-    x = g.op("Cast", [S.IMAGE], to=TensorProto.FLOAT)
+    # float NHWC resized (the channel axis kept), then NCHW and padded
     batch = g.op("Slice", [shape, g.ints(0), g.ints(1)])
     sizes = g.op("Concat", [batch, new_h, new_w, g.ints(3)], axis=0)
     x = g.op(
@@ -180,7 +182,12 @@ def _postprocess(g: GraphBuilder, spec: ModelSpec, geo: _Geometry) -> None:
         y0, x0, h, w = _crop(g, geo, stride)
         ends = g.op("Concat", [g.op("Add", [y0, h]), g.op("Add", [x0, w])], axis=0)
         starts = g.op("Concat", [y0, x0], axis=0)
-        g.op("Slice", [_NETWORK + name, starts, ends, g.ints(1, 2)], out=name)
+        if name == S.SEG_MASK:  # TensorRT has UINT8 for network I/O only: sliced as INT32
+            wide = g.op("Cast", [_NETWORK + name], to=TensorProto.INT32)
+            cut = g.op("Slice", [wide, starts, ends, g.ints(1, 2)])
+            g.op("Cast", [cut], out=name, to=TensorProto.UINT8)
+        else:
+            g.op("Slice", [_NETWORK + name, starts, ends, g.ints(1, 2)], out=name)
     # the letterbox row in source terms (serving.letterbox.Letterbox.to_tensor's layout)
     batch = g.op("Slice", [g.op("Shape", [S.SOURCE_HW]), g.ints(0), g.ints(1)])
     scale = g.op("Div", [g.op("Unsqueeze", [geo.scale, g.ints(0)]), per_x])  # [B, 1]

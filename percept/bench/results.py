@@ -16,6 +16,7 @@ from percept.bench.tuned import TuneFacts
 
 if TYPE_CHECKING:
     from clients.loadtest import LoadTestResult
+    from percept.bench.around import Around
     from percept.bench.figures import Figure
     from percept.bench.precision import PrecisionAccuracy
 
@@ -47,6 +48,7 @@ class Bench:
     wire: WireBytes | None = None
     tune: TuneFacts | None = None  # `percept tune --quick` of the fused network, after the sweeps
     precision: PrecisionAccuracy | None = None  # FP16 / INT8 ONNX accuracy beside FP32
+    around: Around | None = None  # server CPU per frame outside the network (percept.bench.around)
     sweeps: dict[str, LoadTestResult] = field(default_factory=dict)
     streams: dict[str, StreamsCapacity] = field(default_factory=dict)  # network name -> its search
     seconds: dict[str, float] = field(default_factory=dict)

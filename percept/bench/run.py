@@ -20,6 +20,7 @@ from pathlib import Path
 
 from clients.loadtest.frames import world_frames
 from percept.bench import facts, measure, networks, served, tuned
+from percept.bench.around import around_figure
 from percept.bench.figures import figures
 from percept.bench.history import append_history, read_history
 from percept.bench.networks import FUSED, FUSION, SINGLE_TASK
@@ -115,6 +116,8 @@ def measure_all(out: Path, fresh: bool, quick: bool) -> Bench:
         bench.tune = bench.stage(
             "tune", lambda: tuned.tune_best(onnx[FUSED], frames, work / "tune", out / "tune", quick)
         )
+        # a server of its own, alone on the machine: CPU per frame is what it measures
+        bench.around = bench.stage("around", lambda: around_figure(onnx[FUSED], work, quick))
     # after the servers stopped: minutes of CPU that must not share the machine with a timing
     bench.precision = bench.stage(
         "precision", lambda: precision_accuracy(FUSED, onnx[FUSED], out / "precision", quick)

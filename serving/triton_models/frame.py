@@ -35,6 +35,8 @@ class TritonPythonModel(NetworkModel):
                 f"{S.SOURCE_HW} must be [batch,2] positive (height, width) of each frame's source, "
                 f"got {source.tolist()}"
             )
+        for h, w in source.tolist():
+            self.limits.check(int(h), int(w), "source frame")
         check_network_inputs(inputs)
 
     def _run(self, per_request):

@@ -147,7 +147,7 @@ def describe(request: service_pb2.ModelInferRequest, note: str = "") -> str:
 
 
 # --- one case: the bad request with good batch-mates -----------------------------------------
-ENSEMBLE_MODELS = (S.ENSEMBLE_CAMERA, S.ENSEMBLE_FUSION, "cam_n", "fusion_n", "cam_n_preprocess")
+ENSEMBLE_MODELS = (S.ENSEMBLE_CAMERA, S.ENSEMBLE_FUSION, "cam_n", "fusion_n", "cam_n_decode", "cam_n_frame")
 _GOOD: dict[str, tuple[dict, dict]] = {}
 
 

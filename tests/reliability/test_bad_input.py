@@ -1,7 +1,7 @@
 """Bad input to the ensembles: each case gets its own clear error, batch-mates and the server don't notice.
 
 Each case is sent at the same moment as a good camera and a good fusion request (a barrier releases
-the three together, so they share the preprocess and network batches); the good ones must answer
+the three together, so they share the decode and frame model batches); the good ones must answer
 exactly as they do alone, and the server and every model must be live and ready afterwards.
 The cases of Triton's own ``qa/L0_input_validation`` plus the project's limits (``FrameLimits`` of
 the test repository, ``tests.conftest.TEST_LIMITS``). About 20 s here.
@@ -194,24 +194,10 @@ CASES = {
         INVALID,
         rf"request of 86400\d\d bytes exceeds the limit of {L.max_request_bytes} bytes",
     ),
-    "resize_to_source above max_resize_pixels": (
-        lambda s: tensor_request(
-            CAM, {S.IMAGE: np.zeros((1, 1000, 1200, 3), np.uint8), S.RESIZE_TO_SOURCE: np.array([[True]])}
-        ),
+    "resize_to_source to the pipeline (the client resizes)": (
+        lambda s: tensor_request(CAM, {S.IMAGE: s.image[None], "resize_to_source": np.array([[True]])}),
         INVALID,
-        rf"1000x1200 frame asks for 1200000-pixel maps, above the limit of {L.max_resize_pixels}",
-    ),
-    "resize_to_source as FP32": (
-        lambda s: tensor_request(
-            CAM, {S.IMAGE: s.image[None], S.RESIZE_TO_SOURCE: np.array([[1.0]], np.float32)}
-        ),
-        INVALID,
-        r"input 'resize_to_source' data-type is 'FP32', but model 'perception' expects 'BOOL'",
-    ),
-    "resize_to_source [1,2]": (
-        lambda s: tensor_request(CAM, {S.IMAGE: s.image[None], S.RESIZE_TO_SOURCE: np.array([[1, 1]], bool)}),
-        INVALID,
-        r"unexpected shape for input 'resize_to_source'",
+        r"unexpected inference input 'resize_to_source'",
     ),
     "image_encoded as INT8": (
         lambda s: tensor_request(CAM, {S.IMAGE_ENCODED: np.frombuffer(jpeg(s.image), np.int8)[None]}),

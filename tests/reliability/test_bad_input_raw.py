@@ -1,7 +1,7 @@
 """Bad input to the raw networks and to the ensembles' own steps, which Triton serves by name too.
 
 Same check as test_bad_input (its own error, good batch-mates on both ensembles answer as alone,
-server live and ready), against ``cam_n`` / ``fusion_n`` and ``*_preprocess`` / ``*_postprocess``:
+server live and ready), against ``cam_n`` / ``fusion_n`` and the ``*_decode`` / ``*_frame`` models:
 a client can call an ensemble's step directly, with tensors the ensemble would never hand it.
 Also the admin RPCs a client library calls first (model config and metadata) with bad names.
 About 10 s here.
@@ -32,16 +32,9 @@ def _zeros(spec, dtype_override=None, **shapes):
     return out
 
 
-def _network_outputs(spec, **arrays):
-    """What the network hands postprocess for one frame (zeros), with some replaced by name."""
-    # a [batch] tensor travels as [batch, 1] (config dims [1] reshaped to [] for the model)
-    out = {t.name: np.zeros((1, *(t.triton_dims(True) or [1])), t.dtype) for t in spec.network_outputs}
-    out.update(arrays)
-    return out
-
-
-def _letterbox(*row):
-    return np.array([row], np.float32)
+def _frame(hw, source_hw):
+    """A frame model request: a grey frame of ``hw`` said to show a source of ``source_hw``."""
+    return {"image": np.full((1, *hw, 3), 128, np.uint8), "source_hw": np.array([source_hw], np.int32)}
 
 
 # id -> (specs -> request, status, pattern)
@@ -82,62 +75,37 @@ CASES = {
         INVALID,
         r"lidar_depth holds NaN or Inf",
     ),
-    "preprocess step: camera model sent points": (
+    "decode step: camera model sent points": (
         lambda sp: tensor_request(
-            "cam_n_preprocess",
+            "cam_n_decode",
             {"image": np.zeros((1, 64, 64, 3), np.uint8), "points": np.zeros((1, 5, 4), np.float32)},
         ),
         INVALID,
-        r"unexpected inference input 'points' for model 'cam_n_preprocess'",
+        r"unexpected inference input 'points' for model 'cam_n_decode'",
     ),
-    "postprocess step: zero letterbox": (
-        lambda sp: tensor_request(
-            "cam_n_postprocess", {**_network_outputs(sp["cam-n"]), "letterbox": _letterbox(0, 0, 0, 0, 0, 0)}
-        ),
+    "frame model: no source_hw": (
+        lambda sp: tensor_request("cam_n_frame", {"image": np.zeros((1, 64, 64, 3), np.uint8)}),
         INVALID,
-        r"letterbox",
+        r"expected 2 inputs but got 1 inputs for model 'cam_n_frame'",
     ),
-    "postprocess step: NaN letterbox": (
-        lambda sp: tensor_request(
-            "cam_n_postprocess",
-            {**_network_outputs(sp["cam-n"]), "letterbox": _letterbox(*[np.nan] * 6)},
-        ),
+    "frame model: source_hw 0x0": (
+        lambda sp: tensor_request("cam_n_frame", _frame((64, 64), (0, 0))),
         INVALID,
-        r"letterbox",
+        r"source_hw must be \[batch,2\] positive",
     ),
-    "postprocess step: letterbox of a 1e9 x 1e9 source": (
-        lambda sp: tensor_request(
-            "cam_n_postprocess",
-            {
-                **_network_outputs(sp["cam-n"]),
-                "letterbox": _letterbox(1e-6, 0, 0, 1e9, 1e9, 1),
-                "resize_to_source": np.array([[True]]),
-            },
-        ),
+    "frame model: source of 2^31-1 squared": (
+        lambda sp: tensor_request("cam_n_frame", _frame((64, 64), (2**31 - 1, 2**31 - 1))),
         INVALID,
-        r"letterbox|max_resize_pixels",
+        r"source frame of 2147483647x2147483647 = \d+ pixels exceeds the limit",
     ),
-    "postprocess step: letterbox padding beyond the map": (
-        lambda sp: tensor_request(
-            "cam_n_postprocess",
-            {
-                **_network_outputs(sp["cam-n"]),
-                "letterbox": _letterbox(1, 10_000, 0, 100, 100, 1),
-                "resize_to_source": np.array([[True]]),
-            },
-        ),
+    "frame model: 8x8 frame": (
+        lambda sp: tensor_request("cam_n_frame", _frame((8, 8), (8, 8))),
         INVALID,
-        r"letterbox content at \(10000,0\) lies outside",
+        r"image of 8x8 pixels is too small",
     ),
-    "postprocess step: num_dets -5": (
-        lambda sp: tensor_request(
-            "cam_n_postprocess",
-            {
-                **_network_outputs(sp["cam-n"], num_dets=np.array([[-5]], np.int32)),
-                "letterbox": _letterbox(0.5, 0, 6, 360, 640, 1),
-            },
-        ),
-        OK,  # clipped to 0..top_k: no row is read out of range
+    "frame model: source smaller than the frame": (
+        lambda sp: tensor_request("cam_n_frame", _frame((64, 64), (32, 32))),
+        OK,  # boxes scaled down: a client's own choice of source, nothing read out of range
         r"^OK",
     ),
 }

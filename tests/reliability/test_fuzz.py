@@ -41,20 +41,20 @@ RSS_BOUND_MIB = 96.0
 FUZZ_LONG_ENV = "PERCEPT_FUZZ_LONG"  # set: the 10 000-message run too (`make reliability`)
 WARMUP = 500  # messages before the RSS baseline: pools, arenas and caches fill first
 DTYPES = ["UINT8", "INT8", "FP32", "FP16", "BOOL", "BYTES", "INT64", "UINT64", "BF16", "", "NOPE"]
-NAMES = [S.ENSEMBLE_CAMERA, S.ENSEMBLE_FUSION, "cam_n", "fusion_n", "cam_n_preprocess", "cam_n_postprocess"]
+NAMES = [S.ENSEMBLE_CAMERA, S.ENSEMBLE_FUSION, "cam_n", "fusion_n", "cam_n_decode", "cam_n_frame"]
 BAD_NAMES = ["", "../perception", "perception\0", "x" * 300, "cam_n/1", "%s%n", "perception "]
 
 
 # The INTERNAL answers that are not ours to fix, each a clear status: gRPC's own for bytes that are no
-# ModelInferRequest; and a preprocess step called directly (its inputs allow ragged batches, so Triton
+# ModelInferRequest; and a decode step called directly (its inputs allow ragged batches, so Triton
 # 2.51 skips its shape check) with a tensor whose first axis is over max_batch_size, which the python
 # backend refuses before model.py runs. Through the ensembles Triton checks the shape first.
 _SUSPECT = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL)
 # (status, message) pairs; whichever mutation produced the message (damaged bytes can still parse
-# into a request, e.g. one with batch 91 that the ensemble hands to its preprocess step)
+# into a request, e.g. one with batch 91 that the ensemble hands to its decode step)
 _KNOWN_INTERNAL = [
     ("INTERNAL", r"(?i)parse"),
-    ("INTERNAL", r"batch size \d+ for '\w+_preprocess_\d+_\d+', max allowed is \d+"),
+    ("INTERNAL", r"batch size \d+ for '\w+_decode_\d+_\d+', max allowed is \d+"),
     ("INVALID_ARGUMENT", r"network refused this request: .*INVALID_ARGUMENT"),  # see the row
 ]
 
@@ -70,7 +70,10 @@ def _bases(scene_image: np.ndarray, points: np.ndarray, projection: np.ndarray, 
             {S.IMAGE: small[None], S.POINTS: points[None, :500], S.PROJECTION: projection[None]},
         ),
         tensor_request("cam_n", {S.IMAGES: np.zeros((1, 3, *cam.input_hw), np.uint8)}),
-        tensor_request("cam_n_preprocess", {S.IMAGE: small[None]}),
+        tensor_request("cam_n_decode", {S.IMAGE: small[None]}),
+        tensor_request(
+            "cam_n_frame", {S.IMAGE: small[None], S.SOURCE_HW: np.array([small.shape[:2]], np.int32)}
+        ),
     ]
 
 

@@ -1,4 +1,5 @@
-"""The pure pre/postprocess functions the python-backend models call."""
+"""The pure functions the python-backend models call: the decode step, the CPU reference of the
+frame graph, the network model's batching."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from serving.letterbox import Letterbox
 from serving.processing import (
     concat_batches,
     decode_encoded,
+    decode_factor,
+    decode_step,
     encoded_size,
     postprocess,
     preprocess,
@@ -65,6 +68,49 @@ def test_bad_encoded_images_are_named(data, message):
         decode_encoded(data, LIMITS)
 
 
+@pytest.mark.parametrize(
+    ("src", "factor"),
+    [
+        ((720, 1280), 2),
+        ((1080, 1920), 2),
+        ((2160, 3840), 4),
+        ((4320, 7680), 8),
+        ((384, 640), 1),
+        ((300, 400), 1),
+    ],
+)
+def test_decode_factor_is_the_largest_dct_reduction_that_keeps_the_letterboxed_size(src, factor):
+    assert decode_factor(src, (384, 640)) == factor
+
+
+def test_a_large_jpeg_is_decoded_once_at_the_reduced_scale_and_keeps_its_source_size():
+    big = cv2.resize(_frame(90, 160), (1280, 720), interpolation=cv2.INTER_LINEAR)
+    jpeg, png = _encode(big, ".jpg"), _encode(big, ".png")
+    limits = FrameLimits()
+    [(frame, src)] = request_frames(None, np.frombuffer(jpeg, np.uint8)[None], limits, (384, 640))
+    assert frame.shape == (360, 640, 3) and src == (720, 1280)
+    full = decode_encoded(jpeg, limits)
+    half = cv2.resize(full, (640, 360), interpolation=cv2.INTER_AREA)
+    assert np.abs(frame.astype(int) - half.astype(int)).mean() < 3  # the same picture, at half size
+    [(frame, src)] = request_frames(None, np.frombuffer(png, np.uint8)[None], limits, (384, 640))
+    assert frame.shape == (720, 1280, 3) and src == (720, 1280)  # PNG has no DCT scaling
+    out = decode_step(SPEC, [(frame, src)])
+    assert out[S.IMAGE].shape == (1, 720, 1280, 3) and out[S.SOURCE_HW].tolist() == [[720, 1280]]
+
+
+def test_fusion_decode_step_projects_points_into_the_letterbox_of_the_source():
+    """A reduced decode changes the frame, not where a LiDAR return lands in the model input."""
+    proj = np.array([[[100, 0, 640, 0], [0, 100, 360, 0], [0, 0, 1, 0]]], np.float32)
+    points = np.array([[[0, 0, 10, 1], [2.0, 1.0, 20, 1]]], np.float32)
+    src = (720, 1280)
+    full = decode_step(FUSION, [(_frame(720, 1280), src)], points, proj)[S.LIDAR_DEPTH]
+    half = decode_step(FUSION, [(_frame(360, 640), src)], points, proj)[S.LIDAR_DEPTH]
+    np.testing.assert_array_equal(full, half)
+    assert np.count_nonzero(full) == 2
+    with pytest.raises(SpecError, match="required"):
+        decode_step(FUSION, [(_frame(360, 640), src)])
+
+
 def test_request_frames_needs_exactly_one_image_input():
     with pytest.raises(SpecError, match="exactly one"):
         request_frames(None, None, LIMITS)
@@ -100,7 +146,7 @@ def test_fusion_preprocess_projects_points_with_the_same_letterbox():
         preprocess(FUSION, [_frame()])
 
 
-def test_postprocess_maps_boxes_to_source_pixels_with_class_names():
+def test_postprocess_maps_boxes_to_source_pixels():
     lb = Letterbox.fit((72, 128), SPEC.input_hw)
     src_box = np.array([10.0, 20.0, 50.0, 60.0], np.float32)
     model_box = np.concatenate([lb.points_to_model(src_box[:2]), lb.points_to_model(src_box[2:])])
@@ -118,7 +164,6 @@ def test_postprocess_maps_boxes_to_source_pixels_with_class_names():
     out = postprocess(SPEC, outputs, lb.to_tensor()[None])
     np.testing.assert_allclose(out[S.DET_BOXES][0, 0], src_box, atol=1e-4)
     assert (out[S.DET_BOXES][0, 1:] == 0).all()
-    assert list(out[S.CLASS_NAMES][0]) == [b"pedestrian", b"", b"", b"", b""]
     assert out[S.SEG_MASK].shape == (1, *lb.resized_hw)
     full = postprocess(SPEC, outputs, lb.to_tensor()[None], resize_to_source=True)
     assert full[S.SEG_MASK].shape == (1, 72, 128) and full[S.DEPTH].shape == (1, 72, 128)
