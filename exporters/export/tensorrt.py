@@ -22,7 +22,6 @@ import numpy as np
 
 from exporters.export.options import BatchProfile, TensorRTOptions, VerifyOptions
 from exporters.export.tensorrt_plan import (
-    TENSORRT_VERSION,
     check_tensorrt_version,
     plan_filename,
     profile_shapes,
@@ -47,10 +46,9 @@ def import_tensorrt():
         err = MissingDependencyError("tensorrt", "export")
         # no extra brings TensorRT: say where it comes from (ImportError's str() reads .msg)
         err.msg = (
-            "tensorrt is not installed: build engines inside the NGC Triton image's TensorRT "
-            f"({tensorrt_image()}, TensorRT {TENSORRT_VERSION}, as `percept export --engine tensorrt "
-            f"--print-docker` prints) or `pip install tensorrt=={TENSORRT_VERSION}` on a machine with an "
-            "NVIDIA GPU"
+            "tensorrt is not installed: build engines inside the NGC TensorRT image of the target "
+            f"release ({tensorrt_image()}, as `percept export --engine tensorrt --print-docker` prints) "
+            "or `pip install` the target's TensorRT (serving/ngc.py) on a machine with an NVIDIA GPU"
         )
         err.args = (err.msg,)
         raise err from exc

@@ -248,21 +248,25 @@ def test_tensorrt_options_must_agree_with_the_export():
 
 
 # --- issue 13 (d): the pin, the calibrator, the timing cache, the runner's dtypes -----------------
-def test_tensorrt_version_is_pinned_to_the_serving_images_and_compared_to_the_patch():
-    from exporters.export.tensorrt_plan import TENSORRT_VERSION, check_tensorrt_version, tensorrt_image
+def test_tensorrt_version_is_pinned_to_the_serving_images_and_compared_to_the_patch(monkeypatch):
+    from exporters.export.tensorrt_plan import check_tensorrt_version, tensorrt_image
+    from serving import ngc
     from serving.errors import ExportError
-    from serving.model_config import NGC_IMAGE, NGC_TENSORRT_VERSION
     from serving.tensorrt_pin import same_tensorrt, version_key
 
-    assert TENSORRT_VERSION == NGC_TENSORRT_VERSION
-    assert tensorrt_image() == "nvcr.io/nvidia/tensorrt:" + NGC_IMAGE.split(":")[1]  # same release
+    monkeypatch.setattr(ngc, "TENSORRT_VERSION", "11.4.0")  # serving/ngc.py leaves it unconfirmed
+    assert tensorrt_image() == "nvcr.io/nvidia/tensorrt:" + ngc.TRITON_IMAGE.split(":")[1]  # same release
     assert version_key("10.5.0.18") == (10, 5, 0) and version_key("10.5") == (10, 5, 0)
     assert same_tensorrt("10.5.0.18", "10.5.0") and not same_tensorrt("10.6.0", "10.5.0")
     assert not same_tensorrt("11.0.0.1", "10.5.0")
     assert not same_tensorrt("10.5.0.18", "10.5.0.17")  # the build number too, where both have one
-    check_tensorrt_version(NGC_TENSORRT_VERSION + ".18")
+    check_tensorrt_version("11.4.0.18")
     with pytest.raises(ExportError, match=r"TensorRT 11.0.0 is installed.*--print-docker"):
         check_tensorrt_version("11.0.0")
+    monkeypatch.setattr(ngc, "TENSORRT_VERSION", None)
+    monkeypatch.delenv(ngc.TENSORRT_VERSION_ENV, raising=False)
+    with pytest.raises(ExportError, match=ngc.TENSORRT_VERSION_ENV):  # unpinned: says how to pin it
+        check_tensorrt_version("11.4.0.18")
 
 
 def _percept(cwd, *args):
