@@ -26,6 +26,7 @@ from typing import Any
 from exporters.export.trt_rules import (
     EFFICIENT_NMS_ATTRS,
     EFFICIENT_NMS_CANDIDATES,
+    EFFICIENT_NMS_CANDIDATES_SMALL,
     KNOWN_PLUGINS,
     NMS_CANDIDATE_LIMIT,
     ONNX_BINDABLE,
@@ -249,7 +250,10 @@ def _efficient_nms(g: _Graph, node) -> list[Finding]:
         problems.append(f"scores shape {scores} (want [B,N,C])")
     if problems:
         found.append(Finding("TRT009", _name(node), "; ".join(problems)))
-    found.append(Finding("TRT008", _name(node), f"candidate cap {EFFICIENT_NMS_CANDIDATES}"))
+    cap = (
+        f"candidate cap {EFFICIENT_NMS_CANDIDATES} ({EFFICIENT_NMS_CANDIDATES_SMALL} on small-register GPUs)"
+    )
+    found.append(Finding("TRT008", _name(node), cap + ", suppression at IoU >= threshold"))
     return found
 
 
