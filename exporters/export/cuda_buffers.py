@@ -26,7 +26,7 @@ def cudart() -> Any:
         try:
             from cuda import cudart as runtime  # cuda-python < 12.6
         except ImportError as exc:
-            raise MissingDependencyError("cuda-python", "export") from exc
+            raise MissingDependencyError("cuda-python", "engine") from exc
     return runtime
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from exporters.export.options import BatchProfile, TensorRTOptions
 from serving import ngc
 from serving.errors import ExportError, ServingError
+from serving.plan_key import plan_key
 from serving.spec import ModelSpec
 from serving.tensorrt_pin import same_tensorrt, target_tensorrt, version_key
 
@@ -120,6 +121,15 @@ def sidecar(
         "spec_hash": spec.spec_hash(),
         "network": spec.name,
         "onnx_sha256": onnx_sha256,
+        # what the plan is valid for: the cluster's plan builder and the Triton pod's check compare it
+        "plan_key": plan_key(
+            onnx_sha256,
+            trt_version,
+            compute_capability,
+            gpu_name,
+            options.precision,
+            (options.profile.min, options.profile.opt, options.profile.max),
+        ).as_dict(),
         "built_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
 

@@ -22,6 +22,10 @@ def test_every_deploy_yaml_parses():
 def test_deploy_files_name_the_release_of_serving_ngc_and_no_other():
     dockerfile = (DEPLOY / "Dockerfile").read_text()
     assert f"ARG TRITON_IMAGE={ngc.TRITON_IMAGE}\n" in dockerfile
+    builder = (DEPLOY / "Dockerfile.builder").read_text()
+    assert f"ARG TENSORRT_IMAGE={ngc.TENSORRT_IMAGE}\n" in builder and "torch" not in builder.lower().replace(
+        "no torch", ""
+    )
     kserve = yaml.safe_load((DEPLOY / "k8s" / "kserve-inferenceservice.yaml").read_text())
     assert kserve["spec"]["predictor"]["triton"]["runtimeVersion"] == ngc.KSERVE_RUNTIME_VERSION
     images = re.findall(r"nvcr\.io/nvidia/(?:tritonserver|tensorrt):[\w.-]+", _all_deploy_text())
@@ -29,7 +33,11 @@ def test_deploy_files_name_the_release_of_serving_ngc_and_no_other():
 
 
 def _all_deploy_text() -> str:
-    paths = [p for p in sorted(DEPLOY.rglob("*")) if p.is_file() and p.suffix in {"", ".yaml", ".yml", ".md"}]
+    paths = [
+        p
+        for p in sorted(DEPLOY.rglob("*"))
+        if p.is_file() and (p.suffix in {".yaml", ".yml", ".md", ".builder"} or p.name == "Dockerfile")
+    ]
     return "\n".join(p.read_text() for p in paths)
 
 
