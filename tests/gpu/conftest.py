@@ -44,7 +44,7 @@ def tensorrt_missing() -> str | None:
 
 def gpu_missing() -> str | None:
     if importlib.util.find_spec("torch") is None:
-        return "torch is not installed (it allocates the engine buffers)"
+        return "torch is not installed (the torch CUDA checks and the reference network need it)"
     import torch
 
     if not torch.cuda.is_available():

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from tests.gpu.conftest import KINDS, PROFILE, batch_inputs, precision_of, tensorrt_missing
-from tests.serving.triton_helpers import output_differences
+from tests.output_compare import output_differences
 
 pytestmark = [pytest.mark.gpu, pytest.mark.trt]
 
