@@ -36,7 +36,8 @@ bench: $(STAMP)
 # the GPU smoke kit (tests/gpu): TensorRT builds, engines vs ONNX Runtime, the tensorrt_plan
 # repository on a tritonserver with the tensorrt backend; each check skips with its reason elsewhere
 gpu-smoke: $(STAMP)
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest tests/gpu -m "gpu or trt" -rs -v
+	PATH="$(CURDIR)/$(BIN):$$PATH" PERCEPT_GPU_RESULTS=gpu-kit-results.json \
+	  $(BIN)/python -m pytest tests/gpu -m "gpu or trt" -rs -v -s
 
 reliability: $(STAMP)
 	RELIABILITY_OUT=$(CURDIR)/RELIABILITY.md PERCEPT_FUZZ_LONG=1 PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest tests/reliability

@@ -42,12 +42,17 @@ def serve(
         None, help="Another tritonserver binary (default: the one inside the nvidia-pytriton wheel)."
     ),
     backend_directory: Path | None = typer.Option(None, help="Backend directory for --tritonserver."),
+    allow_client_shm: bool = typer.Option(
+        False,
+        "--allow-client-shm",
+        help="Let clients register shared memory on an NGC 26.x --tritonserver (off by default there).",
+    ),
     log_file: Path | None = typer.Option(None, help="Keep the server log here (default: a temp file)."),
     startup_timeout: float = typer.Option(180.0, help="Seconds to wait for every model to load."),
     print_docker: bool = typer.Option(
         False, "--print-docker", help="Print the equivalent `docker run` on the NGC Triton image and exit."
     ),
-    image: str = typer.Option("", help="NGC image for --print-docker (default: the matching Triton 2.51)."),
+    image: str = typer.Option("", help="NGC image for --print-docker (default: serving.ngc.TRITON_IMAGE)."),
     supervise: bool = typer.Option(
         True,
         help="Restart the server (same ports) when a python-backend stub dies or it exits by itself; "
@@ -57,7 +62,7 @@ def serve(
     """Start Triton on REPOSITORY, wait until every model is ready, serve until interrupted."""
     from serving.docker import docker_command
     from serving.launcher import ServerOptions, TritonServer
-    from serving.model_config import NGC_IMAGE
+    from serving.ngc import TRITON_IMAGE
     from serving.security import SecurityOptions
     from serving.supervisor import Supervisor
 
@@ -69,7 +74,7 @@ def serve(
         restricted=tuple(p.strip() for p in restrict.split(",") if p.strip()),
     )
     if print_docker:
-        cmd = docker_command(repository, image or NGC_IMAGE, grpc_port, http_port, metrics_port, security)
+        cmd = docker_command(repository, image or TRITON_IMAGE, grpc_port, http_port, metrics_port, security)
         typer.echo(shlex.join(cmd))
         if security.admin_key is not None:
             typer.echo(f"# the admin key is not printed: export {ADMIN_KEY_ENV} before running it", err=True)
@@ -78,6 +83,7 @@ def serve(
         repository=repository,
         tritonserver=tritonserver,
         backend_directory=backend_directory,
+        allow_client_shm=allow_client_shm,
         address=address,
         http_address=http_address,
         metrics_address=metrics_address,

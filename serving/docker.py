@@ -5,6 +5,7 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
+from serving.ngc import ALLOW_CLIENT_SHM, needs_allow_client_shm
 from serving.security import ADMIN_KEY_ENV, SecurityOptions
 
 CERTS = "/certs"  # where the container sees the TLS files, each mounted read-only on its own
@@ -24,6 +25,10 @@ def docker_command(
     The python-backend models import this package (and numpy<2, OpenCV, ONNX Runtime), which the
     NGC image lacks: the project is mounted read-only and its run-time packages installed when the
     container starts (deploy/Dockerfile bakes both into an image instead).
+
+    Clients on the host may send through system shared memory: the container shares the host's IPC
+    namespace (``--ipc=host``, so /dev/shm is the same) and a 26.x image gets
+    :data:`serving.ngc.ALLOW_CLIENT_SHM` (off by default there).
 
     ``security`` (`percept serve`'s TLS files, admin key, restricted protocols) carries over: each
     TLS file is mounted under :data:`CERTS` and the flags point there; the admin key is not written
@@ -48,6 +53,8 @@ def docker_command(
         "pip install -q 'numpy<2' 'opencv-python-headless<5' onnxruntime-gpu pyyaml && "
         "exec tritonserver --model-repository=/models --strict-readiness=true --exit-on-error=true"
     )
+    if needs_allow_client_shm(image):
+        serve += f" {ALLOW_CLIENT_SHM}"
     serve += "".join(f" {_shell_word(flag)}" for flag in flags)
     return [
         "docker",
@@ -55,7 +62,7 @@ def docker_command(
         "--rm",
         "--gpus",
         "all",
-        "--shm-size=1g",
+        "--ipc=host",  # the host's /dev/shm: client regions and the python backend's alike
         "-p",
         f"{grpc_port}:8001",
         "-p",

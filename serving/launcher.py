@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from serving.errors import MissingDependencyError, ServingError
+from serving.ngc import ALLOW_CLIENT_SHM
 from serving.stubs import remove_regions, shm_regions
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,9 @@ class ServerOptions:
     exit_timeout_s: int = 10  # Triton's own wait for in-flight requests on SIGTERM
     extra_args: tuple[str, ...] = field(default_factory=tuple)
     require_all_models: bool = True  # False: serve those that load (live, not ready) instead of exiting
+    # clients may register system shared memory: NGC 26.x refuses it unless started with
+    # serving.ngc.ALLOW_CLIENT_SHM; the embedded Triton 2.51 has no such flag (and allows it anyway)
+    allow_client_shm: bool = False
 
     def __post_init__(self) -> None:
         for name in ("grpc_port", "http_port", "metrics_port"):
@@ -70,6 +74,11 @@ class ServerOptions:
                 raise ServingError(f"{name} must be in 0..65535, got {port}")
         if self.startup_timeout_s <= 0 or self.stop_grace_s < 0:
             raise ServingError("startup_timeout_s must be > 0 and stop_grace_s >= 0")
+        if self.allow_client_shm and self.tritonserver is None:
+            raise ServingError(
+                "allow_client_shm is for an NGC 26.x tritonserver (--tritonserver): the embedded Triton "
+                "2.51 does not know --allow-client-shm and already allows client shared memory"
+            )
 
 
 def free_port(address: str = "127.0.0.1") -> int:
@@ -184,6 +193,8 @@ class TritonServer:
         ]
         if backend_dir is not None:
             cmd.append(f"--backend-directory={backend_dir}")
+        if opts.allow_client_shm:
+            cmd.append(ALLOW_CLIENT_SHM)
         return cmd + list(opts.extra_args)
 
     def environment(self) -> dict[str, str]:

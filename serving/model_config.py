@@ -25,11 +25,6 @@ from serving.spec import SPEC_KEY, ModelSpec, TensorSpec
 
 ENGINES = ("python", "onnxruntime", "tensorrt_plan")
 _MODEL_NAME = re.compile(r"[A-Za-z0-9_.-]+")
-# Triton 2.51 == NGC 24.10, the server inside nvidia-pytriton 0.7.0
-NGC_IMAGE = "nvcr.io/nvidia/tritonserver:24.10-py3"
-# the TensorRT inside NGC_IMAGE: an engine must be built by exactly this version (major.minor.patch).
-# NGC 24.10 ships TensorRT 10.5 (NVIDIA Frameworks Support Matrix); change both lines together.
-NGC_TENSORRT_VERSION = "10.5.0"
 
 
 def _pb():

@@ -20,12 +20,11 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from serving import ngc
 from serving import spec as S
 from serving.errors import ServingError
 from serving.frame_graph import write_frame_onnx
 from serving.model_config import (
-    NGC_IMAGE,
-    NGC_TENSORRT_VERSION,
     RepositoryOptions,
     config_text,
     decode_config,
@@ -40,7 +39,7 @@ from serving.model_config import (
 )
 from serving.onnx_meta import read_provenance, read_spec
 from serving.spec import ModelSpec
-from serving.tensorrt_pin import same_tensorrt
+from serving.tensorrt_pin import same_tensorrt, target_tensorrt
 
 log = logging.getLogger(__name__)
 
@@ -116,15 +115,17 @@ def check_plan_sidecar(plan: Path, spec: ModelSpec, max_batch_size: int) -> None
         )
 
 
-def check_plan_tensorrt(plan: Path, built_with: str | None, server: str = NGC_TENSORRT_VERSION) -> None:
+def check_plan_tensorrt(plan: Path, built_with: str | None, server: str | None = None) -> None:
     """An engine loads only in the TensorRT that built it: refuse a plan whose sidecar names another
-    TensorRT than the target server's (NGC_IMAGE ships ``server``)."""
+    TensorRT than the target server's (``server``; None: serving.ngc's target, ServingError where it
+    is not pinned)."""
     if built_with is None:
         log.warning("%s: the sidecar does not say which TensorRT built it; cannot check", plan.name)
         return
+    server = target_tensorrt() if server is None else server
     if not same_tensorrt(str(built_with), server):
         raise ServingError(
-            f"{plan.name} was built by TensorRT {built_with}, but {NGC_IMAGE} runs TensorRT {server}: "
+            f"{plan.name} was built by TensorRT {built_with}, but {ngc.TRITON_IMAGE} runs TensorRT {server}: "
             "rebuild it inside the matching image (`percept export ... --engine tensorrt --print-docker`)"
         )
 

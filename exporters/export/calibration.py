@@ -4,7 +4,8 @@ Sources: ``"world"`` (seeded scenes from the *training* range of seeds, so calib
 the validation split that verification scores), a folder of images (camera-only networks), or a
 KITTI-style sequence folder (images + velodyne + calib; required for fusion networks, whose LiDAR
 branch must be calibrated on real returns). The feed is torch- and TensorRT-free; only
-:func:`make_calibrator` needs TensorRT (and torch CUDA for the device buffers).
+:func:`make_calibrator` needs TensorRT (10.x: TensorRT 11 has no implicit calibrator) and cuda-python
+for the device buffers.
 """
 
 from __future__ import annotations
@@ -141,7 +142,7 @@ class CalibrationFeed:
     def __init__(self, batches: Iterator[dict[str, np.ndarray]], batch: int, to_device) -> None:
         self.batches = batches
         self.batch = batch
-        self.to_device = to_device  # numpy array -> (object kept alive, device pointer)
+        self.to_device = to_device  # (input name, numpy array) -> (object kept alive, device pointer)
         self.keep: dict[str, Any] = {}
         self.count = 0
         self.error: BaseException | None = None
@@ -161,7 +162,7 @@ class CalibrationFeed:
                     raise SpecError(
                         f"calibration batch of {len(array)} frames for {name}; TensorRT reads {self.batch}"
                     )
-                self.keep[name], pointer = self.to_device(np.ascontiguousarray(array))
+                self.keep[name], pointer = self.to_device(name, np.ascontiguousarray(array))
                 pointers.append(int(pointer))
             self.count += 1
             return pointers
@@ -180,16 +181,15 @@ def make_calibrator(spec: ModelSpec, options: CalibrationOptions, onnx_sha256: s
     """An ``IInt8EntropyCalibrator2`` over :func:`calibration_batches` at the profile's ``opt_batch``
     (== ``options.batch``, see tensorrt.check_calibration_batch); reads ``options.cache`` when it was
     computed for this ONNX file, writes it after calibrating. Its ``feed`` keeps a ``get_batch`` error."""
-    import torch
-
+    from exporters.export.cuda_buffers import Buffers
     from exporters.export.tensorrt import check_calibration_batch, import_tensorrt
 
     trt: Any = import_tensorrt()
     check_calibration_batch(options.batch, opt_batch)
+    buffers = Buffers()
 
-    def to_device(array: np.ndarray):
-        x = torch.from_numpy(array).cuda()
-        return x, x.data_ptr()
+    def to_device(name: str, array: np.ndarray):
+        return buffers, buffers.upload(name, array)  # one buffer per input, reused every batch
 
     class EntropyCalibrator(trt.IInt8EntropyCalibrator2):  # type: ignore[name-defined,misc]
         def __init__(self) -> None:

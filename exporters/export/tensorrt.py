@@ -8,21 +8,29 @@ capability name (``model.plan`` -> ``model_sm90.plan``, for ``cc_model_filenames
 ``model_sm90.plan.json``, then verified against PyTorch with the precision's bounds
 (exporters.export.tolerances).
 
+Building needs TensorRT and nothing else: device buffers come from the CUDA runtime through
+cuda-python (exporters.export.cuda_buffers), never torch. The path TensorRT 11 keeps is a strongly
+typed network over an FP16-typed or QDQ INT8 ONNX (exporters.export.precision), whose precision is the
+file's; the weakly typed FP16/INT8 builder flags and the implicit INT8 calibrator are used only where
+the installed TensorRT still has them (checked with hasattr, :func:`weak_typing_missing`) and refused
+in one line where it does not ("Migrating from TensorRT 10.x to 11.x", docs.nvidia.com/deeplearning/
+tensorrt/latest/api/migration/tensorrt-10x-to-11x-python-api-reference.html).
+
 TensorRT cannot be installed on the project's CI machines; everything here that does not need the
-library (profiles, names, sidecar, tolerances) is plain Python and tested there.
+library (profiles, names, sidecar, tolerances, the API checks on stand-ins) is tested there.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import weakref
 from pathlib import Path
 
 import numpy as np
 
 from exporters.export.options import BatchProfile, TensorRTOptions, VerifyOptions
 from exporters.export.tensorrt_plan import (
-    TENSORRT_VERSION,
     check_tensorrt_version,
     plan_filename,
     profile_shapes,
@@ -47,10 +55,9 @@ def import_tensorrt():
         err = MissingDependencyError("tensorrt", "export")
         # no extra brings TensorRT: say where it comes from (ImportError's str() reads .msg)
         err.msg = (
-            "tensorrt is not installed: build engines inside the NGC Triton image's TensorRT "
-            f"({tensorrt_image()}, TensorRT {TENSORRT_VERSION}, as `percept export --engine tensorrt "
-            f"--print-docker` prints) or `pip install tensorrt=={TENSORRT_VERSION}` on a machine with an "
-            "NVIDIA GPU"
+            "tensorrt is not installed: build engines inside the NGC TensorRT image of the target "
+            f"release ({tensorrt_image()}, as `percept export --engine tensorrt --print-docker` prints) "
+            "or `pip install` the target's TensorRT (serving/ngc.py) on a machine with an NVIDIA GPU"
         )
         err.args = (err.msg,)
         raise err from exc
@@ -58,13 +65,45 @@ def import_tensorrt():
     return trt
 
 
+# --- what the installed TensorRT has (pure: checked on stand-ins) --------------------------------
+# TensorRT 10.x Python API names the weak-typing path uses; TensorRT 11 removed each of them
+# (BuilderFlag.FP16/INT8, IBuilderConfig.int8_calibrator / set_calibration_profile,
+# IInt8EntropyCalibrator2: the 10.x -> 11.x Python API migration page above).
+_WEAK_FLAGS = {"fp16": ("FP16",), "int8": ("FP16", "INT8")}
+_WEAK_CONFIG = {"int8": ("int8_calibrator", "set_calibration_profile")}
+
+
+def weak_typing_missing(trt, config, precision: str) -> list[str]:
+    """The weak-typing API names a ``precision`` build needs that the installed TensorRT lacks."""
+    missing = [f"BuilderFlag.{f}" for f in _WEAK_FLAGS.get(precision, ()) if not hasattr(trt.BuilderFlag, f)]
+    missing += [f"IBuilderConfig.{a}" for a in _WEAK_CONFIG.get(precision, ()) if not hasattr(config, a)]
+    if precision == "int8" and not hasattr(trt, "IInt8EntropyCalibrator2"):
+        missing.append("IInt8EntropyCalibrator2")
+    return missing
+
+
+def check_weak_typing(trt, config, precision: str) -> None:
+    missing = weak_typing_missing(trt, config, precision)
+    if missing:
+        raise ExportError(
+            f"TensorRT {trt.__version__} has no weakly typed {precision} build ({', '.join(missing)} "
+            f"removed): export a {precision}-typed ONNX (`percept export --engine onnx --precision "
+            f"{precision}`) and build it strongly typed"
+        )
+
+
+def network_flags(trt, typed: bool) -> int:
+    """Creation flags: STRONGLY_TYPED for a typed build where the enum has it (10.x); TensorRT 11
+    networks are strongly typed without a flag. Explicit batch is the only mode since 10.0."""
+    flag = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None) if typed else None
+    return 1 << int(flag) if flag is not None else 0
+
+
 # --- building (needs TensorRT) --------------------------------------------------------------------
 def _device() -> tuple[str, tuple[int, int]]:
-    import torch
+    from exporters.export.cuda_buffers import device
 
-    if not torch.cuda.is_available():
-        raise ExportError("building a TensorRT engine needs an NVIDIA GPU (torch.cuda sees none)")
-    return torch.cuda.get_device_name(0), tuple(torch.cuda.get_device_capability(0))  # type: ignore[return-value]
+    return device(0)
 
 
 def build_engine(onnx_path: Path, out_dir: Path, spec: ModelSpec, options: TensorRTOptions) -> Path:
@@ -128,8 +167,7 @@ def parse_onnx(trt, builder, logger, path: Path, typed: bool):
     # registers EfficientNMS_TRT & co. for the parser's plugin fallback (Triton's tensorrt backend
     # does the same at load: initLibNvInferPlugins in triton-inference-server/tensorrt_backend)
     trt.init_libnvinfer_plugins(logger, "")
-    flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if typed else 0
-    network = builder.create_network(flags)
+    network = builder.create_network(network_flags(trt, typed))
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(path)):
         errors = [parser_error_line(parser.get_error(i)) for i in range(parser.num_errors)]
@@ -183,8 +221,10 @@ def _set_precision(
     """Set the precision flags; returns the INT8 calibrator (None otherwise), whose feed keeps any
     exception of ``get_batch`` for the caller to re-raise after the build."""
     if options.precision == "fp32":
-        config.clear_flag(trt.BuilderFlag.TF32)  # asked FP32, get FP32: TF32 matmuls are on by default
+        if hasattr(trt.BuilderFlag, "TF32"):  # asked FP32, get FP32: TF32 matmuls are on by default
+            config.clear_flag(trt.BuilderFlag.TF32)
         return None
+    check_weak_typing(trt, config, options.precision)
     if not getattr(builder, "platform_has_fast_fp16", True):
         raise ExportError("this GPU has no fast FP16; build fp32 instead")
     config.set_flag(trt.BuilderFlag.FP16)
@@ -223,11 +263,15 @@ def _save(path: Path, data: bytes) -> None:
 
 # --- running (needs TensorRT + a GPU) -------------------------------------------------------------
 def trt_runner(plan: Path, spec: ModelSpec, profile: BatchProfile):
-    """A verification runner over a raw engine file; inputs go in chunks within the profile."""
-    import torch
+    """A verification runner over a raw engine file; inputs go in chunks within the profile. Device
+    memory and the stream come from the CUDA runtime (exporters.export.cuda_buffers), not torch."""
+    from exporters.export.cuda_buffers import Buffers
 
     trt = import_tensorrt()
     logger = trt.Logger(trt.Logger.WARNING)
+    # a plan holding EfficientNMS_TRT deserializes only once the plugin library has registered its
+    # creators in this process (initLibNvInferPlugins; Triton's tensorrt backend does the same)
+    trt.init_libnvinfer_plugins(logger, "")
     engine = trt.Runtime(logger).deserialize_cuda_engine(Path(plan).read_bytes())
     if engine is None:
         raise ExportError(f"TensorRT cannot load the engine {plan}")
@@ -239,26 +283,22 @@ def trt_runner(plan: Path, spec: ModelSpec, profile: BatchProfile):
         t.name: engine_dtype(trt, engine, t.name, t.dtype)
         for t in (*spec.network_inputs, *spec.network_outputs)
     }
-    stream = torch.cuda.Stream()  # a created stream: TensorRT warns against the legacy default one
+    buffers = Buffers()  # freed with the runner (weakref.finalize below)
 
     def run_chunk(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        keep = []
-        with torch.cuda.stream(stream):
-            for t in spec.network_inputs:
-                host = np.ascontiguousarray(inputs[t.name], dtype=dtypes[t.name])
-                x = torch.from_numpy(host).to("cuda", non_blocking=False)
-                keep.append(x)
-                context.set_input_shape(t.name, tuple(x.shape))
-                context.set_tensor_address(t.name, int(x.data_ptr()))
-            outs = {}
-            for t in spec.network_outputs:
-                shape = tuple(context.get_tensor_shape(t.name))
-                outs[t.name] = torch.from_numpy(np.empty(shape, dtype=dtypes[t.name])).to("cuda")
-                context.set_tensor_address(t.name, int(outs[t.name].data_ptr()))
-            if not context.execute_async_v3(stream.cuda_stream):
-                raise ExportError(f"TensorRT execution of {plan} failed")
-        stream.synchronize()
-        return {k: v.cpu().numpy() for k, v in outs.items()}
+        for t in spec.network_inputs:
+            host = np.ascontiguousarray(inputs[t.name], dtype=dtypes[t.name])
+            context.set_input_shape(t.name, tuple(host.shape))
+            context.set_tensor_address(t.name, buffers.upload(t.name, host))
+        shapes = {}
+        for t in spec.network_outputs:
+            shapes[t.name] = tuple(context.get_tensor_shape(t.name))
+            nbytes = int(np.prod(shapes[t.name])) * dtypes[t.name].itemsize
+            context.set_tensor_address(t.name, buffers.pointer(t.name, nbytes))
+        if not context.execute_async_v3(buffers.stream_handle):
+            raise ExportError(f"TensorRT execution of {plan} failed")
+        buffers.synchronize()
+        return {name: buffers.download(name, shape, dtypes[name]) for name, shape in shapes.items()}
 
     def run_padded(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         n = len(next(iter(inputs.values())))
@@ -274,6 +314,7 @@ def trt_runner(plan: Path, spec: ModelSpec, profile: BatchProfile):
         parts = [run_padded(chunk) for chunk in chunks]
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
+    weakref.finalize(run, buffers.close)
     return run
 
 

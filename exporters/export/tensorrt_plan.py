@@ -10,34 +10,33 @@ import json
 from pathlib import Path
 
 from exporters.export.options import BatchProfile, TensorRTOptions
-from serving.errors import ExportError
-from serving.model_config import NGC_IMAGE, NGC_TENSORRT_VERSION
+from serving import ngc
+from serving.errors import ExportError, ServingError
+from serving.plan_key import plan_key
 from serving.spec import ModelSpec
-from serving.tensorrt_pin import same_tensorrt, version_key
-
-# The pin: an engine is only loadable by the TensorRT that built it (serialized engines must match
-# major.minor.patch), so it is built by the TensorRT of the Triton image that serves it. The value
-# lives next to NGC_IMAGE in serving.model_config (`percept repo build` checks sidecars against it
-# without importing exporters); this is its name on the export side. `pip install tensorrt` today
-# gives 11.x, which removed BuilderFlag.FP16/INT8 and IBuilderConfig.int8_calibrator, used below
-# (docs.nvidia.com/deeplearning/tensorrt/latest/api/migration/tensorrt-10x-to-11x-python-api-reference.html).
-TENSORRT_VERSION = NGC_TENSORRT_VERSION
+from serving.tensorrt_pin import same_tensorrt, target_tensorrt, version_key
 
 
 # --- the pin (pure) -------------------------------------------------------------------------------
+# An engine is only loadable by the TensorRT that built it (serialized engines must match
+# major.minor.patch), so it is built by the TensorRT of the Triton image that serves it: serving.ngc
+# holds that target (`percept repo build` checks sidecars against it without importing exporters).
 def check_tensorrt_version(installed: str) -> None:
-    if not same_tensorrt(installed):
+    try:
+        target = target_tensorrt()
+    except ServingError as exc:
+        raise ExportError(str(exc)) from exc
+    if not same_tensorrt(installed, target):
         raise ExportError(
-            f"TensorRT {installed} is installed, but {NGC_IMAGE} serves engines of TensorRT "
-            f"{TENSORRT_VERSION} only: build inside the matching image (`percept export ... --engine "
+            f"TensorRT {installed} is installed, but {ngc.TRITON_IMAGE} serves engines of TensorRT "
+            f"{target} only: build inside the matching image (`percept export ... --engine "
             "tensorrt --print-docker` prints the command)"
         )
 
 
 def tensorrt_image() -> str:
     """The NGC TensorRT container of the Triton image's release (same month, same TensorRT)."""
-    release = NGC_IMAGE.rsplit(":", 1)[1].split("-", 1)[0]  # "24.10"
-    return f"nvcr.io/nvidia/tensorrt:{release}-py3"
+    return ngc.TENSORRT_IMAGE
 
 
 def docker_command(export_args: list[str], repo_root: Path, workdir: Path, out_dir: Path) -> str:
@@ -122,6 +121,15 @@ def sidecar(
         "spec_hash": spec.spec_hash(),
         "network": spec.name,
         "onnx_sha256": onnx_sha256,
+        # what the plan is valid for: the cluster's plan builder and the Triton pod's check compare it
+        "plan_key": plan_key(
+            onnx_sha256,
+            trt_version,
+            compute_capability,
+            gpu_name,
+            options.precision,
+            (options.profile.min, options.profile.opt, options.profile.max),
+        ).as_dict(),
         "built_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
 

@@ -9,8 +9,10 @@ it but computes something that can differ from ONNX Runtime (a documented limit 
 ``percept export --engine onnx`` (and ``import-onnx``) logs every finding as a warning block;
 ``--engine tensorrt`` fails on any error finding (see :func:`enforce`).
 
-The sources are onnx-tensorrt's own files at its 10.x release branch (the parser TensorRT 10.5
-ships) and TensorRT's headers and operator docs; each rule names the one it was checked against.
+The sources are onnx-tensorrt's own files at its 10.x release branch and TensorRT's headers and
+operator docs; each rule names the one it was checked against. The target is the parser inside
+:data:`serving.ngc.TENSORRT_IMAGE` (the release in serving/ngc.py); TRT001 also lists the operators
+added after 10.5 by onnx-tensorrt's Changelog.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 from exporters.export.trt_rules import (
     EFFICIENT_NMS_ATTRS,
     EFFICIENT_NMS_CANDIDATES,
+    EFFICIENT_NMS_CANDIDATES_SMALL,
     KNOWN_PLUGINS,
     NMS_CANDIDATE_LIMIT,
     ONNX_BINDABLE,
@@ -36,8 +39,8 @@ from exporters.export.trt_rules import (
     SUPPORTED_OPS,
     TOPK_MAX,
 )
+from serving import ngc
 from serving.errors import ExportError
-from serving.model_config import NGC_TENSORRT_VERSION
 
 log = logging.getLogger(__name__)
 
@@ -84,10 +87,10 @@ def enforce(findings: Iterable[Finding], engine: str, label: str) -> None:
     if engine == "tensorrt" and errors:
         nodes = ", ".join(f"{f.node} ({f.rule})" for f in errors)
         raise ExportError(
-            f"{label}: TensorRT {NGC_TENSORRT_VERSION}'s ONNX parser would reject {len(errors)} "
+            f"{label}: the TensorRT ONNX parser of {ngc.TENSORRT_IMAGE} would reject {len(errors)} "
             f"node(s): {nodes}. " + " | ".join(f.line() for f in errors)
         )
-    log.warning("%s: TensorRT %s compatibility, %d finding(s):", label, NGC_TENSORRT_VERSION, len(findings))
+    log.warning("%s: TensorRT compatibility (%s), %d finding(s):", label, ngc.TENSORRT_IMAGE, len(findings))
     for f in findings:
         log.warning("  %s", f.line())
 
@@ -170,7 +173,8 @@ def _node(g: _Graph, node) -> list[Finding]:
         return _efficient_nms(g, node)
     if domain not in ("", "ai.onnx") or op not in SUPPORTED_OPS:
         shown = f"{domain}::{op}" if domain else op
-        return [Finding("TRT001", _name(node), f"{shown} has no importer in TensorRT {NGC_TENSORRT_VERSION}")]
+        where = f"the TensorRT of NGC {ngc.RELEASE}"
+        return [Finding("TRT001", _name(node), f"{shown} has no importer in {where}")]
     if op == "ScatterND" and any(a.name == "reduction" for a in node.attribute):
         value = next(a.s.decode() for a in node.attribute if a.name == "reduction")
         return [Finding("TRT002", _name(node), f"reduction={value!r}")]
@@ -246,7 +250,10 @@ def _efficient_nms(g: _Graph, node) -> list[Finding]:
         problems.append(f"scores shape {scores} (want [B,N,C])")
     if problems:
         found.append(Finding("TRT009", _name(node), "; ".join(problems)))
-    found.append(Finding("TRT008", _name(node), f"candidate cap {EFFICIENT_NMS_CANDIDATES}"))
+    cap = (
+        f"candidate cap {EFFICIENT_NMS_CANDIDATES} ({EFFICIENT_NMS_CANDIDATES_SMALL} on small-register GPUs)"
+    )
+    found.append(Finding("TRT008", _name(node), cap + ", suppression at IoU >= threshold"))
     return found
 
 

@@ -79,8 +79,10 @@ RULES: dict[str, Rule] = {
         Rule(
             "TRT008",
             "warning",
-            "EfficientNMS_TRT: only the 4096 highest scores above score_threshold reach the NMS "
-            "kernel (ONNX NonMaxSuppression has no such limit); scores equal to the threshold are kept",
+            "EfficientNMS_TRT: only the 5000 highest scores above score_threshold reach the NMS "
+            "kernel (2000 on GPUs with fewer than 65536 registers per block; ONNX NonMaxSuppression "
+            "has no such limit); scores equal to the threshold are kept, and a box is suppressed at "
+            "IoU >= iou_threshold where ONNX suppresses only above it",
             EFFICIENT_NMS_MD,
         ),
         Rule(
@@ -153,7 +155,10 @@ EFFICIENT_NMS_ATTRS = frozenset(
 )
 TOPK_MAX = 3840
 NMS_CANDIDATE_LIMIT = 5000
-EFFICIENT_NMS_CANDIDATES = 4096
+# EfficientNMSPlugin::initialize (NVIDIA/TensorRT plugin/efficientNMSPlugin/efficientNMSPlugin.cpp):
+# numSelectedBoxes 5000 where regsPerBlock >= 65536, else 2000 (Jetson TX1/TX2)
+EFFICIENT_NMS_CANDIDATES = 5000
+EFFICIENT_NMS_CANDIDATES_SMALL = 2000
 
 # ONNX TensorProto element types
 ONNX_FLOAT, ONNX_UINT8, ONNX_INT64, ONNX_DOUBLE, ONNX_FLOAT16 = 1, 2, 7, 11, 10

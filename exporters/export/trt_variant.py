@@ -16,8 +16,10 @@ Semantics kept: the spec's score/IoU thresholds and top-K, corner boxes (``box_c
 already activated (``score_activation`` 0), no background class (-1), class-aware NMS. Rows past
 ``num_dets`` are zeroed here (the README only says they are not valid), and ``num_detections`` is
 reshaped to the contract's ``[B]``. What differs from ONNX (documented, reported as TRT008): only
-the 4096 highest scores above the threshold reach the NMS kernel, and a score equal to the
-threshold is kept where ONNX keeps only scores above it.
+the 5000 highest scores above the threshold reach the NMS kernel (2000 on GPUs with fewer than
+65536 registers per block: EfficientNMSPlugin::initialize), a score equal to the threshold is kept
+where ONNX keeps only scores above it, and a box is suppressed at IoU >= the threshold where ONNX
+NonMaxSuppression suppresses only above it.
 
 The plugin node lives in the default domain with no ``plugin_namespace``: the parser's fallback
 importer looks the op_type up in the plugin registry (onnx-tensorrt docs/faq.md), and from 10.10 on
@@ -106,8 +108,18 @@ def tensorrt_variant(proto, spec: ModelSpec):
     node("Where", [t + "valid", t + "scores", _PREFIX + "zero_f"], [DET_SCORES])
     node("Where", [t + "valid", t + "classes", const("zero_i", np.array(0, np.int32))], [DET_CLASSES])
     _prune(graph)
-    del graph.value_info[:]  # stale for the removed tail; TensorRT infers shapes itself
-    return out
+    return with_shapes(out)
+
+
+def with_shapes(proto):
+    """``proto`` with its value_info inferred again: the removed tail's entries are stale, and the
+    compatibility check's TRT009 reads the plugin inputs' shapes ([B,N,4], [B,N,C]) from value_info
+    (without it that half of the rule never ran). ONNX shape inference skips the op it does not know
+    (EfficientNMS_TRT, non-strict mode) and infers everything upstream of it."""
+    from onnx import shape_inference
+
+    del proto.graph.value_info[:]
+    return shape_inference.infer_shapes(proto, strict_mode=False)
 
 
 def _prune(graph) -> None:

@@ -5,10 +5,8 @@ import re
 
 import yaml
 
+from serving import ngc
 from tests.deploy.files import DEPLOY, grouping_labels, rules
-
-# NGC release <-> Triton server version of the tritonserver inside nvidia-pytriton 0.7.0
-NGC_RELEASE = "24.10"
 
 
 def _yaml_docs():
@@ -21,11 +19,26 @@ def test_every_deploy_yaml_parses():
     assert len(parsed) >= 6 and all(docs and docs[0] for docs in parsed.values())
 
 
-def test_images_use_the_tested_triton_release():
+def test_deploy_files_name_the_release_of_serving_ngc_and_no_other():
     dockerfile = (DEPLOY / "Dockerfile").read_text()
-    assert f"nvcr.io/nvidia/tritonserver:{NGC_RELEASE}-py3" in dockerfile
+    assert f"ARG TRITON_IMAGE={ngc.TRITON_IMAGE}\n" in dockerfile
+    builder = (DEPLOY / "Dockerfile.builder").read_text()
+    assert f"ARG TENSORRT_IMAGE={ngc.TENSORRT_IMAGE}\n" in builder and "torch" not in builder.lower().replace(
+        "no torch", ""
+    )
     kserve = yaml.safe_load((DEPLOY / "k8s" / "kserve-inferenceservice.yaml").read_text())
-    assert kserve["spec"]["predictor"]["triton"]["runtimeVersion"] == f"{NGC_RELEASE}-py3"
+    assert kserve["spec"]["predictor"]["triton"]["runtimeVersion"] == ngc.KSERVE_RUNTIME_VERSION
+    images = re.findall(r"nvcr\.io/nvidia/(?:tritonserver|tensorrt):[\w.-]+", _all_deploy_text())
+    assert images and set(images) <= {ngc.TRITON_IMAGE, ngc.TENSORRT_IMAGE}, sorted(set(images))
+
+
+def _all_deploy_text() -> str:
+    paths = [
+        p
+        for p in sorted(DEPLOY.rglob("*"))
+        if p.is_file() and (p.suffix in {".yaml", ".yml", ".md", ".builder"} or p.name == "Dockerfile")
+    ]
+    return "\n".join(p.read_text() for p in paths)
 
 
 def test_ports_agree_between_compose_kubernetes_and_prometheus():

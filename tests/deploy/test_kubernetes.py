@@ -69,7 +69,8 @@ def test_kustomization_lists_every_manifest_once_and_each_parses():
     kustomization = yaml_docs(K8S / "kustomization.yaml")[0]
     listed = kustomization["resources"]
     assert len(listed) == len(set(listed))
-    others = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml", "kserve-inferenceservice.yaml"}
+    on_its_own = {"kustomization.yaml", "kserve-inferenceservice.yaml", "tensorrt-plans.yaml"}
+    others = {p.name for p in K8S.glob("*.yaml")} - on_its_own
     assert set(listed) == others, "a manifest in deploy/k8s is missing from kustomization.yaml"
     objects = [doc for name in listed for doc in yaml_docs(K8S / name)]
     keys = [(d["kind"], d["metadata"]["name"]) for d in objects]
@@ -207,3 +208,14 @@ def test_every_tritonserver_flag_of_the_deployment_exists_in_triton_2_51():
     for where, args in tritonserver_args().items():
         flags = [a.split("=", 1)[0] for a in args]
         assert flags and set(flags) <= known, f"{where}: {sorted(set(flags) - known)} not tritonserver flags"
+
+
+def test_the_plan_builder_job_runs_the_builder_on_one_gpu_and_keeps_plans_on_a_volume():
+    job = kind_of("Job")
+    pod = job["spec"]["template"]["spec"]
+    (builder,) = pod["containers"]
+    assert pod["restartPolicy"] == "Never" and builder["resources"]["limits"]["nvidia.com/gpu"] == 1
+    onnx, out_dir = builder["args"][:2]
+    mounts = {m["mountPath"] for m in builder["volumeMounts"]}
+    assert any(onnx.startswith(m + "/") for m in mounts) and any(out_dir.startswith(m) for m in mounts)
+    assert "nvidia.com/gpu.product" in pod["nodeSelector"], "plans are per GPU model"

@@ -44,7 +44,7 @@ def tensorrt_missing() -> str | None:
 
 def gpu_missing() -> str | None:
     if importlib.util.find_spec("torch") is None:
-        return "torch is not installed (it allocates the engine buffers)"
+        return "torch is not installed (the torch CUDA checks and the reference network need it)"
     import torch
 
     if not torch.cuda.is_available():
@@ -64,13 +64,18 @@ def trt():
         pytest.skip(reason)
     import tensorrt
 
-    from serving.model_config import NGC_IMAGE, NGC_TENSORRT_VERSION
-    from serving.tensorrt_pin import same_tensorrt
+    from serving.errors import ServingError
+    from serving.ngc import TRITON_IMAGE
+    from serving.tensorrt_pin import same_tensorrt, target_tensorrt
 
-    if not same_tensorrt(str(tensorrt.__version__)):
+    try:
+        target = target_tensorrt()
+    except ServingError as exc:
+        pytest.skip(str(exc))
+    if not same_tensorrt(str(tensorrt.__version__), target):
         pytest.skip(
-            f"TensorRT {tensorrt.__version__} is installed, {NGC_IMAGE} loads engines of "
-            f"{NGC_TENSORRT_VERSION} only (test_tensorrt_is_the_pinned_version fails on it)"
+            f"TensorRT {tensorrt.__version__} is installed, {TRITON_IMAGE} loads engines of "
+            f"{target} only (test_tensorrt_is_the_pinned_version fails on it)"
         )
     return tensorrt
 

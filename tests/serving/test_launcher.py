@@ -43,11 +43,34 @@ def test_missing_repository_is_a_clear_error(tmp_path):
 
 
 def test_docker_command_runs_the_ngc_image_with_a_gpu_and_the_repository_mounted(tmp_path):
-    cmd = docker_command(tmp_path, "nvcr.io/nvidia/tritonserver:24.10-py3", 9001, 9000, 9002)
+    from serving.ngc import TRITON_IMAGE
+
+    cmd = docker_command(tmp_path, TRITON_IMAGE, 9001, 9000, 9002)
     assert cmd[:2] == ["docker", "run"] and cmd[cmd.index("--gpus") + 1] == "all"
     assert f"{tmp_path.resolve()}:/models:ro" in cmd
     assert {"9001:8001", "9000:8000", "9002:8002"} <= set(cmd)
-    assert "nvcr.io/nvidia/tritonserver:24.10-py3" in cmd and "--model-repository=/models" in cmd[-1]
+    assert TRITON_IMAGE in cmd and "--model-repository=/models" in cmd[-1]
+
+
+def test_docker_command_allows_client_shm_on_26x_images_only(tmp_path):
+    from serving.ngc import ALLOW_CLIENT_SHM, TRITON_IMAGE
+
+    current = docker_command(tmp_path, TRITON_IMAGE)
+    assert ALLOW_CLIENT_SHM in current[-1] and "--ipc=host" in current  # host clients share /dev/shm
+    # an older image exits on the unknown flag (Triton 2.51 has none)
+    assert ALLOW_CLIENT_SHM not in docker_command(tmp_path, "nvcr.io/nvidia/tritonserver:24.10-py3")[-1]
+
+
+def test_ngc_tritonserver_gets_allow_client_shm_and_the_embedded_one_refuses_it(tmp_path):
+    from serving.ngc import ALLOW_CLIENT_SHM
+
+    ngc_binary = tmp_path / "tritonserver"
+    server = TritonServer(ServerOptions(repository=tmp_path, tritonserver=ngc_binary, allow_client_shm=True))
+    assert ALLOW_CLIENT_SHM in server.command(None)
+    plain = TritonServer(ServerOptions(repository=tmp_path, tritonserver=ngc_binary))
+    assert ALLOW_CLIENT_SHM not in plain.command(None)
+    with pytest.raises(ServingError, match="embedded Triton 2.51 does not know --allow-client-shm"):
+        ServerOptions(repository=tmp_path, allow_client_shm=True)
 
 
 @pytest.mark.triton
@@ -158,7 +181,7 @@ def test_docker_command_carries_the_secure_profile_without_printing_the_key(tmp_
         f.write_text("pem")
     secret = "0123456789abcdef-key"
     security = SecurityOptions(cert, key, ca, admin_key=secret)
-    cmd = docker_command(tmp_path, "nvcr.io/nvidia/tritonserver:24.10-py3", security=security)
+    cmd = docker_command(tmp_path, "nvcr.io/nvidia/tritonserver:26.10-py3", security=security)
     assert not any(secret in part for part in cmd)
     assert {
         f"{cert}:/certs/server.crt:ro",

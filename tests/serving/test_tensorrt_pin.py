@@ -6,12 +6,20 @@ import json
 
 import pytest
 
+from serving import ngc
 from serving.errors import ServingError
-from serving.model_config import NGC_TENSORRT_VERSION, RepositoryOptions, network_config
+from serving.model_config import RepositoryOptions, network_config
 from serving.repository import check_plan_sidecar, check_plan_tensorrt
 from serving.spec import ModelSpec
 
 CAM = ModelSpec("cam-n", input_hw=(128, 224))
+TARGET = "11.4.0"  # a stand-in for the target's TensorRT: serving.ngc leaves it unconfirmed
+
+
+@pytest.fixture
+def target(monkeypatch):
+    monkeypatch.setattr(ngc, "TENSORRT_VERSION", TARGET)
+    return TARGET
 
 
 def _plan(tmp_path, **doc):
@@ -23,7 +31,7 @@ def _plan(tmp_path, **doc):
     return plan
 
 
-def test_a_plan_built_by_another_tensorrt_is_refused(tmp_path):
+def test_a_plan_built_by_another_tensorrt_is_refused(tmp_path, target):
     plan = _plan(tmp_path, tensorrt_version="11.0.0.1")
     with pytest.raises(ServingError, match=r"built by TensorRT 11.0.0.1, but .* runs TensorRT"):
         check_plan_sidecar(plan, CAM, 8)
@@ -31,9 +39,18 @@ def test_a_plan_built_by_another_tensorrt_is_refused(tmp_path):
         check_plan_tensorrt(plan, "10.6.0", "10.5.0")  # a patch-level difference already matters
 
 
-def test_a_plan_built_by_the_servers_tensorrt_is_accepted(tmp_path):
-    check_plan_sidecar(_plan(tmp_path, tensorrt_version=NGC_TENSORRT_VERSION + ".18"), CAM, 8)
+def test_a_plan_built_by_the_servers_tensorrt_is_accepted(tmp_path, target):
+    check_plan_sidecar(_plan(tmp_path, tensorrt_version=target + ".18"), CAM, 8)
     check_plan_tensorrt(tmp_path / "x.plan", None)  # unknown: warned, not refused
+
+
+def test_an_unpinned_target_tensorrt_is_named_and_taken_from_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setattr(ngc, "TENSORRT_VERSION", None)
+    monkeypatch.delenv(ngc.TENSORRT_VERSION_ENV, raising=False)
+    with pytest.raises(ServingError, match=ngc.TENSORRT_VERSION_ENV):
+        check_plan_tensorrt(tmp_path / "x.plan", "11.4.0.5")
+    monkeypatch.setenv(ngc.TENSORRT_VERSION_ENV, "11.4.0")
+    check_plan_tensorrt(tmp_path / "x.plan", "11.4.0.5")
 
 
 def test_default_engine_file_is_the_newest_architecture_by_number():

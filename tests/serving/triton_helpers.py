@@ -15,6 +15,7 @@ import pytest
 from serving import spec as S
 from serving.letterbox import letterbox_image
 from serving.lidar import project_to_depth_image
+from tests.output_compare import output_differences  # noqa: F401 - re-exported for the tests
 
 grpcclient = pytest.importorskip("tritonclient.grpc")
 from tritonclient.utils import np_to_triton_dtype  # noqa: E402
@@ -123,35 +124,6 @@ def check_not_empty(outputs: dict[str, np.ndarray]) -> None:
     # numpy 2 under the wheel's stub returns outputs with zero bytes, silently (DESIGN.md)
     for name, arr in outputs.items():
         assert arr.size > 0 and arr.nbytes == arr.size * arr.itemsize, f"{name} came back empty: {arr.shape}"
-
-
-def output_differences(ref: dict, cand: dict, spec, tolerances) -> list[str]:
-    """What differs beyond ``tolerances`` between two batched output dicts (the verification
-    stage's own per-head comparisons); empty when they agree."""
-    from exporters.export.verify import DetectionStats, compare_detections, depth_rel_error, seg_agreement
-    from serving.spec import DEPTH, NUM_DETS, SEG_MASK
-
-    # a served raw model answers num_dets as [B, 1] (one element per request), ONNX Runtime as [B]
-    ref, cand = ({**out, NUM_DETS: np.asarray(out[NUM_DETS]).reshape(-1)} for out in (ref, cand))
-    problems = []
-    stats = DetectionStats()
-    n = len(ref[SEG_MASK])
-    for i in range(n):
-        compare_detections(ref, cand, i, spec, tolerances, stats)
-        agreement = seg_agreement(ref[SEG_MASK][i], cand[SEG_MASK][i])
-        if agreement < tolerances.seg_agreement:
-            problems.append(f"image {i}: seg agreement {agreement:.4f} < {tolerances.seg_agreement}")
-        errors = depth_rel_error(ref[DEPTH][i], cand[DEPTH][i])
-        q = float(np.quantile(errors, tolerances.depth_quantile))
-        if q > tolerances.depth_rel_error:
-            problems.append(f"image {i}: depth relative error {q:.3g} > {tolerances.depth_rel_error}")
-    total = max(stats.reference, stats.candidate, 1)
-    if stats.unmatched > tolerances.max_unmatched_fraction * total:
-        problems.append(f"detections: {stats.unmatched} of {total} unmatched ({stats})")
-    return problems
-
-
-# --- the raw network --------------------------------------------------------------------------
 
 
 ONE_POINT = np.array([[0, 0, 10, 1]], np.float32)  # one LiDAR return, for fusion pipelines

@@ -248,21 +248,25 @@ def test_tensorrt_options_must_agree_with_the_export():
 
 
 # --- issue 13 (d): the pin, the calibrator, the timing cache, the runner's dtypes -----------------
-def test_tensorrt_version_is_pinned_to_the_serving_images_and_compared_to_the_patch():
-    from exporters.export.tensorrt_plan import TENSORRT_VERSION, check_tensorrt_version, tensorrt_image
+def test_tensorrt_version_is_pinned_to_the_serving_images_and_compared_to_the_patch(monkeypatch):
+    from exporters.export.tensorrt_plan import check_tensorrt_version, tensorrt_image
+    from serving import ngc
     from serving.errors import ExportError
-    from serving.model_config import NGC_IMAGE, NGC_TENSORRT_VERSION
     from serving.tensorrt_pin import same_tensorrt, version_key
 
-    assert TENSORRT_VERSION == NGC_TENSORRT_VERSION
-    assert tensorrt_image() == "nvcr.io/nvidia/tensorrt:" + NGC_IMAGE.split(":")[1]  # same release
+    monkeypatch.setattr(ngc, "TENSORRT_VERSION", "11.4.0")  # serving/ngc.py leaves it unconfirmed
+    assert tensorrt_image() == "nvcr.io/nvidia/tensorrt:" + ngc.TRITON_IMAGE.split(":")[1]  # same release
     assert version_key("10.5.0.18") == (10, 5, 0) and version_key("10.5") == (10, 5, 0)
     assert same_tensorrt("10.5.0.18", "10.5.0") and not same_tensorrt("10.6.0", "10.5.0")
     assert not same_tensorrt("11.0.0.1", "10.5.0")
     assert not same_tensorrt("10.5.0.18", "10.5.0.17")  # the build number too, where both have one
-    check_tensorrt_version(NGC_TENSORRT_VERSION + ".18")
+    check_tensorrt_version("11.4.0.18")
     with pytest.raises(ExportError, match=r"TensorRT 11.0.0 is installed.*--print-docker"):
         check_tensorrt_version("11.0.0")
+    monkeypatch.setattr(ngc, "TENSORRT_VERSION", None)
+    monkeypatch.delenv(ngc.TENSORRT_VERSION_ENV, raising=False)
+    with pytest.raises(ExportError, match=ngc.TENSORRT_VERSION_ENV):  # unpinned: says how to pin it
+        check_tensorrt_version("11.4.0.18")
 
 
 def _percept(cwd, *args):
@@ -319,7 +323,7 @@ def _feed(batches, batch=2):
 
     kept = []
 
-    def to_device(array):
+    def to_device(name, array):
         kept.append(array)
         return array, array.ctypes.data
 
@@ -379,3 +383,81 @@ def test_a_reduced_precision_onnx_is_built_strongly_typed_and_only_as_its_own_pr
         TensorRTOptions(precision="int8", strongly_typed=True, calibration=CalibrationOptions())
     doc = sidecar(CAM, typed, "10.5.0", "GPU", (9, 0), "ab" * 32)
     assert doc["strongly_typed"] and doc["fallback_precision"] is None
+
+
+# --- issue 22: TensorRT only, strongly typed, the weak-typing path only where it still exists ------
+def _stand_in_tensorrt(version: str, weak: bool, typed_flag: bool = True):
+    """What the build code reads of the tensorrt module, for a 10.x (weak typing kept) or an 11.x
+    (strongly typed only) build."""
+    from types import SimpleNamespace
+
+    flags = {"TF32": 1, **({"FP16": 2, "INT8": 3} if weak else {})}
+    creation = {"STRONGLY_TYPED": 1} if typed_flag else {}
+    trt = SimpleNamespace(
+        __version__=version,
+        BuilderFlag=SimpleNamespace(**flags),
+        NetworkDefinitionCreationFlag=SimpleNamespace(**creation),
+    )
+    if weak:
+        trt.IInt8EntropyCalibrator2 = object
+    config = SimpleNamespace(**({"int8_calibrator": None, "set_calibration_profile": None} if weak else {}))
+    return trt, config
+
+
+def test_weak_typing_is_used_only_where_the_installed_tensorrt_has_it():
+    from exporters.export.tensorrt import check_weak_typing, weak_typing_missing
+    from serving.errors import ExportError
+
+    trt10, config10 = _stand_in_tensorrt("10.13.3", weak=True)
+    for precision in ("fp32", "fp16", "int8"):
+        check_weak_typing(trt10, config10, precision)
+    trt11, config11 = _stand_in_tensorrt("11.4.0", weak=False)
+    assert weak_typing_missing(trt11, config11, "fp32") == []  # FP32 needs no weak typing
+    assert weak_typing_missing(trt11, config11, "int8") == [
+        "BuilderFlag.FP16",
+        "BuilderFlag.INT8",
+        "IBuilderConfig.int8_calibrator",
+        "IBuilderConfig.set_calibration_profile",
+        "IInt8EntropyCalibrator2",
+    ]
+    with pytest.raises(ExportError) as info:
+        check_weak_typing(trt11, config11, "fp16")
+    message = str(info.value)
+    assert "\n" not in message and "TensorRT 11.4.0 has no weakly typed fp16 build" in message
+    assert "--engine onnx --precision fp16" in message and "strongly typed" in message
+
+
+def test_a_typed_build_sets_strongly_typed_where_the_enum_has_it():
+    from exporters.export.tensorrt import network_flags
+
+    trt10, _ = _stand_in_tensorrt("10.13.3", weak=True)
+    assert network_flags(trt10, typed=True) == 1 << 1 and network_flags(trt10, typed=False) == 0
+    trt11, _ = _stand_in_tensorrt("11.4.0", weak=False, typed_flag=False)
+    assert network_flags(trt11, typed=True) == 0  # strongly typed without a flag
+
+
+def test_building_and_running_engines_never_imports_torch():
+    """The engine path (build, calibrate, run) needs TensorRT and cuda-python, not torch: the NGC
+    images ship no torch, and torch's only wheel needs a CUDA 13 driver."""
+    import ast
+
+    root = Path(__file__).resolve().parents[3] / "exporters" / "export"
+    for name in ("tensorrt.py", "calibration.py", "cuda_buffers.py", "tensorrt_plan.py"):
+        tree = ast.parse((root / name).read_text())
+        imported = {
+            alias.name.split(".")[0]
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Import | ast.ImportFrom)
+            for alias in (node.names if isinstance(node, ast.Import) else [ast.alias(node.module or "")])
+        }
+        assert "torch" not in imported, name
+
+
+def test_cuda_errors_become_one_export_error_line():
+    from exporters.export.cuda_buffers import check
+    from serving.errors import ExportError
+
+    assert check((0, 7), "cudaGetDeviceCount") == 7
+    assert check((0,), "cudaFree") is None
+    with pytest.raises(ExportError, match="CUDA cudaMalloc failed: 2"):
+        check((2, None), "cudaMalloc")

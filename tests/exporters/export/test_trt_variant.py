@@ -85,9 +85,25 @@ def test_compat_check_passes_the_variant_and_tensorrt_stage_uses_it(variant):
     src, path = variant
     found = check_file(path)
     assert [f.rule for f in found if f.severity == "error"] == []
-    assert "TRT008" in {f.rule for f in found}  # the plugin's documented 4096-candidate cap, reported
+    assert "TRT008" in {f.rule for f in found}  # the plugin's 5000-candidate cap, reported
     compat_stage(src, "tensorrt")  # writes and checks the variant; raises on an error finding
     assert variant_path(src).is_file()
+
+
+def test_the_plugin_input_shapes_reach_the_check_and_a_wrong_one_is_trt009(variant):
+    from exporters.export.trt_compat import check_graph
+
+    _, path = variant
+    proto = onnx.load(str(path))
+    plugin = next(n for n in proto.graph.node if n.op_type == PLUGIN)
+    shapes = {vi.name: vi for vi in proto.graph.value_info}
+    assert plugin.input[0] in shapes and plugin.input[1] in shapes  # inferred again after the edit
+    boxes = shapes[plugin.input[0]].type.tensor_type.shape.dim
+    assert len(boxes) == 3 and boxes[2].dim_value == 4
+    assert "TRT009" not in {f.rule for f in check_graph(proto)}
+    boxes[2].dim_value = 5  # a plugin fed [B,N,5]: the shape half of TRT009 must catch it
+    found = [f for f in check_graph(proto) if f.rule == "TRT009"]
+    assert found and "boxes shape" in found[0].line()
 
 
 def test_the_tail_behind_the_plugin_gives_the_contract_in_onnx_runtime(variant):
