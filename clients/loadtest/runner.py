@@ -23,7 +23,7 @@ from clients.loadtest.server_stats import read_counters, settled_counters, split
 from clients.loadtest.stats import Latency, Window, is_stable, window_of
 from clients.loadtest.worker import Records, StepPlan, WorkerJob, worker_main
 from serving.errors import ClientError, PerceptionError
-from serving.spec import IMAGES
+from serving.spec import IMAGES, SOURCE_HW
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,8 @@ class LoadTest:
                     raise ClientError(f"model {model!r} is not ready on {url}")
                 configs: dict[str, dict] = {}  # the model's and its steps', as fetched
                 self.infos[model] = fetch_model_info(partial(self._config, configs), model)
-                self._networks += [m for m, c in configs.items() if IMAGES in _input_names(c)]
+                # the models that run a network: the raw network (images) or a frame model (source_hw)
+                self._networks += [m for m, c in configs.items() if {IMAGES, SOURCE_HW} & _input_names(c)]
         except InferenceServerException as exc:
             error = from_triton_exception(exc)
             if isinstance(error, PermissionDeniedError):

@@ -14,7 +14,14 @@ from serving import spec as S
 from serving.ensemble import FrameLimits
 from serving.errors import SpecError
 from serving.letterbox import network_image
-from serving.processing import check_frame, check_network_inputs, concat_batches, postprocess, split_batches
+from serving.processing import (
+    check_frame,
+    check_network_inputs,
+    check_request,
+    concat_batches,
+    postprocess,
+    split_batches,
+)
 from serving.triton_models.network import TritonPythonModel as NetworkModel
 
 
@@ -26,6 +33,7 @@ class TritonPythonModel(NetworkModel):
         self.network_outputs = [t.name for t in self.spec.network_outputs]
 
     def check(self, inputs):
+        check_request(inputs, self.limits)  # bytes first
         image, source = inputs[S.IMAGE], inputs[S.SOURCE_HW]
         if image.ndim != 4 or image.shape[0] == 0:
             raise SpecError(f"{S.IMAGE} must be [batch,H,W,3] uint8 RGB, got shape {tuple(image.shape)}")

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from serving.model_config import network_model_name
+from serving.model_config import frame_model_name
 from serving.spec import ENSEMBLE_CAMERA
 from tests.clients.dns import dns_server
 from tests.serving.triton_helpers import stats
@@ -30,7 +30,7 @@ pytestmark = pytest.mark.triton
 FRAMES = 8
 SECOND_LOOPBACK = "127.0.0.2"
 NAME = "perception-serving-grpc.test"
-NETWORK = network_model_name(tiny_spec())  # the raw network model the tiny pipeline runs
+NETWORK = frame_model_name(tiny_spec())  # the model a raw frame of the tiny pipeline goes to
 MAX_CONNECTION_AGE = ("--grpc-max-connection-age=1000", "--grpc-max-connection-age-grace=5000")
 
 

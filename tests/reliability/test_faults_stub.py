@@ -69,12 +69,12 @@ def _capacity_back(load: Load, t_kill: float, before: int) -> float:
 
 @pytest.mark.timeout(240)
 def test_a_killed_stub_is_restored_by_the_supervisor(tmp_path, reliability):
-    repo = tiny_repository(tmp_path, network_instances=2)
+    repo = tiny_repository(tmp_path, frame_instances=2)  # raw frames go to the frame model
     server = TritonServer(ServerOptions(repo, stop_grace_s=5)).start()
     try:
         assert server.pid is not None
         instances = {s.instance for s in stubs(server.pid)}
-        assert {"tiny_0_0", "tiny_0_1"} <= instances
+        assert {"tiny_frame_0_0", "tiny_frame_0_1"} <= instances
         supervisor = Supervisor(server, SupervisorOptions(poll_s=0.25))  # knows every instance now
         options = ClientOptions(url=server.grpc_url, timeout_s=10, retry=RetryPolicy(10, 0.2, 2.0))
         load = Load(options, threads=CLIENTS).start()
@@ -83,7 +83,7 @@ def test_a_killed_stub_is_restored_by_the_supervisor(tmp_path, reliability):
 
         # Triton alone: the model stays ready while the dead instance fails requests
         assert _probe(server).returncode == 0
-        t_kill = _kill_stub(server, "tiny_0_0")
+        t_kill = _kill_stub(server, "tiny_frame_0_0")
         time.sleep(3.0)
         probe = _probe(server)  # what a Kubernetes livenessProbe runs: it sees the dead stub
         assert probe.returncode == 1 and "stub" in probe.stdout and "died" in probe.stdout
@@ -94,7 +94,7 @@ def test_a_killed_stub_is_restored_by_the_supervisor(tmp_path, reliability):
         reliability(
             "faults",
             "stub kill -9, Triton alone",
-            f"kill -9 of stub tiny_0_0 (1 of 2 network instances) under {CLIENTS} clients",
+            f"kill -9 of stub tiny_frame_0_0 (1 of 2 frame model instances) under {CLIENTS} clients",
             f"{len(alone)} INTERNAL 'Stub process is not healthy' in 3 s; stub not restarted",
             3.0,
             state,
@@ -105,7 +105,7 @@ def test_a_killed_stub_is_restored_by_the_supervisor(tmp_path, reliability):
             _wait_restarts(supervisor, 1, RECOVERY_BOUND_S)
             _capacity_back(load, time.monotonic(), before)  # the clients are out of their backoff
             old_regions = shm_regions(server.pid)
-            t_kill = _kill_stub(server, "tiny_0_1")
+            t_kill = _kill_stub(server, "tiny_frame_0_1")
             _wait_restarts(supervisor, 2, RECOVERY_BOUND_S)
             restart = _recovered(supervisor)[1]
             back = _capacity_back(load, t_kill, before)
@@ -119,7 +119,7 @@ def test_a_killed_stub_is_restored_by_the_supervisor(tmp_path, reliability):
         reliability(
             "faults",
             "stub kill -9, supervised",
-            f"kill -9 of stub tiny_0_1 under {CLIENTS} clients (retry policy 10 attempts)",
+            f"kill -9 of stub tiny_frame_0_1 under {CLIENTS} clients (retry policy 10 attempts)",
             f"{len(failed)} failed (<= {CLIENTS} in flight); seen in {restart.detected_at - t_kill:.2f} s, "
             f"server restarted (ready in {restart.ready_after_s:.1f} s), "
             f"all {len(instances)} stubs back; half the throughput of before ({before}/s) back after",

@@ -54,19 +54,22 @@ def settled(samples: list[tuple[float, dict[str, int]]], window_s: float = SETTL
     )
 
 
+SERVED = "tiny_frame"  # the clients send the pipeline's raw frames to its frame model
+
+
 def _soak(tmp_path: Path, seconds: float, warmup_s: tuple[float, float], reliability, case: str) -> None:
     """``seconds`` measured after a warm-up of at least ``warmup_s[0]`` that ends when every RSS has
     :func:`settled`; a warm-up longer than ``warmup_s[1]`` fails the test."""
     import tritonclient.grpc as grpcclient
 
-    repo = tiny_repository(tmp_path, network_instances=1, intra_op_threads=1)
+    repo = tiny_repository(tmp_path, network_instances=1, frame_instances=1, intra_op_threads=1)
     server = TritonServer(ServerOptions(repo, stop_grace_s=10)).start()
     try:
         assert server.pid is not None
         regions = [s.shm_region for s in stubs(server.pid)]
         assert regions and all((SHM / r).exists() for r in regions)
         stats = grpcclient.InferenceServerClient(server.grpc_url)
-        before = settled_counters(stats, ("perception",))["perception"]
+        before = settled_counters(stats, (SERVED,))[SERVED]
         load = Load(ClientOptions(url=server.grpc_url, retry=RetryPolicy(5, 0.1, 1.0)), threads=CLIENTS)
         with RssSampler(server, period_s=1.0) as rss:
             t0 = time.monotonic()
@@ -77,7 +80,7 @@ def _soak(tmp_path: Path, seconds: float, warmup_s: tuple[float, float], reliabi
             warm_end = time.monotonic()
             time.sleep(seconds)
             load.stop()
-        after = settled_counters(stats, ("perception",))["perception"]
+        after = settled_counters(stats, (SERVED,))[SERVED]
         stats.close()
         state = server_state(server)
     finally:
@@ -97,7 +100,8 @@ def _soak(tmp_path: Path, seconds: float, warmup_s: tuple[float, float], reliabi
     reliability(
         "soak",
         case,
-        f"{CLIENTS} closed-loop clients on perception, warm-up until RSS settles then {seconds:.0f} s; "
+        f"{CLIENTS} closed-loop clients on perception (raw frames: {SERVED}), warm-up until RSS settles "
+        f"then {seconds:.0f} s; "
         f"RSS of the server and {len(regions)} stubs sampled each second",
         f"{served} served, 0 failed, server counted {after.success_count - before.success_count}; "
         f"RSS slope over {seconds:.0f} s after a {warm_s:.0f} s warm-up at most {slopes[worst]:+.2f} MB/min "

@@ -35,9 +35,9 @@ def _configs(repo: Path) -> dict[str, mc.ModelConfig]:
     return {p.parent.name: parse_config(p.read_text()) for p in sorted(repo.glob("*/config.pbtxt"))}
 
 
-def _tree(repo: Path) -> dict[str, str]:
+def _tree(repo: Path) -> dict[str, bytes]:
     return {
-        p.relative_to(repo).as_posix(): p.read_text()
+        p.relative_to(repo).as_posix(): p.read_bytes()
         for p in sorted(repo.rglob("*"))
         if p.is_file() and p.suffix in (".pbtxt", ".py", "")
     }
@@ -59,10 +59,10 @@ def test_every_committed_config_parses_and_names_its_folder():
     assert set(configs) == {
         "cam_n",
         "fusion_n",
-        "cam_n_preprocess",
-        "cam_n_postprocess",
-        "fusion_n_preprocess",
-        "fusion_n_postprocess",
+        "cam_n_frame",
+        "fusion_n_frame",
+        "cam_n_decode",
+        "fusion_n_decode",
         S.ENSEMBLE_CAMERA,
         S.ENSEMBLE_FUSION,
     }
@@ -71,16 +71,16 @@ def test_every_committed_config_parses_and_names_its_folder():
         assert json.loads(cfg.parameters[SPEC_KEY].string_value)["name"] in ("cam-n", "fusion-n")
 
 
-def test_build_writes_network_pre_post_and_ensembles(onnx_files, tmp_path):
+def test_build_writes_network_frame_decode_and_ensembles(onnx_files, tmp_path):
     names = build_repository(onnx_files, tmp_path)
     assert names == [
         "cam_n",
+        "cam_n_frame",
         "fusion_n",
-        "cam_n_preprocess",
-        "cam_n_postprocess",
+        "fusion_n_frame",
+        "cam_n_decode",
         S.ENSEMBLE_CAMERA,
-        "fusion_n_preprocess",
-        "fusion_n_postprocess",
+        "fusion_n_decode",
         S.ENSEMBLE_FUSION,
     ]
     assert (tmp_path / "cam_n" / "1" / "model.onnx").read_bytes() == onnx_files[0].read_bytes()
@@ -100,7 +100,19 @@ def test_build_writes_network_pre_post_and_ensembles(onnx_files, tmp_path):
     assert net.instance_group[0].kind == mc.ModelInstanceGroup.KIND_CPU
     assert net.version_policy.latest.num_versions == 1
     assert net.model_warmup[0].inputs[S.IMAGES].zero_data
-    fusion_pre = cfgs["fusion_n_preprocess"]
+    frame = cfgs["cam_n_frame"]
+    assert [i.name for i in frame.input] == [S.IMAGE, S.SOURCE_HW]
+    assert list(frame.input[0].dims) == [-1, -1, 3] and list(frame.input[1].dims) == [2]
+    assert [o.name for o in frame.output] == [*(t.name for t in CAM.network_outputs), S.LETTERBOX]
+    assert frame.dynamic_batching.default_queue_policy.max_queue_size == 64
+    warm = frame.model_warmup[0].inputs
+    assert list(warm[S.IMAGE].dims) == [720, 1280, 3] and warm[S.SOURCE_HW].input_data_file == "source_hw"
+    assert (tmp_path / "cam_n_frame" / "warmup" / "source_hw").read_bytes() == bytes.fromhex(
+        "d002000000050000"
+    )
+    # the python engine's frame model runs the network with OpenCV around it: the network's file
+    assert (tmp_path / "cam_n_frame" / "1" / "model.onnx").read_bytes() == onnx_files[0].read_bytes()
+    fusion_pre = cfgs["fusion_n_decode"]
     points = next(i for i in fusion_pre.input if i.name == S.POINTS)
     assert points.allow_ragged_batch and list(points.dims) == [-1, 4]
     image = next(i for i in fusion_pre.input if i.name == S.IMAGE)
@@ -109,18 +121,29 @@ def test_build_writes_network_pre_post_and_ensembles(onnx_files, tmp_path):
     assert not projection.optional and list(projection.dims) == [3, 4]
 
 
-def test_ensemble_steps_chain_pre_network_post(onnx_files, tmp_path):
+def test_ensemble_steps_chain_decode_and_frame(onnx_files, tmp_path):
     build_repository(onnx_files, tmp_path)
     ens = _configs(tmp_path)[S.ENSEMBLE_FUSION]
     assert ens.platform == "ensemble"
     steps = ens.ensemble_scheduling.step
-    assert [s.model_name for s in steps] == ["fusion_n_preprocess", "fusion_n", "fusion_n_postprocess"]
-    produced = {S.IMAGE, S.IMAGE_ENCODED, S.RESIZE_TO_SOURCE, S.POINTS, S.PROJECTION}
+    assert [s.model_name for s in steps] == ["fusion_n_decode", "fusion_n_frame"]
+    produced = {S.IMAGE, S.IMAGE_ENCODED, S.POINTS, S.PROJECTION}
     for step in steps:
         assert set(step.input_map.values()) <= produced, step.model_name
         produced |= set(step.output_map.values())
     assert {o.name for o in ens.output} <= produced
-    assert {i.name for i in ens.input if i.optional} == {S.IMAGE, S.IMAGE_ENCODED, S.RESIZE_TO_SOURCE}
+    assert {i.name for i in ens.input if i.optional} == {S.IMAGE, S.IMAGE_ENCODED}
+
+
+def test_the_ngc_engines_get_the_frame_graph(onnx_files, tmp_path):
+    """onnxruntime: the frame model's file is the frame graph (no python step for a raw frame)."""
+    onnx = pytest.importorskip("onnx")
+    build_repository(onnx_files[:1], tmp_path, RepositoryOptions(engine="onnxruntime"))
+    frame = _configs(tmp_path)["cam_n_frame"]
+    assert frame.platform == "onnxruntime_onnx" and not frame.backend
+    graph = onnx.load(str(tmp_path / "cam_n_frame" / "1" / "model.onnx")).graph
+    assert [i.name for i in graph.input] == [S.IMAGE, S.SOURCE_HW]
+    assert [o.name for o in graph.output] == [o.name for o in frame.output]
 
 
 def test_onnxruntime_engine_config(onnx_files, tmp_path):
@@ -136,6 +159,7 @@ def test_tensorrt_engine_maps_compute_capabilities_to_plan_files(onnx_files, tmp
     folder = onnx_files[0].parent
     for cc in ("86", "90"):
         (folder / f"model_sm{cc}.plan").write_bytes(b"engine " + cc.encode())
+        (folder / f"frame_sm{cc}.plan").write_bytes(b"frame engine " + cc.encode())
     try:
         build_repository(onnx_files[:1], tmp_path / "repo", RepositoryOptions(engine="tensorrt_plan"))
     finally:
@@ -145,12 +169,17 @@ def test_tensorrt_engine_maps_compute_capabilities_to_plan_files(onnx_files, tmp
     assert net.platform == "tensorrt_plan"
     assert dict(net.cc_model_filenames) == {"8.6": "model_sm86.plan", "9.0": "model_sm90.plan"}
     assert (tmp_path / "repo" / "cam_n" / "1" / "model_sm90.plan").read_bytes() == b"engine 90"
+    frame = _configs(tmp_path / "repo")["cam_n_frame"]
+    assert dict(frame.cc_model_filenames) == {"8.6": "frame_sm86.plan", "9.0": "frame_sm90.plan"}
+    assert (tmp_path / "repo" / "cam_n_frame" / "1" / "frame_sm90.plan").read_bytes() == b"frame engine 90"
 
 
 def test_tensorrt_engine_profile_must_cover_the_batcher_and_match_the_spec(onnx_files, tmp_path):
     folder = onnx_files[0].parent
     plan = folder / "model_sm86.plan"
     plan.write_bytes(b"engine")
+    frame_plan = folder / "frame_sm86.plan"
+    frame_plan.write_bytes(b"frame engine")
     sidecar = folder / "model_sm86.plan.json"
     try:
         sidecar.write_text(
@@ -168,12 +197,20 @@ def test_tensorrt_engine_profile_must_cover_the_batcher_and_match_the_spec(onnx_
             build_repository(onnx_files[:1], tmp_path / "c", RepositoryOptions(engine="tensorrt_plan"))
     finally:
         plan.unlink()
+        frame_plan.unlink()
         sidecar.unlink()
 
 
 def test_tensorrt_engine_without_plans_is_an_error(onnx_files, tmp_path):
     with pytest.raises(ServingError, match="model_sm<cc>.plan"):
         build_repository(onnx_files[:1], tmp_path, RepositoryOptions(engine="tensorrt_plan"))
+    plan = onnx_files[0].parent / "model_sm90.plan"
+    plan.write_bytes(b"engine")
+    try:  # the frame model's engines are needed too
+        with pytest.raises(ServingError, match="frame_sm<cc>.plan"):
+            build_repository(onnx_files[:1], tmp_path, RepositoryOptions(engine="tensorrt_plan"))
+    finally:
+        plan.unlink()
 
 
 def test_batching_options_reach_the_config(onnx_files, tmp_path):
@@ -186,7 +223,7 @@ def test_batching_options_reach_the_config(onnx_files, tmp_path):
     build_repository(onnx_files[:1], off, RepositoryOptions(batching=BatchingOptions(dynamic=False)))
     configs = _configs(off)
     assert not configs["cam_n"].HasField("dynamic_batching") and configs["cam_n"].max_batch_size == 8
-    assert configs["cam_n_preprocess"].HasField("dynamic_batching")  # pre/post keep theirs
+    assert configs["cam_n_decode"].HasField("dynamic_batching")  # the decode step keeps its own
 
 
 @pytest.mark.parametrize(

@@ -240,7 +240,7 @@ def test_sweep_counts_agree_with_the_server_and_littles_law(url, frames):
 @pytest.mark.triton
 @pytest.mark.parametrize(
     ("ensemble", "network", "shared_memory"),
-    [("perception", "cam_n", "system"), ("perception_fusion", "fusion_n", "none")],
+    [("perception", "cam_n_frame", "system"), ("perception_fusion", "fusion_n_frame", "none")],
 )
 def test_ensembles_count_every_request_once(url, frames, ensemble, network, shared_memory):
     from serving.spec import ENSEMBLE_CAMERA, ENSEMBLE_FUSION

@@ -17,7 +17,9 @@ from clients.options import ClientOptions, RetryPolicy
 from clients.video import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, VideoOptions, run_video
 from clients.video.journal import read_records
 from serving.launcher import ServerOptions, TritonServer, free_port
+from serving.model_config import frame_model_name
 from tests.clients.conftest import write_video
+from tests.tiny_onnx import tiny_spec
 from tests.video_runs import check_each_frame_once, local_reference, percept_video, wait_for_lines
 
 pytestmark = pytest.mark.triton
@@ -183,7 +185,8 @@ def test_model_unloaded_mid_run_interrupts_the_input(tiny_repository, long_video
             if partial.exists() and partial.read_bytes().count(b"\n") >= 40:
                 break
             time.sleep(0.01)
-        grpcclient.InferenceServerClient(server.grpc_url).unload_model("perception")
+        # the model the run's raw frames go to (the clients send them to the pipeline's frame model)
+        grpcclient.InferenceServerClient(server.grpc_url).unload_model(frame_model_name(tiny_spec()))
 
     unloader = threading.Thread(target=unload_after_some_frames)
     try:

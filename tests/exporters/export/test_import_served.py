@@ -101,7 +101,12 @@ def test_imported_360x640_model_served_from_jpeg_equals_the_original_file(import
         assert client.spec == spec  # heads, size and classes read from the server
         result = client.infer(image=jpeg.tobytes())
     assert result.detections is None and result.depth is None
-    rgb = cv2.cvtColor(cv2.imdecode(jpeg, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    from serving.ensemble import FrameLimits
+    from serving.processing import decode_encoded
+
+    # decoded as the server's decode step does: a 720p JPEG for a 360x640 model at half DCT scale
+    rgb = decode_encoded(jpeg.tobytes(), FrameLimits(), spec.input_hw)
+    assert rgb.shape == (360, 640, 3)
     image, lb = network_image(rgb, spec.input_hw, spec.letterbox)
     expected = reference_runner(original, load_head_spec(heads_path), spec)({S.IMAGES: image[None]})
     expected_seg = lb.crop_dense(expected[S.SEG_MASK][0], 1, False)
