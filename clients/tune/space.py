@@ -20,7 +20,7 @@ NO_PREFERRED = 0  # preferred_batch value: no preferred batch size (the builder'
 
 @dataclass(frozen=True, order=True)
 class Candidate:
-    instances: int  # network model instances
+    instances: int  # instances of the model that runs the network: the raw network and the frame model
     threads: int  # ONNX Runtime intra-op threads per instance
     max_batch: int  # the dynamic batcher's max batch size
     preferred_batch: int  # 0: none
@@ -62,7 +62,11 @@ class Candidate:
             max_queue_delay_us=self.queue_delay_us,
         )
         return replace(
-            base, batching=batching, network_instances=self.instances, intra_op_threads=self.threads
+            base,
+            batching=batching,
+            network_instances=self.instances,
+            frame_instances=self.instances,
+            intra_op_threads=self.threads,
         )
 
     def repo_build_flags(self) -> list[str]:
@@ -78,6 +82,8 @@ class Candidate:
         for flag, value, default in pairs:
             if value != default:
                 flags += [flag, str(value)]
+                if flag == "--instances":  # the frame model runs the network for the pipeline
+                    flags += ["--frame-instances", str(value)]
         if self.preferred_batch:
             flags += ["--preferred-batch-size", str(self.preferred_batch)]
         return flags

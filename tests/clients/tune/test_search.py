@@ -19,11 +19,11 @@ def test_the_defaults_candidate_is_the_repository_builders_defaults():
     assert cand.repo_build_flags() == []
     other = Candidate(1, 3, 4, 2, 500, "fp16")
     opts = other.repository_options()
-    assert (opts.network_instances, opts.intra_op_threads) == (1, 3)
+    assert (opts.network_instances, opts.frame_instances, opts.intra_op_threads) == (1, 1, 3)
     assert opts.batching.max_batch_size == 4 and opts.batching.preferred_batch_sizes == (2,)
     assert opts.batching.max_queue_delay_us == 500
     assert other.repo_build_flags() == [
-        "--instances", "1", "--threads", "3", "--max-batch-size", "4",
+        "--instances", "1", "--frame-instances", "1", "--threads", "3", "--max-batch-size", "4",
         "--max-queue-delay-us", "500", "--preferred-batch-size", "2",
     ]  # fmt: skip
 
