@@ -17,7 +17,7 @@ import logging
 import os
 import re
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from serving import ngc
@@ -153,6 +153,15 @@ def model_py(module: str) -> str:
     )
 
 
+def frame_engine_options(artifact: NetworkArtifact, options: RepositoryOptions) -> RepositoryOptions:
+    """The frame model's engine: the repository's, except a tensorrt_plan repository whose export
+    left no ``frame_sm<cc>.plan``: its frame model runs the frame graph on the onnxruntime backend
+    (GPU) beside the network's engine, rather than leave the repository without a frame model."""
+    if options.engine == "tensorrt_plan" and not artifact.frame_plans:
+        return replace(options, engine="onnxruntime")
+    return options
+
+
 def write_configs(artifacts: list[NetworkArtifact], out_dir: Path, options: RepositoryOptions) -> list[str]:
     """Every config.pbtxt and model.py (no weights); returns the model names written."""
     names = [network_model_name(a.spec) for a in artifacts]
@@ -167,8 +176,13 @@ def write_configs(artifacts: list[NetworkArtifact], out_dir: Path, options: Repo
             _write(out_dir / name / "1" / "model.py", model_py("network"))
         written.append(name)
         frame = frame_model_name(a.spec)
-        frame_plans = {cc: p.name for cc, p in a.frame_plans} if options.engine == "tensorrt_plan" else None
-        _write(out_dir / frame / "config.pbtxt", config_text(frame_config(a.spec, options, frame_plans)))
+        frame_options = frame_engine_options(a, options)
+        frame_plans = (
+            {cc: p.name for cc, p in a.frame_plans} if frame_options.engine == "tensorrt_plan" else None
+        )
+        _write(
+            out_dir / frame / "config.pbtxt", config_text(frame_config(a.spec, frame_options, frame_plans))
+        )
         if options.engine == "python":
             _write(out_dir / frame / "1" / "model.py", model_py("frame"))
         if options.warmup:
@@ -205,12 +219,18 @@ def build_repository(
     out = Path(out_dir)
     for a in artifacts:
         check_batch_profile(a, options.batching.max_batch_size)
-        for stem, plans in ((NETWORK_PLAN_STEM, a.plans), (FRAME_PLAN_STEM, a.frame_plans)):
-            if options.engine == "tensorrt_plan" and not plans:
-                raise ServingError(
-                    f"engine tensorrt_plan: no {stem}_sm<cc>.plan next to {a.onnx}; build the engines "
-                    "with `percept export --engine tensorrt` on the target GPU first"
-                )
+        if options.engine == "tensorrt_plan" and not a.plans:
+            raise ServingError(
+                f"engine tensorrt_plan: no {NETWORK_PLAN_STEM}_sm<cc>.plan next to {a.onnx}; build the "
+                "engines with `percept export --engine tensorrt` on the target GPU first"
+            )
+        if options.engine == "tensorrt_plan" and not a.frame_plans:
+            log.warning(
+                "%s: no %s_sm<cc>.plan beside it: the frame model runs the frame graph on the "
+                "onnxruntime backend, the network on its TensorRT engine",
+                a.onnx,
+                FRAME_PLAN_STEM,
+            )
     if options.engine == "tensorrt_plan":
         for a in artifacts:
             for _, plan in (*a.plans, *a.frame_plans):
@@ -223,13 +243,14 @@ def build_repository(
             (frame_model_name(a.spec), a.frame_plans),
         ):
             version_dir = out / model / "1"
-            if options.engine == "tensorrt_plan":
+            engine = frame_engine_options(a, options).engine if plans is a.frame_plans else options.engine
+            if engine == "tensorrt_plan":
                 for _, plan in plans:
                     _put(plan, version_dir / plan.name, options.link)
                     sidecar = plan.with_name(plan.name + ".json")
                     if sidecar.exists():
                         _put(sidecar, version_dir / sidecar.name, options.link)
-            elif model == frame_model_name(a.spec) and options.frame_as_graph:
+            elif plans is a.frame_plans and frame_engine_options(a, options).frame_as_graph:
                 write_frame_onnx(a.onnx, version_dir / "model.onnx", a.spec)
             else:
                 _put(a.onnx, version_dir / "model.onnx", options.link)

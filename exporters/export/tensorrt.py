@@ -31,7 +31,9 @@ import numpy as np
 
 from exporters.export.options import BatchProfile, TensorRTOptions, VerifyOptions
 from exporters.export.tensorrt_plan import (
+    FRAME_PLAN_NAME,
     check_tensorrt_version,
+    frame_profile_shapes,
     plan_filename,
     profile_shapes,
     sidecar,
@@ -106,8 +108,12 @@ def _device() -> tuple[str, tuple[int, int]]:
     return device(0)
 
 
-def build_engine(onnx_path: Path, out_dir: Path, spec: ModelSpec, options: TensorRTOptions) -> Path:
-    """Build, write raw under a temporary name, return it (the caller verifies and renames)."""
+def build_engine(
+    onnx_path: Path, out_dir: Path, spec: ModelSpec, options: TensorRTOptions, frame: bool = False
+) -> Path:
+    """Build, write raw under a temporary name, return it (the caller verifies and renames).
+    ``frame``: the frame engine (serving.frame_graph around the network's TensorRT variant, a
+    profile over frame sizes too), written as ``frame_sm<cc>.plan``."""
     from exporters.export.onnx_export import file_sha256, read_provenance
     from exporters.export.trt_compat import compat_stage
     from exporters.export.trt_variant import variant_path
@@ -122,6 +128,10 @@ def build_engine(onnx_path: Path, out_dir: Path, spec: ModelSpec, options: Tenso
     # the compatibility stage writes it and fails on any error finding
     compat_stage(onnx_path, "tensorrt")
     variant = variant_path(onnx_path)
+    if frame:
+        from exporters.export.tensorrt_frame import write_frame_variant
+
+        variant = write_frame_variant(variant, spec)
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     # the parser owns the weights the network points at: it stays alive until the build is done
@@ -129,7 +139,8 @@ def build_engine(onnx_path: Path, out_dir: Path, spec: ModelSpec, options: Tenso
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_mib << 20)
     profile = builder.create_optimization_profile()
-    for name, (lo, opt, hi) in profile_shapes(spec, options.profile).items():
+    shapes = frame_profile_shapes(spec, options.profile) if frame else profile_shapes(spec, options.profile)
+    for name, (lo, opt, hi) in shapes.items():
         profile.set_shape(name, lo, opt, hi)
     config.add_optimization_profile(profile)
     onnx_sha256 = file_sha256(onnx_path)
@@ -151,7 +162,7 @@ def build_engine(onnx_path: Path, out_dir: Path, spec: ModelSpec, options: Tenso
     del parser
     if cache_path is not None:  # the build added its timings to the config's cache
         _save(cache_path, bytes(config.get_timing_cache().serialize()))
-    final = out_dir / plan_filename(options.plan_name, cc)
+    final = out_dir / plan_filename(FRAME_PLAN_NAME if frame else options.plan_name, cc)
     staging = final.with_name(final.name + ".unverified")
     _save(staging, bytes(serialized))  # raw: no header, exactly what Triton loads
     doc = sidecar(spec, options, trt.__version__, gpu_name, cc, onnx_sha256)
@@ -262,10 +273,13 @@ def _save(path: Path, data: bytes) -> None:
 
 
 # --- running (needs TensorRT + a GPU) -------------------------------------------------------------
-def trt_runner(plan: Path, spec: ModelSpec, profile: BatchProfile):
+def trt_runner(plan: Path, spec: ModelSpec, profile: BatchProfile, frame: bool = False):
     """A verification runner over a raw engine file; inputs go in chunks within the profile. Device
-    memory and the stream come from the CUDA runtime (exporters.export.cuda_buffers), not torch."""
+    memory and the stream come from the CUDA runtime (exporters.export.cuda_buffers), not torch.
+    ``frame``: the frame engine's tensors (serving.ensemble.frame_inputs / frame_outputs); its output
+    shapes follow from the input shapes, read after they are set."""
     from exporters.export.cuda_buffers import Buffers
+    from serving.ensemble import frame_inputs, frame_outputs
 
     trt = import_tensorrt()
     logger = trt.Logger(trt.Logger.WARNING)
@@ -279,19 +293,18 @@ def trt_runner(plan: Path, spec: ModelSpec, profile: BatchProfile):
     min_batch, max_batch = profile.min, profile.max
     # the engine's own tensor types, checked against the spec: buffers are sized from what TensorRT
     # reads and writes, never from what the spec says it should (issue 13, finding 7)
-    dtypes = {
-        t.name: engine_dtype(trt, engine, t.name, t.dtype)
-        for t in (*spec.network_inputs, *spec.network_outputs)
-    }
+    inputs_of = frame_inputs(spec) if frame else spec.network_inputs
+    outputs_of = frame_outputs(spec) if frame else spec.network_outputs
+    dtypes = {t.name: engine_dtype(trt, engine, t.name, t.dtype) for t in (*inputs_of, *outputs_of)}
     buffers = Buffers()  # freed with the runner (weakref.finalize below)
 
     def run_chunk(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        for t in spec.network_inputs:
+        for t in inputs_of:
             host = np.ascontiguousarray(inputs[t.name], dtype=dtypes[t.name])
             context.set_input_shape(t.name, tuple(host.shape))
             context.set_tensor_address(t.name, buffers.upload(t.name, host))
         shapes = {}
-        for t in spec.network_outputs:
+        for t in outputs_of:
             shapes[t.name] = tuple(context.get_tensor_shape(t.name))
             nbytes = int(np.prod(shapes[t.name])) * dtypes[t.name].itemsize
             context.set_tensor_address(t.name, buffers.pointer(t.name, nbytes))
@@ -367,4 +380,8 @@ def build_and_verify(
     finally:
         staging.unlink(missing_ok=True)
         staging_sidecar.unlink(missing_ok=True)
+    if report.passed:
+        from exporters.export.tensorrt_frame import build_frame_engine
+
+        build_frame_engine(onnx_path, out_dir, options, spec)
     return final, report

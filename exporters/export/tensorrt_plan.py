@@ -80,6 +80,29 @@ def profile_shapes(spec: ModelSpec, profile: BatchProfile) -> dict[str, tuple[tu
     return shapes
 
 
+# the frame engine's image sizes (height, width): min, opt (the common 720p camera) and max (4K UHD);
+# a frame outside them is refused by the engine: decode larger sources at a reduced scale first
+FRAME_PROFILE_HW = ((16, 16), (720, 1280), (2160, 3840))
+FRAME_PLAN_NAME = "frame.plan"  # becomes frame_sm<cc>.plan (serving.repository.FRAME_PLAN_STEM)
+
+
+def frame_profile_shapes(spec: ModelSpec, profile: BatchProfile) -> dict[str, tuple[tuple[int, ...], ...]]:
+    """Input name -> (min, opt, max) shapes of the frame engine's one profile: the batch profile's
+    batches with FRAME_PROFILE_HW's frame sizes (serving.ensemble.frame_inputs)."""
+    from serving.ensemble import frame_inputs
+    from serving.spec import IMAGE
+
+    batches = (profile.min, profile.opt, profile.max)
+    shapes: dict[str, tuple[tuple[int, ...], ...]] = {}
+    for t in frame_inputs(spec):
+        if t.name == IMAGE:
+            shapes[t.name] = tuple((b, h, w, 3) for b, (h, w) in zip(batches, FRAME_PROFILE_HW, strict=True))
+        else:
+            rest = tuple(int(d) for d in t.dims[1:])
+            shapes[t.name] = tuple((b, *rest) for b in batches)
+    return shapes
+
+
 def plan_filename(plan_name: str, compute_capability: tuple[int, int]) -> str:
     """``model.plan`` + (9, 0) -> ``model_sm90.plan`` (Triton's ``cc_model_filenames`` values)."""
     major, minor = compute_capability

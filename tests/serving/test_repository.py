@@ -206,11 +206,17 @@ def test_tensorrt_engine_without_plans_is_an_error(onnx_files, tmp_path):
         build_repository(onnx_files[:1], tmp_path, RepositoryOptions(engine="tensorrt_plan"))
     plan = onnx_files[0].parent / "model_sm90.plan"
     plan.write_bytes(b"engine")
-    try:  # the frame model's engines are needed too
-        with pytest.raises(ServingError, match="frame_sm<cc>.plan"):
-            build_repository(onnx_files[:1], tmp_path, RepositoryOptions(engine="tensorrt_plan"))
+    try:  # without frame engines the frame model runs the frame graph on the onnxruntime backend
+        build_repository(onnx_files[:1], tmp_path / "repo", RepositoryOptions(engine="tensorrt_plan"))
     finally:
         plan.unlink()
+    configs = _configs(tmp_path / "repo")
+    assert configs["cam_n"].platform == "tensorrt_plan"
+    assert configs["cam_n_frame"].platform == "onnxruntime_onnx"
+    graph = (
+        pytest.importorskip("onnx").load(str(tmp_path / "repo" / "cam_n_frame" / "1" / "model.onnx")).graph
+    )
+    assert [i.name for i in graph.input] == [S.IMAGE, S.SOURCE_HW]
 
 
 def test_batching_options_reach_the_config(onnx_files, tmp_path):

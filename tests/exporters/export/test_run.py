@@ -158,7 +158,7 @@ def test_failed_verification_leaves_no_complete_looking_artifact(checkpoint, tmp
         (["cam-n", "--random-init", "--checkpoint", "x.pt"], "error: --checkpoint and --random-init exclude"),
         pytest.param(
             ["cam-n", "--engine", "tensorrt", "--precision", "fp16"],
-            "error: tensorrt is not installed: build engines inside the NGC Triton image",
+            "error: tensorrt is not installed: build engines inside the NGC TensorRT image",
             marks=pytest.mark.skipif(
                 importlib.util.find_spec("tensorrt") is not None, reason="TensorRT is here"
             ),

@@ -184,3 +184,27 @@ def test_an_imported_yolop_layout_graph_passes_the_check(tmp_path):
     from exporters.export.trt_variant import write_variant
 
     assert _errors(write_variant(out)) == []  # and its TensorRT variant (EfficientNMS_TRT)
+
+
+@pytest.mark.parametrize("network", ["cam-n", "fusion-n"])
+def test_the_frame_graphs_pass_the_check_as_onnx_and_around_the_tensorrt_variant(
+    exported_onnx, network, tmp_path
+):
+    """What TensorRT will execute of the frame model: Resize with computed sizes, Pad and Slice with
+    computed starts, integer shape arithmetic on the frame's shape (serving.frame_graph); around the
+    network, and around its TensorRT variant (EfficientNMS_TRT), which is what a frame plan parses."""
+    import onnx
+
+    from exporters.export.trt_variant import tensorrt_variant
+    from serving.frame_graph import frame_model
+    from serving.onnx_meta import read_spec
+
+    spec = read_spec(exported_onnx[network])
+    network_proto = onnx.load(str(exported_onnx[network]))
+    for name, proto in (
+        ("frame.onnx", frame_model(network_proto, spec)),
+        ("frame.trt.onnx", frame_model(tensorrt_variant(network_proto, spec), spec)),
+    ):
+        path = tmp_path / name
+        onnx.save(proto, str(path))  # no checker: EfficientNMS_TRT is not an ONNX op
+        assert _errors(path) == [], name
