@@ -48,13 +48,15 @@ def test_sigterm_lets_requests_in_flight_finish_and_refuses_new_ones(repo, tmp_p
         load.stop()
     finally:
         server.stop()
-    # what Triton counted in flight when the signal came ("Model 'perception' ... has N in-flight")
-    logged = re.findall(r"'perception'.*has (\d+) in-flight inferences", log.read_text())
+    # what Triton counted in flight when the signal came ("Model 'tiny_frame' ... has N in-flight"):
+    # the client sends the pipeline's raw frames to its frame model
+    logged = re.findall(r"'(?:perception|tiny_frame)'.*has (\d+) in-flight inferences", log.read_text())
     counted = int(logged[0]) if logged else 0  # the first count, at the signal
     # a request sent in the last 100 ms before the signal may reach the server after it (loaded host)
     before = [o for o in load.outcomes if o.start < t_term - 0.1]
     cut = [o for o in before if o.error]
-    after = [o for o in load.outcomes if o.start > t_term]
+    # and one sent in the 100 ms after it may still be taken before the server acts on the signal
+    after = [o for o in load.outcomes if o.start > t_term + 0.1]
     assert code == 0
     # Triton 2.51 stops every scheduler at the signal: an ensemble request between two steps then
     # fails UNAVAILABLE "Server is stopping" (retryable; with a second server the retry succeeds)
