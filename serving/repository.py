@@ -140,6 +140,18 @@ def _put(src: Path, dst: Path, link: bool) -> None:
         shutil.copyfile(src, dst)
 
 
+def _put_engines(plans, version_dir: Path, engine: str, link: bool, onnx: Path) -> None:
+    """A model's files: its plans and their sidecars (tensorrt_plan), else the ONNX file."""
+    if engine != "tensorrt_plan":
+        _put(onnx, version_dir / "model.onnx", link)
+        return
+    for _, plan in plans:
+        _put(plan, version_dir / plan.name, link)
+        sidecar = plan.with_name(plan.name + ".json")
+        if sidecar.exists():
+            _put(sidecar, version_dir / sidecar.name, link)
+
+
 def _write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
@@ -238,22 +250,13 @@ def build_repository(
     names = write_configs(artifacts, out, options)
     for a in artifacts:
         assert a.onnx is not None
-        for model, plans in (
-            (network_model_name(a.spec), a.plans),
-            (frame_model_name(a.spec), a.frame_plans),
-        ):
-            version_dir = out / model / "1"
-            engine = frame_engine_options(a, options).engine if plans is a.frame_plans else options.engine
-            if engine == "tensorrt_plan":
-                for _, plan in plans:
-                    _put(plan, version_dir / plan.name, options.link)
-                    sidecar = plan.with_name(plan.name + ".json")
-                    if sidecar.exists():
-                        _put(sidecar, version_dir / sidecar.name, options.link)
-            elif plans is a.frame_plans and frame_engine_options(a, options).frame_as_graph:
-                write_frame_onnx(a.onnx, version_dir / "model.onnx", a.spec)
-            else:
-                _put(a.onnx, version_dir / "model.onnx", options.link)
+        frame_options = frame_engine_options(a, options)
+        _put_engines(a.plans, out / network_model_name(a.spec) / "1", options.engine, options.link, a.onnx)
+        frame_dir = out / frame_model_name(a.spec) / "1"
+        if frame_options.engine != "tensorrt_plan" and frame_options.frame_as_graph:
+            write_frame_onnx(a.onnx, frame_dir / "model.onnx", a.spec)
+        else:
+            _put_engines(a.frame_plans, frame_dir, frame_options.engine, options.link, a.onnx)
     log.info("wrote %d models to %s (%s engine)", len(names), out, options.engine)
     return names
 

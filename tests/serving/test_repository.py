@@ -144,6 +144,8 @@ def test_the_ngc_engines_get_the_frame_graph(onnx_files, tmp_path):
     graph = onnx.load(str(tmp_path / "cam_n_frame" / "1" / "model.onnx")).graph
     assert [i.name for i in graph.input] == [S.IMAGE, S.SOURCE_HW]
     assert [o.name for o in graph.output] == [o.name for o in frame.output]
+    # and the raw network keeps the network's own file
+    assert (tmp_path / "cam_n" / "1" / "model.onnx").read_bytes() == onnx_files[0].read_bytes()
 
 
 def test_onnxruntime_engine_config(onnx_files, tmp_path):
