@@ -20,11 +20,13 @@ flag cannot change one request's output shape inside a dynamically batched engin
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from serving import spec as S
+from serving.ensemble import frame_outputs
 from serving.errors import ServingError
 from serving.onnx_graph import GraphBuilder, rename_everywhere
 from serving.spec import ModelSpec
@@ -73,27 +75,21 @@ def frame_model(network, spec: ModelSpec):
     graph.input.extend(inputs + rest)
     dtypes = {"int32": TensorProto.INT32, "float32": TensorProto.FLOAT}
     dtypes |= {"uint8": TensorProto.UINT8, "float16": TensorProto.FLOAT16}
-    for t in frame_output_specs(spec):
+    for t in frame_outputs(spec):
         graph.output.append(helper.make_tensor_value_info(t.name, dtypes[t.dtype], list(t.dims)))
     del graph.value_info[:]  # stale after the renames; shape inference rebuilds it
     graph.name = f"{spec.name}_frame"
     return proto
 
 
-def frame_output_specs(spec: ModelSpec):
-    from serving.ensemble import frame_outputs
-
-    return frame_outputs(spec)
-
-
+@dataclass(frozen=True)
 class _Geometry:
     """Tensor names of the letterbox geometry computed in the graph (int64 [1] unless noted)."""
 
-    def __init__(self, **names: str) -> None:
-        self.__dict__.update(names)
-
     h: str  # image height
     w: str
+    hf: str  # float32 [1]: the same as floats
+    wf: str
     new_h: str  # letterboxed content size
     new_w: str
     pad_y: str
@@ -153,7 +149,7 @@ def _letterbox(g: GraphBuilder, spec: ModelSpec) -> _Geometry:
     x = g.op("Pad", [x, pads, fill], mode="constant")
     # the network takes uint8: the bilinear values (within 0..255) rounded, as OpenCV's are
     g.op("Cast", [g.op("Round", [x])], out=_NETWORK + S.IMAGES, to=TensorProto.UINT8)
-    return _Geometry(h=h, w=w, new_h=new_h, new_w=new_w, pad_y=pad_y, pad_x=pad_x, scale=scale)
+    return _Geometry(h, w, hf, wf, new_h, new_w, pad_y, pad_x, scale)
 
 
 def _postprocess(g: GraphBuilder, spec: ModelSpec, geo: _Geometry) -> None:
@@ -163,7 +159,7 @@ def _postprocess(g: GraphBuilder, spec: ModelSpec, geo: _Geometry) -> None:
     src = g.op("Cast", [S.SOURCE_HW], to=f32)  # [B, 2]: h, w
     src_h = g.op("Slice", [src, g.ints(0), g.ints(1), g.ints(1)])  # [B, 1]
     src_w = g.op("Slice", [src, g.ints(1), g.ints(2), g.ints(1)])
-    hf, wf = (g.op("Cast", [x], to=f32) for x in (geo.h, geo.w))
+    hf, wf = geo.hf, geo.wf
     per_y = g.op("Div", [src_h, hf])  # source pixels per image pixel, [B, 1]
     per_x = g.op("Div", [src_w, wf])
     if "detection" in spec.tasks:

@@ -207,23 +207,26 @@ def preprocess(
     projection: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Frames (+ LiDAR for fusion) of one request -> the network inputs and the letterbox tensor."""
-    images, boxes, depths = [], [], []
     if spec.fusion:
         _check_lidar_batch(spec, len(frames), points, projection)
-    for i, frame in enumerate(frames):
-        image, lb = network_image(frame, spec.input_hw, spec.letterbox)
-        images.append(image)
-        boxes.append(lb.to_tensor())
-        if spec.fusion:
-            assert points is not None and projection is not None
+    images, geoms = letterbox_frames(spec, frames)
+    out = {S.IMAGES: images, S.LETTERBOX: np.stack([lb.to_tensor() for lb in geoms])}
+    if spec.fusion:
+        assert points is not None and projection is not None
+        depths = []
+        for i, lb in enumerate(geoms):
             pts = np.asarray(points[i], np.float32)
             proj = np.asarray(projection[i], np.float32)
             check_points(pts, proj)
             depths.append(project_to_depth_image(pts, proj, spec.input_hw, lb))
-    out = {S.IMAGES: np.ascontiguousarray(np.stack(images)), S.LETTERBOX: np.stack(boxes)}
-    if spec.fusion:
         out[S.LIDAR_DEPTH] = np.ascontiguousarray(np.stack(depths))
     return out
+
+
+def letterbox_frames(spec: ModelSpec, frames) -> tuple[np.ndarray, list[Letterbox]]:
+    """Frames -> the network's ``images`` [n,3,H,W] (contiguous) and each frame's letterbox."""
+    fitted = [network_image(frame, spec.input_hw, spec.letterbox) for frame in frames]
+    return np.ascontiguousarray(np.stack([image for image, _ in fitted])), [lb for _, lb in fitted]
 
 
 def postprocess(

@@ -29,14 +29,25 @@ class StubProcess:
     shm_region: str = ""  # its shared-memory region, a file in /dev/shm while the stub runs
 
 
-def _stat(pid: int) -> tuple[str, int] | None:
-    """(state letter, parent pid) of ``pid``, None when it is gone."""
+def _stat_fields(pid: int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name (state, ppid, ...), None when gone."""
     try:
         text = (_PROC / str(pid) / "stat").read_text()
     except OSError:
         return None
-    fields = text.rsplit(")", 1)[1].split()
-    return fields[0], int(fields[1])
+    return text.rsplit(")", 1)[1].split()
+
+
+def _stat(pid: int) -> tuple[str, int] | None:
+    """(state letter, parent pid) of ``pid``, None when it is gone."""
+    fields = _stat_fields(pid)
+    return None if fields is None else (fields[0], int(fields[1]))
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of ``pid`` so far (utime + stime; 0 when it is gone)."""
+    fields = _stat_fields(pid)
+    return 0.0 if fields is None else (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _cmdline(pid: int) -> list[str]:
@@ -119,6 +130,11 @@ def server_rss_bytes(server_pid: int) -> dict[str, int]:
         if stub.alive:
             out[stub.instance or f"stub-{stub.pid}"] = rss_bytes(stub.pid)
     return out
+
+
+def server_cpu_seconds(server_pid: int) -> float:
+    """CPU of the server and every process it started (its python-backend stubs) so far."""
+    return cpu_seconds(server_pid) + sum(cpu_seconds(pid) for pid in children(server_pid))
 
 
 def tritonservers() -> list[int]:

@@ -12,12 +12,10 @@ server answered over the same span.
 
 from __future__ import annotations
 
-import os
-import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from clients.loadtest import LoadTest, LoadTestOptions
+from clients.loadtest import LoadTest
 from clients.loadtest.frames import Frame
 
 AROUND_CONCURRENCY = 4
@@ -49,77 +47,41 @@ class Around:
 MODEL_SIZE, RAW_720P, JPEG_720P = "model-size raw (letterboxed)", "720p raw frame", "720p JPEG"
 
 
-def _process_tree_cpu_s(pid: int) -> float:
-    """user + system CPU seconds of ``pid`` and every process below it."""
-    tick = os.sysconf("SC_CLK_TCK")
-    children: dict[int, list[int]] = {}
-    stats: dict[int, list[str]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:  # gone meanwhile
-            continue
-        stats[int(entry.name)] = fields
-        children.setdefault(int(fields[1]), []).append(int(entry.name))
-    total, todo = 0.0, [pid]
-    while todo:
-        p = todo.pop()
-        if p in stats:  # fields after the name: state ppid ... utime(12) stime(13)
-            total += (int(stats[p][11]) + int(stats[p][12])) / tick
-        todo += children.get(p, [])
-    return total
-
-
 def add_frame_replay(repository: Path, frame_model: str, ensemble: str) -> tuple[str, str]:
     """``<frame>_replay`` (the frame model with its network's run replayed) and ``<ensemble>_replay``
     (decode step -> that model) in a built repository."""
-    from percept.bench.served import REPLAY_SUFFIX
+    from percept.bench.served import REPLAY_SUFFIX, add_replay_model
     from serving.model_config import config_text, parse_config
 
-    names = (frame_model + REPLAY_SUFFIX, ensemble + REPLAY_SUFFIX)
-    shutil.copytree(repository / frame_model, repository / names[0])
-    cfg = parse_config((repository / names[0] / "config.pbtxt").read_text())
-    cfg.name = names[0]
-    (repository / names[0] / "config.pbtxt").write_text(config_text(cfg))
-    (repository / names[0] / "1" / "model.py").write_text(
-        '"""The bench\'s replay of the frame model."""\n\n'
-        "from percept.bench.replay_model import FrameReplay as TritonPythonModel  # noqa: F401\n"
-    )
+    frame = add_replay_model(repository, frame_model, "FrameReplay")
+    name = ensemble + REPLAY_SUFFIX
     ens = parse_config((repository / ensemble / "config.pbtxt").read_text())
-    ens.name = names[1]
+    ens.name = name
     for step in ens.ensemble_scheduling.step:
         if step.model_name == frame_model:
-            step.model_name = names[0]
-    (repository / names[1]).mkdir()
-    (repository / names[1] / "1").mkdir()
-    (repository / names[1] / "config.pbtxt").write_text(config_text(ens))
-    return names
+            step.model_name = frame
+    (repository / name / "1").mkdir(parents=True)
+    (repository / name / "config.pbtxt").write_text(config_text(ens))
+    return frame, name
 
 
 def measure_around(
     url: str, pid: int, models: dict[str, str], frames_720p: list[Frame], quick: bool
 ) -> Around:
     """One load-test step per request kind; ``models``: request kind -> the replay model it goes to."""
+    from percept.bench.served import sweep_options
+    from serving.stubs import server_cpu_seconds
+
     rows = []
     for request, model in models.items():
-        options = LoadTestOptions(
-            url=url,
-            models=(model,),
-            concurrency=(AROUND_CONCURRENCY,),
-            workers=2,
-            warmup_s=1.0 if quick else 2.0,
-            window_s=1.5 if quick else 2.5,
-            max_windows=3 if quick else 5,
-            stable_windows=2 if quick else 3,
-            tolerance=0.15,
+        options = replace(
+            sweep_options(url, (model,), (AROUND_CONCURRENCY,), quick),
             encoding="jpeg" if request == JPEG_720P else "raw",
         )
         with LoadTest(options, frames_720p, "720p world frames") as test:
-            before = _process_tree_cpu_s(pid)
+            before = server_cpu_seconds(pid)
             step = test.run_step(AROUND_CONCURRENCY)
-            spent = _process_tree_cpu_s(pid) - before
+            spent = server_cpu_seconds(pid) - before
         answered = max(1, step.server_successes_total.get(model, step.client_successes_total))
         rows.append(AroundRow(request, model, step.throughput, 1000.0 * spent / answered))
     return Around(tuple(rows))

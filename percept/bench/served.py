@@ -117,20 +117,21 @@ def build_repository(onnx: list[str | Path], out: Path, dynamic_batching: bool) 
 REPLAY_SUFFIX = "_replay"
 
 
-def add_replay_model(repository: Path, network: str) -> str:
-    """Adds ``<network>_replay`` to a built repository: ``network``'s own folder and config under a
-    new name, its model.py the bench's replay model (:mod:`percept.bench.replay_model`)."""
+def add_replay_model(repository: Path, model: str, replay: str = "TritonPythonModel") -> str:
+    """Adds ``<model>_replay`` to a built repository: ``model``'s own folder and config under a new
+    name, its model.py the bench's replay of it (``replay``: a class of
+    :mod:`percept.bench.replay_model`, the network's by default)."""
     from serving.model_config import config_text, parse_config
 
-    name = network + REPLAY_SUFFIX
+    name = model + REPLAY_SUFFIX
     folder = repository / name
-    shutil.copytree(repository / network, folder)
+    shutil.copytree(repository / model, folder)
     cfg = parse_config((folder / "config.pbtxt").read_text())
     cfg.name = name
     (folder / "config.pbtxt").write_text(config_text(cfg))
     (folder / "1" / "model.py").write_text(
-        '"""The bench\'s replay of the network model."""\n\n'
-        "from percept.bench.replay_model import TritonPythonModel  # noqa: F401\n"
+        f'"""The bench\'s replay of {model}."""\n\n'
+        f"from percept.bench.replay_model import {replay} as TritonPythonModel  # noqa: F401\n"
     )
     return name
 

@@ -13,12 +13,12 @@ import numpy as np
 from serving import spec as S
 from serving.ensemble import FrameLimits
 from serving.errors import SpecError
-from serving.letterbox import network_image
 from serving.processing import (
     check_frame,
     check_network_inputs,
     check_request,
     concat_batches,
+    letterbox_frames,
     postprocess,
     split_batches,
 )
@@ -52,14 +52,12 @@ class TritonPythonModel(NetworkModel):
             return super()._run(per_request)
         nets, rows = [], []
         for inputs in per_request:  # Triton batches equal shapes: each request letterboxed alone
-            fitted = [network_image(f, self.spec.input_hw, self.spec.letterbox) for f in inputs[S.IMAGE]]
-            images = [image for image, _ in fitted]
-            boxes = [lb for _, lb in fitted]
-            net = {S.IMAGES: np.stack(images)}
+            images, geoms = letterbox_frames(self.spec, inputs[S.IMAGE])
+            net = {S.IMAGES: images}
             if S.LIDAR_DEPTH in inputs:
                 net[S.LIDAR_DEPTH] = inputs[S.LIDAR_DEPTH]
             nets.append(net)
-            rows.append(np.stack([lb.to_tensor() for lb in boxes]))
+            rows.append(np.stack([lb.to_tensor() for lb in geoms]))
         batch, sizes = concat_batches(nets)
         values = self.session.run(self.network_outputs, batch)
         outputs = split_batches(dict(zip(self.network_outputs, values, strict=True)), sizes)

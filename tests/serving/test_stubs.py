@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -59,3 +60,22 @@ def test_children_and_rss_of_real_processes():
 def test_supervisor_options_are_checked():
     with pytest.raises(ServingError, match="poll_s"):
         SupervisorOptions(poll_s=0)
+
+
+def test_server_cpu_counts_the_process_and_the_children_it_started():
+    """What the bench divides by requests answered (percept.bench.around): the server's CPU and its
+    stubs'. A child that burns half a second of CPU shows up in its parent's total."""
+    from serving.stubs import cpu_seconds, server_cpu_seconds
+
+    me = os.getpid()
+    burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.5: pass\ninput()"
+    child = subprocess.Popen([sys.executable, "-c", burn], stdin=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while cpu_seconds(child.pid) < 0.5 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert cpu_seconds(child.pid) >= 0.5
+        assert server_cpu_seconds(me) >= cpu_seconds(me) + 0.5
+    finally:
+        child.communicate("\n", timeout=10)
+    assert cpu_seconds(child.pid) == 0.0  # gone (reaped): nothing to count
