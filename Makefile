@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install test lint typecheck pytest demo bench reliability soak gpu-smoke clean
+.PHONY: install test lint typecheck pytest docs demo bench reliability soak gpu-smoke clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -27,6 +27,10 @@ pytest: $(STAMP)
 
 test: lint typecheck pytest
 
+# the documentation site (mkdocs.yml); tests/docs/test_site.py builds it the same way in `make test`
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/mkdocs build --strict
+
 demo: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m percept.demo
 
@@ -46,4 +50,4 @@ soak: $(STAMP)
 	PERCEPT_SOAK_10MIN=1 PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest tests/reliability/test_soak.py
 
 clean:
-	rm -rf $(VENV) artifacts demo_out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) artifacts demo_out site .pytest_cache .mypy_cache .ruff_cache
