@@ -14,7 +14,8 @@ def _app():
 
     from percept.cli import _register, app
 
-    _register()
+    if not (app.registered_commands or app.registered_groups):  # as main() does, once
+        _register()
     return typer.main.get_command(app)
 
 

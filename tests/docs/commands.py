@@ -122,13 +122,19 @@ def doc_files() -> list[Path]:
 
 
 # --- resolving a command against the typer app and the Makefile --------------------------------
+def percept_app():
+    """The `percept` typer app with its commands registered (once per process, as main() does)."""
+    from percept.cli import _register, app
+
+    if not (app.registered_commands or app.registered_groups):
+        _register()
+    return app
+
+
 def percept_root():
     import typer.main
 
-    from percept.cli import _register, app
-
-    _register()
-    return typer.main.get_command(app)
+    return typer.main.get_command(percept_app())
 
 
 def _message(exc: Exception) -> str:

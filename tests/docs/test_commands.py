@@ -15,6 +15,7 @@ from tests.docs.commands import (
     commands_in,
     doc_files,
     make_targets,
+    percept_app,
     percept_root,
 )
 
@@ -93,8 +94,7 @@ def test_commands_without_a_marker_run_here(tmp_path, monkeypatch):
     process, through the typer app, to spare an interpreter start per command)."""
     from typer.testing import CliRunner
 
-    from percept.cli import app
-
+    app = percept_app()
     runnable = [c for c in COMMANDS if not c.needs and c.argv[0] == "percept"]
     assert len(runnable) >= 5
     done: set[tuple[str, ...]] = set()  # the same command on another page gives the same result

@@ -48,9 +48,9 @@ def test_the_site_builds_strict_with_every_page_of_the_nav(site):
 def test_the_cli_reference_holds_every_command_and_option(site):
     import typer.main
 
-    from percept.cli import _register, app
+    from tests.docs.commands import percept_app
 
-    _register()
+    app = percept_app()
     html = (site / "reference" / "cli" / "index.html").read_text()
 
     def walk(cmd, path):
