@@ -5,11 +5,19 @@ sources (inputs, decoding) -> run (the in-flight window, frame order) -> journal
 """
 
 from clients.video.batch import run_video
-from clients.video.options import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, VIDEO_RETRY, VideoOptions
+from clients.video.options import (
+    EXIT_FAILED,
+    EXIT_FRAME_ERRORS,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    VIDEO_RETRY,
+    VideoOptions,
+)
 from clients.video.report import RunReport
 
 __all__ = [
     "EXIT_FAILED",
+    "EXIT_FRAME_ERRORS",
     "EXIT_INTERRUPTED",
     "EXIT_OK",
     "VIDEO_RETRY",

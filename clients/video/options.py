@@ -16,7 +16,7 @@ from clients.errors import (
 from clients.options import ClientOptions, RetryPolicy
 from clients.video.sources import DEFAULT_IMAGE_FPS
 from serving.errors import SpecError
-from serving.spec import ENSEMBLE_CAMERA, ENSEMBLE_FUSION
+from serving.spec import ENSEMBLE_FUSION
 
 
 class ModelWentAwayError(ServerUnavailableError):
@@ -102,5 +102,3 @@ class VideoOptions:
             raise SpecError(f"max_frames must be >= 1, got {self.max_frames}")
         if self.backend not in ("triton", "local"):
             raise SpecError(f"backend must be 'triton' or 'local', got {self.backend!r}")
-        if self.backend == "triton" and self.client.model == ENSEMBLE_CAMERA and self.client.raw:
-            raise SpecError("raw mode needs a raw network model name (e.g. cam_n), not the ensemble")
