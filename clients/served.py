@@ -108,13 +108,13 @@ def check_use(info: ModelInfo, raw: bool, lidar: bool | None, served: Served | N
     ``raw``: the client letterboxes and decodes (ClientOptions.raw). ``lidar``: whether the inputs
     carry LiDAR points (None: not known). ``served`` names the fix where it can (a network's pipeline).
     """
-    flag = "--raw on the command line, raw=True in the library"
+    flag = "--raw (raw=True in the library)"
     if info.raw and not raw:
         pipeline = served.pipeline_of.get(info.name) if served else None
         instead = f"or name its pipeline {pipeline!r}" if pipeline else "or name the pipeline that serves it"
         raise MisuseError(
-            f"model {info.name!r} is a raw network (it takes {S.IMAGES!r}, letterboxed): pass {flag} "
-            f"to letterbox and decode in the client, {instead}"
+            f"model {info.name!r} is a raw network (it takes {S.IMAGES!r}, letterboxed): pass {flag}, "
+            f"so that the client letterboxes and decodes, {instead}"
         )
     if raw and not info.raw:
         nets = f" ({', '.join(served.networks)})" if served and served.networks else ""
