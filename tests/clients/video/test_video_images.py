@@ -54,6 +54,10 @@ def test_discover_tells_image_folders_from_videos_and_kitti_sequences(tmp_path):
     reader = ImageFolderReader(drive, fps=5.0)
     assert [f.name for f in reader.files] == ["f1.jpg", "f2.png", "f10.png"]
     assert [round(f.timestamp, 3) for f in reader.frames(1)] == [0.2, 0.4]
+    from clients.video import sources
+    from percept import video
+
+    assert video.DEFAULT_IMAGE_FPS == sources.DEFAULT_IMAGE_FPS  # --fps's default is the library's
 
 
 @pytest.mark.triton
