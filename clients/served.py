@@ -19,6 +19,7 @@ from clients._core import ModelInfo
 from clients.errors import ModelNotFoundError
 from serving import spec as S
 from serving.errors import SpecError
+from serving.spec import ModelSpec
 
 READY = "READY"
 ENSEMBLE = "ensemble"
@@ -122,16 +123,20 @@ def check_use(info: ModelInfo, raw: bool, lidar: bool | None, served: Served | N
             f"model {info.name!r} is a pipeline, not a raw network: drop --raw (raw=False), "
             f"or name a raw network{nets}"
         )
-    if lidar is None:
-        return
-    if info.spec.fusion and not lidar:
+    if lidar is not None:
+        check_lidar_use(info.name, info.spec, lidar)
+
+
+def check_lidar_use(name: str, spec: ModelSpec, lidar: bool) -> None:
+    """Refuse a fusion model for inputs without LiDAR, or a camera model for inputs with it."""
+    if spec.fusion and not lidar:
         raise MisuseError(
-            f"model {info.name!r} fuses LiDAR: its inputs need points and a projection (KITTI-style "
+            f"model {name!r} fuses LiDAR: its inputs need points and a projection (KITTI-style "
             "sequence folders in `percept video`, through --fusion-model); name a camera pipeline for "
             "videos and images"
         )
-    if lidar and not info.spec.fusion:
+    if lidar and not spec.fusion:
         raise MisuseError(
-            f"model {info.name!r} is camera-only: it takes no LiDAR points (KITTI-style sequences go to a "
+            f"model {name!r} is camera-only: it takes no LiDAR points (KITTI-style sequences go to a "
             "fusion pipeline, --fusion-model)"
         )

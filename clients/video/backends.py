@@ -11,7 +11,7 @@ from typing import Any
 
 from clients.options import ClientOptions, RetryPolicy
 from clients.results import PerceptionResult
-from clients.served import MisuseError, check_use
+from clients.served import MisuseError, check_lidar_use, check_use
 from clients.stagecpu import StageCpu
 from clients.video.options import RESUMABLE_ERRORS, VideoOptions
 from clients.video.sources import FrameItem, InputSource
@@ -86,6 +86,7 @@ class LocalBackend:
 
     async def prepare(self, fusion: bool) -> ModelSpec:
         model = await asyncio.get_running_loop().run_in_executor(self._pool, self._model, fusion)
+        check_lidar_use(self.model_name(fusion), model.spec, lidar=fusion)  # e.g. --onnx a fusion model
         return model.spec
 
     async def infer(self, item: FrameItem, fusion: bool, cpu: StageCpu | None = None) -> PerceptionResult:

@@ -112,6 +112,14 @@ def discover(inputs: list[str]) -> list[InputSource]:
             found += [(c, "kitti" if is_kitti_folder(c) else "video") for c in children]
         else:
             found.append((path, "video"))
+    single = [p for p, kind in found if kind == "video" and p.suffix.lower() in IMAGE_SUFFIXES]
+    if len(single) > 1:
+        log.warning(
+            "%d image files given one by one (e.g. %s): each is an input of one frame; give their "
+            "folder for one sequence and one video",
+            len(single),
+            single[0],
+        )
     sources: list[InputSource] = []
     seen_paths: set[Path] = set()
     names: set[str] = set()
