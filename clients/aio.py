@@ -16,9 +16,10 @@ import numpy as np
 
 from clients import _core
 from clients.client import retry_delay
-from clients.errors import ClientError
+from clients.errors import ClientError, ModelNotFoundError
 from clients.options import ClientOptions
 from clients.results import PerceptionResult
+from clients.served import Served, index_entries, not_served_error, ready_names, served_from
 from clients.shm import AsyncSharedMemoryPool
 from clients.stagecpu import StageCpu
 from serving.errors import SpecError
@@ -53,16 +54,31 @@ class AsyncPerceptionClient:
                 await asyncio.sleep(retry_delay(exc, attempt, policy))
         raise AssertionError("unreachable")
 
+    async def _config(self, model: str) -> dict:
+        return (await self._call(self._client.get_model_config, model, as_json=True))["config"]
+
     async def model_info(self, model: str | None = None) -> _core.ModelInfo:
+        """As PerceptionClient.model_info: a model not served raises ModelNotServedError naming
+        what is."""
         name = model or self.options.model
         if name not in self._info:
-            configs = {name: (await self._call(self._client.get_model_config, name, as_json=True))["config"]}
-            for step in _core.ensemble_steps(configs[name]):
-                configs[step] = (await self._call(self._client.get_model_config, step, as_json=True))[
-                    "config"
-                ]
+            try:
+                configs = {name: await self._config(name)}
+                for step in _core.ensemble_steps(configs[name]):
+                    configs[step] = await self._config(step)
+            except ModelNotFoundError as exc:
+                raise not_served_error(name, self.options.url, await self.served()) from exc
             self._info[name] = _core.model_info_from_configs(name, configs)
         return self._info[name]
+
+    async def served(self) -> Served | None:
+        """As PerceptionClient.served (clients.served.fetch_served, with awaited calls)."""
+        try:
+            index = index_entries(await self._call(self._client.get_model_repository_index, as_json=True))
+            return served_from(index, {n: await self._config(n) for n in ready_names(index)})
+        except ClientError as exc:
+            log.debug("cannot list the served models: %s", exc)
+            return None
 
     async def spec(self) -> ModelSpec:
         return (await self.model_info()).spec

@@ -18,9 +18,10 @@ from dataclasses import replace
 import numpy as np
 
 from clients import _core
-from clients.errors import ClientError, ServerUnavailableError, from_triton_exception
+from clients.errors import ClientError, ModelNotFoundError, ServerUnavailableError, from_triton_exception
 from clients.options import ClientOptions, RetryPolicy
 from clients.results import PerceptionResult
+from clients.served import MisuseError, Served, check_use, fetch_served, not_served_error
 from clients.shm import SharedMemoryInputs
 from serving.spec import ModelSpec
 
@@ -81,10 +82,37 @@ class PerceptionClient:
         return self._call(self._client.get_model_config, model, as_json=True)["config"]
 
     def model_info(self, model: str | None = None) -> _core.ModelInfo:
+        """The served model's description; a model the server does not have raises
+        clients.served.ModelNotServedError naming the models it does serve."""
         name = model or self.options.model
         if name not in self._info:
-            self._info[name] = _core.fetch_model_info(self._config, name)
+            try:
+                self._info[name] = _core.fetch_model_info(self._config, name)
+            except ModelNotFoundError as exc:
+                raise not_served_error(name, self.options.url, self.served()) from exc
         return self._info[name]
+
+    def served(self) -> Served | None:
+        """What the server serves (its READY pipelines and raw networks), or None when it will not
+        say (e.g. its repository protocol is restricted): only error messages use it."""
+        try:
+            return fetch_served(
+                lambda: self._call(self._client.get_model_repository_index, as_json=True), self._config
+            )
+        except ClientError as exc:
+            log.debug("cannot list the served models: %s", exc)
+            return None
+
+    def check_use(self, lidar: bool | None = None, model: str | None = None) -> _core.ModelInfo:
+        """The model's description, after refusing a use that cannot work (clients.served.check_use:
+        raises MisuseError naming the fix). ``lidar``: whether the requests will carry points."""
+        info = self.model_info(model)
+        try:
+            check_use(info, self.options.raw, lidar)
+        except MisuseError:
+            check_use(info, self.options.raw, lidar, self.served())  # raises again, naming the pipeline
+            raise
+        return info
 
     @property
     def spec(self) -> ModelSpec:

@@ -37,8 +37,9 @@ def eval_command(
 ) -> None:
     """Evaluate a network (PyTorch checkpoint, ONNX file or served pipeline) on the fixed validation
     split; metrics for the heads it has."""
-    from rich.console import Console
     from rich.table import Table
+
+    from percept.console import report_console
 
     if backend == "triton":
         spec, metrics = evaluate_served(url, model, scenes)
@@ -56,7 +57,7 @@ def eval_command(
     for key, label in rows:
         v = metrics[key]
         table.add_row(label, "n/a" if math.isnan(v) else f"{v:.4f}")
-    Console().print(table)
+    report_console().print(table)
     if json_out is not None:
         json_out.write_text(json.dumps({"network": spec.name, "backend": source, **metrics}, indent=2) + "\n")
 

@@ -83,8 +83,6 @@ def loadtest(
     Exit codes: 0 ok, 1 error, 3 the p99 SLO was missed (by any step, or by the last with
     --slo-scope last; with --find-capacity: not even one stream held it).
     """
-    from rich.console import Console
-
     from clients.loadtest import (
         LoadTest,
         LoadTestOptions,
@@ -93,6 +91,7 @@ def loadtest(
         render_table,
         write_outputs,
     )
+    from percept.console import report_console
     from serving.errors import SpecError
 
     models = tuple(name for item in model for name in item.split(",") if name)
@@ -127,7 +126,7 @@ def loadtest(
         slo_scope=slo_scope,
     )
     label = str(images or video or f"{frames} world frames (seed {seed})")
-    console = Console(width=max(Console().width, 140))
+    console = report_console(min_width=140)
     frame_list = load_frames(frames, images=images, video=video, seed=seed)
 
     if find_capacity:

@@ -88,8 +88,6 @@ def tune(
     best_repo_build.sh (the `percept repo build` flags). Exit codes: 0 ok, 1 error, 3 no candidate
     met the constraint.
     """
-    from rich.console import Console
-
     from clients.loadtest.frames import world_frames
     from clients.loadtest.options import parse_concurrency
     from clients.tune import (
@@ -103,9 +101,10 @@ def tune(
         write_table,
     )
     from clients.tune.report import delta_text
+    from percept.console import report_console
     from serving.onnx_meta import precision_variants, read_spec
 
-    console = Console(width=max(Console().width, 120))
+    console = report_console()
     _quiet_per_candidate_logs()
     onnx = _onnx_of(model, out)
     precisions = tuple(precision_variants(onnx)) if precision == "found" else tuple(precision.split(","))

@@ -1,4 +1,5 @@
-"""`percept video INPUT... --out DIR`: batch processing of videos and KITTI-style sequences.
+"""`percept video INPUT... --out DIR`: batch processing of videos, image folders and KITTI-style
+sequences.
 
 Only parses arguments and calls clients.video.run_video; heavy imports happen inside the command.
 """
@@ -11,10 +12,14 @@ import typer
 
 from percept.connection import ADMIN_KEY, CERT_CHAIN, HEADER, PRIVATE_KEY, ROOT_CERTS, TLS, connection
 
+DEFAULT_IMAGE_FPS = 10.0  # clients.video.sources.DEFAULT_IMAGE_FPS (checked by a test; not imported: cv2)
+
 
 def video(
     inputs: list[str] = typer.Argument(
-        ..., help="Video files, folders, globs, KITTI-style sequence folders."
+        ...,
+        help="Video files, image folders (one sequence each, natural order), folders of videos, globs, "
+        "KITTI-style sequence folders.",
     ),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder: one sub-folder per input."),
     backend: str = typer.Option("triton", help="'triton' (gRPC to a server) or 'local' (ONNX Runtime here)."),
@@ -33,6 +38,14 @@ def video(
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out."),
     no_video: bool = typer.Option(False, "--no-video", help="Skip the annotated MP4."),
     save_dense: bool = typer.Option(False, "--save-dense", help="Save seg/depth per frame as .npz."),
+    save_frames: bool = typer.Option(
+        False, "--save-frames", help="Save each annotated frame as a PNG too (frames/, named by the image)."
+    ),
+    fps: float = typer.Option(
+        DEFAULT_IMAGE_FPS,
+        "--fps",
+        help="Frame rate of image folders: their timestamps and video (videos keep theirs).",
+    ),
     max_frames: int | None = typer.Option(None, help="Process at most this many frames per input."),
     segment_frames: int = typer.Option(300, help="Annotated video committed every N frames (resume unit)."),
     timeout: float = typer.Option(60.0, help="Deadline of each request, seconds."),
@@ -63,8 +76,11 @@ def video(
     max_attempts: int = typer.Option(3, help="--engine ray: tries of a unit before it is reported failed."),
 ) -> None:
     """Run every frame of every input through the perception model; write an annotated MP4, a JSONL
-    of per-frame results and a summary JSON per input. Exit code: 0 all complete, 1 an input or some
-    frames failed, 3 stopped because the server went away (run again with --resume).
+    of per-frame results and a summary JSON per input. A model that cannot take the inputs (not
+    served, a raw network without --raw, a fusion pipeline for videos) is refused before the first
+    frame. Exit code: 0 all complete; 1 an input failed (every frame of it failed included: its
+    summary has the first error); 3 stopped because the server went away (run again with --resume);
+    4 all complete but some frames failed (each recorded with its error in results.jsonl).
 
     With --engine ray the inputs (cut by --shard-frames) are units spread over --workers Ray actors;
     each unit is committed atomically and recorded in OUT/run.json, so the same command run again
@@ -101,6 +117,8 @@ def video(
         resume=resume,
         write_video=not no_video,
         save_dense=save_dense,
+        save_frames=save_frames,
+        image_fps=fps,
         max_frames=max_frames,
         segment_frames=segment_frames,
         progress=progress,
@@ -114,7 +132,8 @@ def video(
             line += f", {r.fps:.1f} frames/s"
         if r.message:
             line += f" - {r.message}"
-        typer.secho(line, fg="green" if r.status == "complete" and not r.errors else "red", err=True)
+        colour = "red" if r.status != "complete" else "yellow" if r.errors else "green"
+        typer.secho(line, fg=colour, err=True)
         if r.cpu_ms_per_frame:
             typer.echo(f"            {r.source.name}: {describe(r.cpu_ms_per_frame)}", err=True)
     typer.echo(

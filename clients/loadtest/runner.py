@@ -22,6 +22,7 @@ from clients.loadtest.result import LoadTestResult, StepResult, StreamsSummary
 from clients.loadtest.server_stats import read_counters, settled_counters, splits
 from clients.loadtest.stats import Latency, Window, is_stable, window_of
 from clients.loadtest.worker import Records, StepPlan, WorkerJob, worker_main
+from clients.served import Served, fetch_served, not_served_error
 from serving.errors import ClientError, PerceptionError
 from serving.spec import IMAGES, SOURCE_HW
 
@@ -110,7 +111,7 @@ class LoadTest:
                 raise ClientError(f"Triton at {url} is not ready")
             for model in self.options.models:
                 if not self._client.is_model_ready(model, client_timeout=10):
-                    raise ClientError(f"model {model!r} is not ready on {url}")
+                    raise not_served_error(model, url, self._served())
                 configs: dict[str, dict] = {}  # the model's and its steps', as fetched
                 self.infos[model] = fetch_model_info(partial(self._config, configs), model)
                 # the models that run a network: the raw network (images) or a frame model (source_hw)
@@ -120,6 +121,12 @@ class LoadTest:
             if isinstance(error, PermissionDeniedError):
                 raise PermissionDeniedError(f"Triton at {url} refused the load test: {error}") from exc
             raise ClientError(f"cannot reach Triton at {url}: {exc}") from exc
+
+    def _served(self) -> Served:
+        return fetch_served(
+            lambda: self._client.get_model_repository_index(as_json=True, client_timeout=10),
+            partial(self._config, {}),
+        )
 
     def _config(self, fetched: dict[str, dict], model: str) -> dict:
         fetched[model] = self._client.get_model_config(model, as_json=True, client_timeout=10)["config"]

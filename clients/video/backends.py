@@ -9,10 +9,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from clients.options import ClientOptions
+from clients.options import ClientOptions, RetryPolicy
 from clients.results import PerceptionResult
+from clients.served import MisuseError, check_lidar_use, check_use
 from clients.stagecpu import StageCpu
-from clients.video.sources import FrameItem
+from clients.video.options import RESUMABLE_ERRORS, VideoOptions
+from clients.video.sources import FrameItem, InputSource
 from serving.errors import SpecError
 from serving.spec import ModelSpec
 
@@ -38,8 +40,16 @@ class TritonBackend:
         return self._clients[fusion]
 
     async def prepare(self, fusion: bool) -> ModelSpec:
-        """Read the served model's spec (its heads decide what is drawn and written)."""
-        return (await self._client(fusion).model_info()).spec
+        """Read the served model's spec (its heads decide what is drawn and written), refusing a
+        model that cannot take these inputs (clients.served.check_use)."""
+        client = self._client(fusion)
+        info = await client.model_info()
+        try:
+            check_use(info, self.options.raw, lidar=fusion)
+        except MisuseError:
+            check_use(info, self.options.raw, lidar=fusion, served=await client.served())
+            raise
+        return info.spec
 
     async def infer(self, item: FrameItem, fusion: bool, cpu: StageCpu | None = None) -> PerceptionResult:
         return await self._client(fusion).infer(
@@ -76,6 +86,7 @@ class LocalBackend:
 
     async def prepare(self, fusion: bool) -> ModelSpec:
         model = await asyncio.get_running_loop().run_in_executor(self._pool, self._model, fusion)
+        check_lidar_use(self.model_name(fusion), model.spec, lidar=fusion)  # e.g. --onnx a fusion model
         return model.spec
 
     async def infer(self, item: FrameItem, fusion: bool, cpu: StageCpu | None = None) -> PerceptionResult:
@@ -96,3 +107,23 @@ def make_backend(kind: str, client: ClientOptions, fusion_model: str, onnx, fusi
     if kind == "local":
         return LocalBackend(onnx, fusion_onnx)
     raise SpecError(f"backend must be 'triton' or 'local', got {kind!r}")
+
+
+def check_models(sources: list[InputSource], options: VideoOptions) -> None:
+    """Refuse, before the first frame, a run whose served models cannot take its inputs: a model
+    not served (ModelNotServedError, listing those that are), a raw network without --raw or a
+    pipeline with it, a fusion pipeline for videos or images, a camera one for KITTI sequences
+    (MisuseError). A server that does not answer now is not waited for here: the run waits for it
+    (and reports it) as it would anyway, and each input checks its model again before its frames."""
+    if options.backend != "triton":
+        return
+    from clients.client import PerceptionClient
+
+    for fusion in sorted({s.fusion for s in sources}):
+        model = options.fusion_model if fusion else options.client.model
+        once = replace(options.client, model=model, retry=RetryPolicy(max_attempts=1), shared_memory=False)
+        try:
+            with PerceptionClient(options=once) as client:
+                client.check_use(lidar=fusion)
+        except RESUMABLE_ERRORS:
+            return

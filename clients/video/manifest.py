@@ -36,6 +36,8 @@ def command_key(sources: list[InputSource], options: VideoOptions) -> dict:
         "max_frames": options.max_frames,
         "write_video": options.write_video,
         "save_dense": options.save_dense,
+        "save_frames": options.save_frames,
+        "image_fps": options.image_fps,
     }
 
 

@@ -14,8 +14,9 @@ from clients.errors import (
     ServerUnavailableError,
 )
 from clients.options import ClientOptions, RetryPolicy
+from clients.video.sources import DEFAULT_IMAGE_FPS
 from serving.errors import SpecError
-from serving.spec import ENSEMBLE_CAMERA, ENSEMBLE_FUSION
+from serving.spec import ENSEMBLE_FUSION
 
 
 class ModelWentAwayError(ServerUnavailableError):
@@ -28,8 +29,11 @@ class ModelWentAwayError(ServerUnavailableError):
 # "the server is not there / not able now" stops it resumably, the others fail it
 RESUMABLE_ERRORS = (ServerUnavailableError, DeadlineExceededError, ResourceExhaustedError, CancelledError)
 STOP_ERRORS = (*RESUMABLE_ERRORS, ModelNotFoundError, PermissionDeniedError)
-EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 3
+# exit codes of `percept video`: 4 = every input complete, but some frames failed (each recorded
+# with its error in results.jsonl; an input whose every frame failed is failed: 1)
+EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_FRAME_ERRORS = 0, 1, 3, 4
 RESULTS, SUMMARY, VIDEO, DENSE = "results.jsonl", "summary.json", "annotated.mp4", "dense"
+FRAMES = "frames"  # --save-frames: the annotated frames as PNGs
 VIDEO_RETRY = RetryPolicy(max_attempts=8, base_delay_s=0.5, max_delay_s=8.0)
 ENGINES = ("local", "ray")
 RESUME_HINT = "stopped cleanly: run again with --resume"  # after an input stopped by RESUMABLE_ERRORS
@@ -75,6 +79,8 @@ class VideoOptions:
     resume: bool = False
     write_video: bool = True
     save_dense: bool = False
+    save_frames: bool = False  # each annotated frame as a PNG too (FRAMES)
+    image_fps: float = DEFAULT_IMAGE_FPS  # frame rate of an image folder (its timestamps, its video)
     segment_frames: int = 300
     max_frames: int | None = None
     progress: bool = True
@@ -90,9 +96,9 @@ class VideoOptions:
             raise SpecError(f"engine must be 'local' or 'ray', got {self.engine!r}")
         if self.window < 1 or self.parallel_inputs < 1 or self.opencv_threads < 1:
             raise SpecError("window, parallel_inputs and opencv_threads must be >= 1")
+        if self.image_fps <= 0:
+            raise SpecError(f"the frame rate of image folders must be > 0, got {self.image_fps}")
         if self.max_frames is not None and self.max_frames < 1:
             raise SpecError(f"max_frames must be >= 1, got {self.max_frames}")
         if self.backend not in ("triton", "local"):
             raise SpecError(f"backend must be 'triton' or 'local', got {self.backend!r}")
-        if self.backend == "triton" and self.client.model == ENSEMBLE_CAMERA and self.client.raw:
-            raise SpecError("raw mode needs a raw network model name (e.g. cam_n), not the ensemble")

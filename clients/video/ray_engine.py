@@ -84,7 +84,7 @@ class _Driver:
         if not self.manifest.continues:
             clear_outputs(out)
         try:
-            reader = open_reader(source)
+            reader = open_reader(source, self.options.image_fps)
         except InputError as exc:
             log.error("%s", exc)
             result.message = str(exc)
@@ -217,7 +217,7 @@ class _Driver:
     def _join(self, name: str) -> None:
         item = self.inputs[name]
 
-        def timed() -> tuple[int, int]:
+        def timed() -> InputResult:
             try:
                 return join(item.source, item.units, self.options, item.fps)
             finally:
@@ -254,8 +254,14 @@ class _Driver:
                 result.seconds = (item.ended or time.perf_counter()) - item.began
             future = self.joins.get(name)
             if future is not None and future.exception() is None:
-                result.frames, result.errors = future.result()
+                joined = future.result()
+                result.frames, result.errors, result.first_error = (
+                    joined.frames,
+                    joined.errors,
+                    joined.first_error,
+                )
                 result.status = "complete"
+                result.settle()
                 item.model = item.model or (committed(item.units[0], self.options.out_dir) or {}).get(
                     "model", ""
                 )

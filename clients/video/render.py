@@ -6,6 +6,9 @@ video is the source's width, not twice it).
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import cv2
 import numpy as np
 
@@ -138,3 +141,17 @@ def annotate(
     if not depth_head:
         return bgr
     return np.concatenate([bgr, depth_panel(depth, (h, w), lidar_depth)], axis=1)
+
+
+def frame_file(index: int, name: str | None) -> str:
+    """The annotated PNG of a frame (--save-frames): its index, then its image file's stem if any,
+    so the files sort in frame order and name the image they show."""
+    return f"{index:06d}-{Path(name).stem}.png" if name else f"{index:06d}.png"
+
+
+def write_png(path: Path, bgr: np.ndarray) -> None:
+    """Write atomically (temp file, rename): a frame processed again replaces its PNG, never tears it."""
+    tmp = path.with_name(path.stem + ".tmp.png")
+    if not cv2.imwrite(str(tmp), bgr):
+        raise OSError(f"{path}: OpenCV could not write the PNG")
+    os.replace(tmp, path)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from clients.video.options import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, RESULTS, SUMMARY
+from clients.video.options import EXIT_FAILED, EXIT_FRAME_ERRORS, EXIT_INTERRUPTED, EXIT_OK, RESULTS, SUMMARY
 from clients.video.sources import InputSource
 
 
@@ -25,6 +25,35 @@ class InputResult:
     message: str = ""
     resumed_from: int = 0
     cpu_ms_per_frame: dict[str, float] | None = None  # clients.stagecpu: this run's frames, by stage
+    first_error: tuple[int, str] | None = None  # (frame, error) of the first frame recorded as failed
+
+    def note_error(self, frame: int, error: str) -> None:
+        """Count a frame recorded as failed (this run's or a kept one), keeping the first."""
+        self.errors += 1
+        if self.first_error is None or frame < self.first_error[0]:
+            self.first_error = (frame, error)
+
+    def already_complete(self, summary: dict) -> None:
+        """An input that an earlier run completed (``summary``: its summary.json)."""
+        self.status = "complete"
+        self.frames, self.errors = summary.get("frames", 0), summary.get("errors", 0)
+        first = summary.get("first_error")
+        self.first_error = (first["frame"], first["error"]) if first else None
+        self.message = "already complete" + (f"; {summary['message']}" if summary.get("message") else "")
+
+    def settle(self) -> None:
+        """The status of an input whose frames were all processed: ``failed`` when every frame
+        failed (nothing came out of the model: a misuse, a model that cannot take these frames),
+        else ``complete``, with the count and the first error in the message when some failed."""
+        if self.status != "complete" or not self.errors:
+            return
+        frame, error = self.first_error or (0, "?")
+        first = f"the first, frame {frame}: {error}"
+        if self.errors >= self.frames:
+            self.status = "failed"
+            self.message = f"every frame failed ({self.frames}); {first}"
+        else:
+            self.message = f"{self.errors} of {self.frames} frames failed (results.jsonl has each); {first}"
 
     @property
     def fps(self) -> float:
@@ -51,6 +80,9 @@ class InputResult:
                 "mean": round(float(lat.mean()), 3) if lat.size else None,
             },
             "cpu_ms_per_frame": self.cpu_ms_per_frame,
+            "first_error": (
+                {"frame": self.first_error[0], "error": self.first_error[1]} if self.first_error else None
+            ),
         }
 
 
@@ -64,8 +96,10 @@ class RunReport:
     def exit_code(self) -> int:
         if any(r.status == "interrupted" for r in self.results):
             return EXIT_INTERRUPTED
-        if any(r.status != "complete" or r.errors for r in self.results):
+        if any(r.status != "complete" for r in self.results):
             return EXIT_FAILED
+        if any(r.errors for r in self.results):
+            return EXIT_FRAME_ERRORS
         return EXIT_OK
 
     @property

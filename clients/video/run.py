@@ -26,11 +26,11 @@ import numpy as np
 from clients.errors import ModelNotFoundError
 from clients.results import PerceptionResult
 from clients.stagecpu import StageCpu
-from clients.video.backends import make_backend
 from clients.video.journal import Journal
 from clients.video.mp4 import SegmentedVideoWriter
 from clients.video.options import (
     DENSE,
+    FRAMES,
     RESULTS,
     RESUMABLE_ERRORS,
     RESUME_HINT,
@@ -41,9 +41,9 @@ from clients.video.options import (
     VideoOptions,
 )
 from clients.video.progress import Bars
-from clients.video.render import annotate
-from clients.video.report import InputResult, RunReport, is_complete, write_json
-from clients.video.sources import FrameItem, InputError, InputSource, discover, open_reader
+from clients.video.render import annotate, frame_file, write_png
+from clients.video.report import InputResult, is_complete, write_json
+from clients.video.sources import FrameItem, InputError, InputSource, open_reader
 from serving.errors import PerceptionError, SpecError
 from serving.lidar import project_to_depth_image
 from serving.spec import ModelSpec
@@ -57,7 +57,8 @@ class InputRun:
     """One input's run: the resume bookkeeping, the decoder thread, the in-flight window, the writer.
 
     ``frames`` = (first, stop) runs only that frame range (stop None: to the end) into ``out``: a
-    unit of the Ray engine (clients.video.units), never resumed, its outputs the same files.
+    unit of the Ray engine (clients.video.units), never resumed, its outputs the same files; its
+    status is not settled by its frames' errors (``unit``): the joined input's is.
     """
 
     def __init__(
@@ -69,6 +70,7 @@ class InputRun:
         slot: int,
         out: Path | None = None,
         frames: tuple[int, int | None] = (0, None),
+        unit: bool = False,
     ) -> None:
         self.source = source
         self.options = options
@@ -77,6 +79,7 @@ class InputRun:
         self.slot = slot
         self.out = out or options.out_dir / source.name
         self.first, self.stop = frames
+        self.unit = unit
         self.result = InputResult(source, "failed")
         self.spec: ModelSpec | None = None  # the model's, read by prepare: its heads decide the panels
         self.cpu = StageCpu()  # the client's CPU per stage over the frames (summary.json)
@@ -98,16 +101,20 @@ class InputRun:
         else:
             for name in (RESULTS, VIDEO, SUMMARY):
                 (self.out / name).unlink(missing_ok=True)
-            shutil.rmtree(self.out / DENSE, ignore_errors=True)
+            for folder in (DENSE, FRAMES):
+                shutil.rmtree(self.out / folder, ignore_errors=True)
             self.journal.start_fresh()
             if self.options.write_video:
                 self.video.start_fresh()
             start = self.first
         self.video.begin(start)
-        if self.options.save_dense:
-            (self.out / DENSE).mkdir(exist_ok=True)
+        for folder, wanted in ((DENSE, self.options.save_dense), (FRAMES, self.options.save_frames)):
+            if wanted:
+                (self.out / folder).mkdir(exist_ok=True)
         self.result.resumed_from = start - self.first
-        self.result.errors = sum(1 for r in self._kept_records() if "error" in r)
+        for record in self._kept_records():
+            if "error" in record:
+                self.result.note_error(record["frame"], record["error"])
         return start
 
     def _kept_records(self) -> list[dict]:
@@ -159,16 +166,16 @@ class InputRun:
                 arrays = {k: v for k, v in (("seg", result.seg), ("depth", result.depth)) if v is not None}
                 np.savez_compressed(tmp, **arrays)
                 os.replace(tmp, path)
-        if self.options.write_video:
-            if item.image is None:
+        if item.image is None:
+            if self.options.write_video:
                 self.video.skip(item.index)
-            else:
-                self._write_frame(item, result, record.get("error"))
+        elif self.options.write_video or self.options.save_frames:
+            self._write_frame(item, result, record.get("error"))
         with self.cpu.stage("jsonl"):
             self.journal.append(record)
         self.result.frames = len(self.journal)
         if "error" in record:
-            self.result.errors += 1
+            self.result.note_error(item.index, record["error"])
         self.bars.advance(self.slot)
 
     def _write_frame(self, item: FrameItem, result: PerceptionResult | None, error: str | None) -> None:
@@ -183,7 +190,10 @@ class InputRun:
             assert item.image is not None
             frame = annotate(item.image, result, header, error, lidar, depth_head)
         with self.cpu.stage("encode"):
-            self.video.write(item.index, frame)
+            if self.options.write_video:
+                self.video.write(item.index, frame)
+            if self.options.save_frames:
+                write_png(self.out / FRAMES / frame_file(item.index, item.name), frame)
 
     # --- the run --------------------------------------------------------------------------------
     async def _infer(self, item: FrameItem) -> tuple[PerceptionResult | None, str | None, float]:
@@ -204,14 +214,10 @@ class InputRun:
         t_start = time.perf_counter()
         try:
             if self.options.resume and is_complete(self.out):
-                summary = json.loads((self.out / SUMMARY).read_text())
-                self.result.status = "complete"
-                self.result.frames = summary.get("frames", 0)
-                self.result.errors = summary.get("errors", 0)
-                self.result.message = "already complete"
+                self.result.already_complete(json.loads((self.out / SUMMARY).read_text()))
                 return self.result
             try:
-                reader = open_reader(self.source)
+                reader = open_reader(self.source, self.options.image_fps)
                 self.spec = await self.backend.prepare(self.source.fusion)
             except (InputError, SpecError) as exc:
                 self.result.message = str(exc)
@@ -313,6 +319,8 @@ class InputRun:
             return
         if self.result.status == "complete":
             self.journal.finish()
+            if not self.unit:
+                self.result.settle()  # every frame failed: failed, its outputs kept for the record
             if self.options.write_video:
                 try:
                     self.video.finish()
@@ -333,63 +341,6 @@ class InputRun:
             "results": str(self.out / RESULTS),
             "video": str(self.out / VIDEO) if self.options.write_video else None,
             "dense": str(self.out / DENSE) if self.options.save_dense else None,
+            "frames": str(self.out / FRAMES) if self.options.save_frames else None,
         }
         return data
-
-
-async def _run(sources: list[InputSource], options: VideoOptions) -> RunReport:
-    t0 = time.perf_counter()
-    backend = make_backend(
-        options.backend, options.client, options.fusion_model, options.onnx, options.fusion_onnx
-    )
-    bars = Bars(options.progress, options.parallel_inputs)
-    slots: asyncio.Queue[int] = asyncio.Queue()
-    for s in range(options.parallel_inputs):
-        slots.put_nowait(s)
-
-    async def one(source: InputSource) -> InputResult:
-        slot = await slots.get()
-        try:
-            return await InputRun(source, options, backend, bars, slot).run()
-        finally:
-            slots.put_nowait(slot)
-
-    try:
-        results = await asyncio.gather(*(one(s) for s in sources))
-    finally:
-        bars.finish()
-        await backend.close()
-    report = RunReport(list(results), options.out_dir, time.perf_counter() - t0)
-    write_json(
-        options.out_dir / "run.json",
-        {
-            "exit_code": report.exit_code,
-            "seconds": round(report.seconds, 3),
-            "frames_processed": report.frames_processed,
-            "fps": round(report.fps, 3),
-            "inputs": {
-                r.source.name: {"status": r.status, "frames": r.frames, "errors": r.errors} for r in results
-            },
-        },
-    )
-    return report
-
-
-def run_video(inputs: list[str], options: VideoOptions) -> RunReport:
-    """Process every input; returns the report (its ``exit_code`` says whether all succeeded)."""
-    sources = discover(inputs)
-    if not sources:
-        raise SpecError("no inputs given")
-    options.out_dir.mkdir(parents=True, exist_ok=True)
-    if options.engine == "ray":
-        from clients.video.ray_engine import run_ray
-
-        return run_ray(sources, options)
-    import cv2
-
-    threads = cv2.getNumThreads()
-    cv2.setNumThreads(options.opencv_threads)
-    try:
-        return asyncio.run(_run(sources, options))
-    finally:
-        cv2.setNumThreads(threads)

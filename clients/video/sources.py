@@ -1,8 +1,11 @@
 """Inputs of `percept video`: finding them, and decoding their frames (run in a decoder thread).
 
-An input is a video file (anything OpenCV/FFmpeg opens) or a KITTI-style sequence folder
-(image_2/ + velodyne/ + calib.txt, read with world.kitti) for fusion models. Frames come out as
-``FrameItem`` with an HxWx3 uint8 **RGB** image (OpenCV's BGR is converted here, once).
+An input is a video file (anything OpenCV/FFmpeg opens), a KITTI-style sequence folder (image_2/ +
+velodyne/ + calib.txt, read with world.kitti) for fusion models, or a folder of images (one
+sequence, in natural order: frame2 before frame10). A folder is a KITTI sequence when world.kitti
+says so (its calib.txt and image_2/), else its own image files are one input and its videos and
+sequence sub-folders one input each. Frames come out as ``FrameItem`` with an HxWx3 uint8 **RGB**
+image (OpenCV's BGR is converted here, once).
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from serving.errors import SpecError
 log = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".ts"}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+DEFAULT_IMAGE_FPS = 10.0  # an image folder has no frame rate: its video's, unless given (--fps)
 MAX_CONSECUTIVE_BAD_FRAMES = 25  # past this many undecodable frames in a row the file is given up
 
 
@@ -32,7 +37,7 @@ class InputError(SpecError):
 @dataclass(frozen=True)
 class InputSource:
     path: Path
-    kind: str  # "video" | "kitti"
+    kind: str  # "video" | "kitti" | "images"
     name: str  # output sub-folder, unique within a run
 
     @property
@@ -48,6 +53,7 @@ class FrameItem:
     points: np.ndarray | None = None
     projection: np.ndarray | None = None
     error: str | None = None
+    name: str | None = None  # the image file of a frame of an image folder
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -66,8 +72,20 @@ def is_kitti_folder(path: Path) -> bool:
     return path.is_dir() and is_kitti_sequence(path)
 
 
+def natural_key(name: str) -> list:
+    """Sort key putting ``frame2`` before ``frame10`` (digit runs compared as numbers)."""
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
+
+
+def image_files(folder: Path) -> list[Path]:
+    """The image files of ``folder`` (not its sub-folders), in natural order."""
+    files = [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
+    return sorted(files, key=lambda p: natural_key(p.name))
+
+
 def discover(inputs: list[str]) -> list[InputSource]:
-    """Expand files, folders (their videos, or a KITTI sequence) and globs into named sources.
+    """Expand files, folders (a KITTI sequence; or their images as one input, their videos and
+    sequences one input each) and globs into named sources.
 
     A path that does not exist is still returned (kind "video") so that it is reported as failed
     while the other inputs run.
@@ -89,11 +107,19 @@ def discover(inputs: list[str]) -> list[InputSource]:
             children = sorted(
                 p for p in path.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES or is_kitti_folder(p)
             )
-            if not children:
-                found.append((path, "video"))  # reported as unreadable
+            if image_files(path) or not children:
+                found.append((path, "images"))  # none at all: reported as an empty folder
             found += [(c, "kitti" if is_kitti_folder(c) else "video") for c in children]
         else:
             found.append((path, "video"))
+    single = [p for p, kind in found if kind == "video" and p.suffix.lower() in IMAGE_SUFFIXES]
+    if len(single) > 1:
+        log.warning(
+            "%d image files given one by one (e.g. %s): each is an input of one frame; give their "
+            "folder for one sequence and one video",
+            len(single),
+            single[0],
+        )
     sources: list[InputSource] = []
     seen_paths: set[Path] = set()
     names: set[str] = set()
@@ -202,7 +228,42 @@ class KittiReader:
             yield FrameItem(k, float(frame.timestamp), frame.image, frame.points, frame.projection)
 
 
-def open_reader(source: InputSource) -> VideoReader | KittiReader:
+class ImageFolderReader:
+    """The image files of a folder as one sequence at ``fps``, in natural order; a file that cannot
+    be decoded becomes an error item naming it, as an undecodable frame of a video does."""
+
+    def __init__(self, path: Path, fps: float = DEFAULT_IMAGE_FPS) -> None:
+        if not path.is_dir():
+            raise InputError(f"{path}: no such folder")
+        if fps <= 0:
+            raise InputError(f"{path}: the frame rate of an image folder must be > 0, got {fps}")
+        self.path = path
+        self.files = image_files(path)
+        if not self.files:
+            kinds = " ".join(sorted(IMAGE_SUFFIXES))
+            raise InputError(f"{path}: no images ({kinds}), videos or KITTI-style sequences in this folder")
+        self.fps = float(fps)
+        self.frame_count = len(self.files)
+
+    def frames(self, start: int = 0, seek: bool = False) -> Iterator[FrameItem]:
+        for k in range(start, self.frame_count):  # frames are files: every start is a seek
+            file = self.files[k]
+            bgr = cv2.imread(str(file), cv2.IMREAD_COLOR)
+            if bgr is None:
+                yield FrameItem(
+                    k, k / self.fps, None, error=f"{file}: cannot be decoded as an image", name=file.name
+                )
+                continue
+            yield FrameItem(k, k / self.fps, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), name=file.name)
+
+
+Reader = VideoReader | KittiReader | ImageFolderReader
+
+
+def open_reader(source: InputSource, image_fps: float = DEFAULT_IMAGE_FPS) -> Reader:
+    """The reader of ``source``; ``image_fps``: the frame rate given to an image folder."""
     if source.kind == "kitti":
         return KittiReader(source.path)
+    if source.kind == "images":
+        return ImageFolderReader(source.path, image_fps)
     return VideoReader(source.path)

@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from clients.video.mp4 import SegmentedVideoWriter
-from clients.video.options import DENSE, RESULTS, SUMMARY, VIDEO, VideoOptions
+from clients.video.options import DENSE, FRAMES, RESULTS, SUMMARY, VIDEO, VideoOptions
 from clients.video.report import InputResult, write_json
 from clients.video.run import InputRun
 from clients.video.sources import InputSource
@@ -85,7 +85,8 @@ async def run_unit(
     """Run one unit into its attempt folder and commit it when complete (see the module doc)."""
     tmp = unit.attempt_folder(options.out_dir, attempt)
     shutil.rmtree(tmp, ignore_errors=True)
-    run = InputRun(source, unit_options(options), backend, bars, 0, out=tmp, frames=(unit.start, unit.stop))
+    span = (unit.start, unit.stop)
+    run = InputRun(source, unit_options(options), backend, bars, 0, out=tmp, frames=span, unit=True)
     result = await run.run()
     if result.status != "complete":
         shutil.rmtree(tmp, ignore_errors=True)
@@ -108,10 +109,12 @@ def _link(src: Path, dst: Path) -> None:
         shutil.copy2(src, dst)
 
 
-def join(source: InputSource, units: list[Unit], options: VideoOptions, fps: float) -> tuple[int, int]:
-    """Join the committed units of an input into its outputs; returns (frames, error frames)."""
+def join(source: InputSource, units: list[Unit], options: VideoOptions, fps: float) -> InputResult:
+    """Join the committed units of an input into its outputs; returns its frames and error frames
+    (the first error too) as an InputResult to complete (status ``complete``)."""
     out = options.out_dir / source.name
-    expected, errors, chunks = 0, 0, []
+    result = InputResult(source, "complete")
+    expected, chunks = 0, []
     for unit in units:
         data = (unit.folder(options.out_dir) / RESULTS).read_bytes()
         frames = [json.loads(line) for line in data.splitlines() if line.strip()]
@@ -124,7 +127,9 @@ def join(source: InputSource, units: list[Unit], options: VideoOptions, fps: flo
         if unit.stop is not None and len(indices) != unit.stop - unit.start:
             raise PerceptionError(f"{source.name}: unit {unit.id} ended early, at frame {expected}")
         expected = unit.start + len(indices)
-        errors += sum(1 for r in frames if "error" in r)
+        for record in frames:
+            if "error" in record:
+                result.note_error(record["frame"], record["error"])
         chunks.append(data)
     tmp = out / (RESULTS + ".tmp")
     tmp.write_bytes(b"".join(chunks))
@@ -139,12 +144,14 @@ def join(source: InputSource, units: list[Unit], options: VideoOptions, fps: flo
             if mp4.exists():  # a unit with no decodable frame has no video
                 _link(mp4, video.dir / f"{unit.start:08d}-{end:08d}.mp4")
         video.finish()
-    if options.save_dense:
-        (out / DENSE).mkdir(exist_ok=True)
-        for unit in units:
-            for npz in sorted((unit.folder(options.out_dir) / DENSE).glob("*.npz")):
-                _link(npz, out / DENSE / npz.name)
-    return expected, errors
+    for folder, wanted in ((DENSE, options.save_dense), (FRAMES, options.save_frames)):
+        if wanted:
+            (out / folder).mkdir(exist_ok=True)
+            for unit in units:
+                for file in sorted((unit.folder(options.out_dir) / folder).iterdir()):
+                    _link(file, out / folder / file.name)
+    result.frames = expected
+    return result
 
 
 def write_summary(result: InputResult, options: VideoOptions, model: str, units: int) -> None:
@@ -156,6 +163,7 @@ def write_summary(result: InputResult, options: VideoOptions, model: str, units:
         "results": str(out / RESULTS),
         "video": str(out / VIDEO) if options.write_video else None,
         "dense": str(out / DENSE) if options.save_dense else None,
+        "frames": str(out / FRAMES) if options.save_frames else None,
     }
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / SUMMARY, data)
@@ -165,7 +173,7 @@ def clear_outputs(out: Path) -> None:
     """A fresh start of an input (no run.json to continue): the local engine's fresh-run clean-up."""
     for name in (RESULTS, VIDEO, SUMMARY, RESULTS + ".partial"):
         (out / name).unlink(missing_ok=True)
-    for folder in (DENSE, UNITS, Path(VIDEO).stem + ".segments"):
+    for folder in (DENSE, FRAMES, UNITS, Path(VIDEO).stem + ".segments"):
         shutil.rmtree(out / folder, ignore_errors=True)
 
 

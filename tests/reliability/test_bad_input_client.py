@@ -160,5 +160,6 @@ def test_unknown_model_is_not_found_and_not_retried(triton_server, reliability, 
         seconds,
         state,
     )
-    assert "'../perception' is not found" in str(info.value)
+    assert "'../perception' is not served by" in str(info.value)  # and what it serves: clients.served
+    assert "it serves the pipelines perception, perception_fusion" in str(info.value)
     assert not [r for r in caplog.records if "retry" in r.getMessage()]  # one attempt, no backoff

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from clients.local import LocalModel
-from clients.video import EXIT_FAILED, EXIT_OK, VideoOptions, run_video
+from clients.video import EXIT_FAILED, EXIT_FRAME_ERRORS, EXIT_OK, VideoOptions, run_video
 from clients.video.journal import read_records
 from tests.clients.conftest import write_video
 
@@ -99,7 +99,8 @@ def test_undecodable_kitti_frame_is_recorded_and_skipped(tmp_path, tiny_fusion_o
     assert [r["frame"] for r in records] == list(range(6))
     assert "error" in records[3] and "000003.png" in records[3]["error"]
     assert all("detections" in r for i, r in enumerate(records) if i != 3)
-    assert report.results[0].errors == 1 and report.exit_code == EXIT_FAILED
+    assert report.results[0].errors == 1 and report.exit_code == EXIT_FRAME_ERRORS
+    assert report.results[0].status == "complete" and "1 of 6 frames failed" in report.results[0].message
     # the fusion input matters: frame 0 with its points differs from the camera-only depth
     model = LocalModel(tiny_fusion_onnx)
     direct = model.infer(frame=frames[0].image, points=frames[0].points, projection=proj)
@@ -162,6 +163,8 @@ def test_undecodable_video_frames_are_recorded_and_skipped(tmp_path, tiny_onnx):
     bad = [r["frame"] for r in records if "error" in r]
     assert bad and all(records[i]["error"] == "undecodable frame" for i in bad)
     assert len(bad) < 30 and report.results[0].errors == len(bad)
-    assert report.results[0].status == "complete" and report.exit_code == EXIT_FAILED
+    assert report.results[0].status == "complete" and report.exit_code == EXIT_FRAME_ERRORS
+    summary = json.loads((tmp_path / "out" / "garbled" / "summary.json").read_text())
+    assert summary["first_error"] == {"frame": bad[0], "error": "undecodable frame"}
     cap = cv2.VideoCapture(str(tmp_path / "out" / "garbled" / "annotated.mp4"))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 30 - len(bad)  # no picture for those frames

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 from clients.options import ClientOptions, RetryPolicy
-from clients.video import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, VideoOptions, run_video
+from clients.video import EXIT_FAILED, EXIT_FRAME_ERRORS, EXIT_INTERRUPTED, EXIT_OK, VideoOptions, run_video
 from clients.video.journal import read_records
 from clients.video.options import RayOptions
 from clients.video.sources import VideoReader
@@ -267,10 +267,10 @@ def test_kitti_sequence_with_dense_arrays_cut_into_units_equals_the_local_engine
     (seq / "image_2" / "000004.png").write_bytes(b"\x89PNG broken")  # a bad frame inside a unit
     common = {"backend": "local", "onnx": tiny_onnx, "fusion_onnx": tiny_fusion_onnx, "save_dense": True}
     local = VideoOptions(out_dir=tmp_path / "local", progress=False, **common)
-    assert run_video([str(seq)], local).exit_code == EXIT_FAILED  # the one bad frame
+    assert run_video([str(seq)], local).exit_code == EXIT_FRAME_ERRORS  # the one bad frame
     ray = replace(_ray(tmp_path / "ray", "unused:1", shard=4), **common)
     report = run_video([str(seq)], ray)
-    assert report.exit_code == EXIT_FAILED and report.results[0].errors == 1
+    assert report.exit_code == EXIT_FRAME_ERRORS and report.results[0].errors == 1
     assert report.results[0].status == "complete"
     a, b = tmp_path / "local" / "seq", tmp_path / "ray" / "seq"
     assert (b / "results.jsonl").read_bytes() == (a / "results.jsonl").read_bytes()
@@ -280,3 +280,24 @@ def test_kitti_sequence_with_dense_arrays_cut_into_units_equals_the_local_engine
         assert sorted(mine.files) == sorted(theirs.files)
         assert all(np.array_equal(mine[k], theirs[k]) for k in theirs.files)
     assert _video_frames(b / "annotated.mp4") == _video_frames(a / "annotated.mp4") == 8  # no picture for #4
+
+
+def test_image_folder_cut_into_units_equals_the_local_engine(ray_runtime, tiny_onnx, tmp_path):
+    from tests.clients.video.test_video_images import IN_ORDER, NAMES, write_images
+
+    write_images(tmp_path / "drive", NAMES)
+    (tmp_path / "drive" / NAMES[4]).write_bytes(b"\x89PNG broken")  # a bad frame inside a unit
+    common = {"backend": "local", "onnx": tiny_onnx, "save_frames": True, "image_fps": 4.0}
+    local = VideoOptions(out_dir=tmp_path / "local", progress=False, **common)
+    assert run_video([str(tmp_path / "drive")], local).exit_code == EXIT_FRAME_ERRORS
+    report = run_video(
+        [str(tmp_path / "drive")], replace(_ray(tmp_path / "ray", "unused:1", shard=5), **common)
+    )
+    assert report.exit_code == EXIT_FRAME_ERRORS and report.results[0].status == "complete"
+    a, b = tmp_path / "local" / "drive", tmp_path / "ray" / "drive"
+    assert (b / "results.jsonl").read_bytes() == (a / "results.jsonl").read_bytes()
+    assert _frames(b / "results.jsonl") == list(range(12))
+    bad = IN_ORDER.index(NAMES[4])
+    pngs = sorted(p.name for p in (b / "frames").iterdir())
+    assert pngs == [f"{i:06d}-{Path(n).stem}.png" for i, n in enumerate(IN_ORDER) if i != bad]
+    assert _video_frames(b / "annotated.mp4") == _video_frames(a / "annotated.mp4") == 11

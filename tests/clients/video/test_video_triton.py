@@ -147,16 +147,18 @@ def test_raw_mode_and_shared_memory_video_equal_the_ensemble(tiny_server, tmp_pa
     assert len(outs["raw"]) == 10 and outs["raw"] == outs["ensemble"] == outs["shm"]
 
 
-def test_unknown_model_fails_the_input_and_a_dead_server_interrupts_it(tiny_server, tmp_path):
+def test_unknown_model_is_refused_naming_the_served_ones_and_a_dead_server_interrupts(tiny_server, tmp_path):
+    from clients.served import ModelNotServedError
+
     video = write_video(tmp_path / "v.mp4", 5)
     unknown = VideoOptions(
         out_dir=tmp_path / "unknown",
         client=ClientOptions(url=tiny_server.grpc_url, model="nope"),
         progress=False,
     )
-    report = run_video([str(video)], unknown)
-    assert report.results[0].status == "failed" and "NOT_FOUND" in report.results[0].message
-    assert report.exit_code == EXIT_FAILED
+    with pytest.raises(ModelNotServedError, match="'nope' is not served by .*perception_fusion"):
+        run_video([str(video)], unknown)
+    assert not (tmp_path / "unknown").exists()  # refused before anything was written
     dead = VideoOptions(
         out_dir=tmp_path / "dead",
         client=ClientOptions(url=f"127.0.0.1:{free_port()}", retry=RetryPolicy(2, 0.05, 0.1)),
