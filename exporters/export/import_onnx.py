@@ -3,8 +3,9 @@ an ONNX with the spec's network tensors, verified and ready for the same reposit
 
 The head spec (YAML) says what the file's tensors are; its schema and one worked example per
 layout (YOLOP/YOLOv5 rows, YOLOv8 channel-first, HybridNets anchor deltas, two 2-channel maps, one
-softmax or sigmoid map, metric or relative depth) are in README.md ("Bring your own ONNX"), the
-facts each layout rests on in head_spec.py, the validation in import_validate.py.
+softmax or sigmoid map, metric or relative depth) are in README.md ("Bring your own ONNX") and
+docs/examples/head_specs/, the facts each layout rests on in head_spec.py, the validation in
+import_validate.py, the preview on the user's own images (``--images``) in import_preview.py.
 
 In front of the file: uint8 NCHW ``images`` -> float -> (x - mean) / std (-> NHWC). Behind it:
 box decoding per format, class-aware ``NonMaxSuppression`` and the fixed top-K
