@@ -148,7 +148,7 @@ def run_preview(
     (Path(out) / PREVIEW_JSON).write_text(json.dumps(preview.to_dict(), indent=2, sort_keys=True) + "\n")
     (Path(out) / PREVIEW_MD).write_text(_markdown(spec, preview, draw is not None))
     for f in preview.findings:
-        log.warning("%s: %s", spec.name, f.line())
+        log.info("%s: %s", spec.name, f.line())  # the CLI prints Preview.lines()
     return preview
 
 
