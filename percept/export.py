@@ -220,23 +220,42 @@ def import_onnx(
     min_batch: int = typer.Option(1, "--min-batch"),
     opt_batch: int = typer.Option(1, "--opt-batch"),
     max_batch: int = typer.Option(8, "--max-batch"),
+    images: Path | None = typer.Option(
+        None,
+        "--images",
+        help="A folder of your own images: run the imported model on them (letterboxed as served) and "
+        "write OUT/preview/*.jpg, preview.md and preview.json (class shares, detections, depth range) "
+        "with warnings where a head looks mis-specified.",
+    ),
+    preview_images: int = typer.Option(16, "--preview-images", help="At most this many images of --images."),
+    strict: bool = typer.Option(
+        False, "--strict", help="With --images: a plausibility warning fails the import (for CI)."
+    ),
 ) -> None:
-    """Bring your own ONNX: validate it against a head spec, add the in-graph steps, verify."""
-    from exporters.export.import_onnx import ImportOptions, run_import
+    """Bring your own ONNX: validate it against a head spec, add the in-graph steps, verify, and
+    (--images) show the heads on your own images."""
+    from exporters.export.import_onnx import ImportOptions, PreviewOptions, run_import
     from exporters.export.options import BatchProfile, VerifyOptions
+    from serving.errors import SpecError
 
+    if strict and images is None:
+        raise SpecError("--strict checks the preview: give --images DIR")
     options = ImportOptions(
         model=model,
         heads=heads,
         out_dir=out,
         profile=BatchProfile(min_batch, opt_batch, max_batch),
         verify=VerifyOptions(scenes=verify_scenes, batch=verify_batch),
+        preview=None if images is None else PreviewOptions(images, strict=strict, max_images=preview_images),
     )
     _quiet_exporter_logs()
-    result = run_import(options, progress=True)
+    from clients.video.preview import draw_network_outputs
+
+    result = run_import(options, progress=True, draw=draw_network_outputs)
     for line in result.lines():
         typer.echo(line)
-    typer.echo(f"wrote {result.onnx}, {result.report}")
+    extra = f", {result.preview_md}" if result.preview is not None else ""
+    typer.echo(f"wrote {result.onnx}, {result.report}{extra}")
 
 
 def register(app: typer.Typer) -> None:

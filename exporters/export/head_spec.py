@@ -1,7 +1,10 @@
 """The YAML head spec of `percept import-onnx`: its schema, loaded into frozen dataclasses.
 
-The schema (every key, one worked example per layout) is documented in README.md ("Bring your own
-ONNX: the head spec"); validation of an ONNX file against a head spec is import_validate.py's.
+The schema (every key) is documented in README.md ("Bring your own ONNX: the head spec"); one
+worked head spec per real layout, each citing where its facts come from, is a file under
+docs/examples/head_specs/ (tested against a file of exactly that layout); validation of an ONNX
+file against a head spec is import_validate.py's; whether the spec means what the network means,
+on the user's own images, is import_preview.py's (``import-onnx --images``).
 
 Layouts, and the facts each rests on (checked against the exporters' source as we know it):
 
@@ -21,7 +24,8 @@ Layouts, and the facts each rests on (checked against the exporters' source as w
   h = exp(dh) * h_a, w = exp(dw) * w_a, then ``ClipBoxes`` to the image. No delta std scaling:
   RetinaNet-style heads (dx, dy first, std 0.1/0.2) are a different layout. The common HybridNets
   ONNX exports (e.g. PINTO_model_zoo 276_HybridNets) ship ``anchors_{H}x{W}.npy`` of shape [1, N, 4].
-* segmentation: two 2-channel maps (YOLOP drivable + lane), or one [B, C, H, W] map:
+* segmentation: two 2-channel maps, channel 0 background (YOLOP drive_area_seg + lane_line_seg,
+  TwinLiteNet da + ll: argmax each), or one [B, C, H, W] map:
   ``activation: softmax`` (C = len(classes), id = argmax; softmax is monotonic so the logits' argmax)
   or ``activation: sigmoid`` (C = len(classes) - 1 independent per-class maps, class 0 background
   implicit: id = 0 where every probability is below ``threshold``, else 1 + argmax).

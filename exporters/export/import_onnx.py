@@ -3,8 +3,9 @@ an ONNX with the spec's network tensors, verified and ready for the same reposit
 
 The head spec (YAML) says what the file's tensors are; its schema and one worked example per
 layout (YOLOP/YOLOv5 rows, YOLOv8 channel-first, HybridNets anchor deltas, two 2-channel maps, one
-softmax or sigmoid map, metric or relative depth) are in README.md ("Bring your own ONNX"), the
-facts each layout rests on in head_spec.py, the validation in import_validate.py.
+softmax or sigmoid map, metric or relative depth) are in README.md ("Bring your own ONNX") and
+docs/examples/head_specs/, the facts each layout rests on in head_spec.py, the validation in
+import_validate.py, the preview on the user's own images (``--images``) in import_preview.py.
 
 In front of the file: uint8 NCHW ``images`` -> float -> (x - mean) / std (-> NHWC). Behind it:
 box decoding per format, class-aware ``NonMaxSuppression`` and the fixed top-K
@@ -23,6 +24,15 @@ from pathlib import Path
 
 from exporters.export.head_spec import DRIVABLE_LANE_CLASSES, WORLD_DET_CLASSES, HeadSpec, load_head_spec
 from exporters.export.import_compose import compose
+from exporters.export.import_preview import (
+    PREVIEW_MD,
+    Draw,
+    Preview,
+    PreviewOptions,
+    clear_preview,
+    fail_on_findings,
+    run_preview,
+)
 from exporters.export.import_reference import postprocess_numpy, reference_runner
 from exporters.export.import_validate import (
     is_symbolic,
@@ -32,6 +42,7 @@ from exporters.export.import_validate import (
     validate_input,
 )
 from exporters.export.options import BatchProfile, VerifyOptions
+from exporters.export.staging import ExportResult
 from serving.errors import ExportError, SpecError
 from serving.spec import ModelSpec
 
@@ -39,6 +50,8 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "ImportOptions",
+    "ImportResult",
+    "PreviewOptions",
     "compose",
     "import_onnx",
     "load_head_spec",
@@ -56,6 +69,7 @@ class ImportOptions:
     profile: BatchProfile = field(default_factory=lambda: BatchProfile(1, 1, 8))
     verify: VerifyOptions = field(default_factory=lambda: VerifyOptions(scenes=20, batch=1))
     opset: int = 17
+    preview: PreviewOptions | None = None  # --images: the heads on the user's own images
 
     def __post_init__(self) -> None:
         if not Path(self.model).is_file():
@@ -122,9 +136,11 @@ def import_onnx(
     return spec
 
 
-def run_import(options: ImportOptions, progress: bool = False):
-    """`percept import-onnx`: import, verify against the original, write model.onnx + report.json."""
-    from exporters.export.staging import stage_onnx, write_report
+def run_import(options: ImportOptions, progress: bool = False, draw: Draw | None = None):
+    """`percept import-onnx`: import, verify against the original, [preview on the user's images,]
+    write model.onnx + report.json. ``draw``: how a preview image is annotated (the CLI passes the
+    video client's drawing; None writes the numbers only). A failure leaves report.failed.json."""
+    from exporters.export.staging import FAILED_REPORT_NAME, stage_onnx, write_report
     from exporters.export.trt_compat import compat_stage
     from exporters.export.verify import ort_runner, verify
 
@@ -146,7 +162,7 @@ def run_import(options: ImportOptions, progress: bool = False):
                 "%s: classes differ from the world's; metric parity skipped, per-head comparison kept",
                 spec.name,
             )
-        return verify(
+        report = verify(
             ort_runner(staging),
             reference_runner(Path(options.model), heads, spec),
             spec,
@@ -154,7 +170,30 @@ def run_import(options: ImportOptions, progress: bool = False):
             "imported vs original+numpy",
             progress=progress,
         )
+        if report.passed and options.preview is not None:
+            found = run_preview(staging, spec, heads, options.preview, out, draw)
+            previews.append(found)
+            if options.preview.strict:
+                fail_on_findings(found, out, spec.name, FAILED_REPORT_NAME)
+        return report
 
-    final, spec, report = stage_onnx(out, write, check)
+    previews: list[Preview] = []
+    clear_preview(out)  # an earlier run's preview must not pass for this run's
+    final, spec, report = stage_onnx(out, write, check, name=heads.name)
     compat_stage(final, "onnx")
-    return write_report(out, spec, final, [report])
+    result = write_report(out, spec, final, [report])
+    return ImportResult(
+        result.onnx, result.report, result.verification, preview=previews[0] if previews else None
+    )
+
+
+@dataclass
+class ImportResult(ExportResult):
+    preview: Preview | None = None
+
+    def lines(self) -> list[str]:
+        return super().lines() + (self.preview.lines() if self.preview else [])
+
+    @property
+    def preview_md(self) -> Path:
+        return self.onnx.parent / PREVIEW_MD

@@ -78,7 +78,7 @@ def run_export(options: ExportOptions, progress: bool = False) -> ExportResult:
             ort_runner(staging), reference, spec, options.verify, verification_label(), progress=progress
         )
 
-    final, _, onnx_report = stage_onnx(out, write, check)
+    final, _, onnx_report = stage_onnx(out, write, check, name=options.network)
     reports = [onnx_report]
     if options.engine == "onnx":  # the TensorRT build runs the stage on the file it parses
         compat_stage(final, "onnx")

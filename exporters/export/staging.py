@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from exporters.export.verify import VerifyReport
-from serving.errors import ExportError
+from serving.errors import ExportError, PerceptionError
 from serving.onnx_meta import EXPORT_REPORT_NAME
 from serving.spec import ModelSpec
 
@@ -47,12 +47,14 @@ def stage_onnx(
     out: Path,
     write: Callable[[Path], ModelSpec],
     check: Callable[[Path, ModelSpec], VerifyReport],
+    name: str | None = None,
 ) -> tuple[Path, ModelSpec, VerifyReport]:
     """Clear ``out`` of earlier outputs, ``write`` the ONNX to the staging path (returning its spec),
     ``check`` it, and rename it to ``out/model.onnx`` when the check passed.
 
-    Returns (final path, spec, report); a failed check raises :class:`ExportError` (see
-    :func:`fail_if`) and leaves no ONNX file behind.
+    Returns (final path, spec, report); a failed write or check raises (see :func:`fail_if`),
+    leaves no ONNX file behind and leaves ``report.failed.json`` saying why, never an empty folder
+    that could pass for a result. ``name``: the network, for that report.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -60,14 +62,28 @@ def stage_onnx(
     for stale in (final, out / REPORT_NAME, out / FAILED_REPORT_NAME):
         stale.unlink(missing_ok=True)  # an earlier run's outputs must not pass for this run's
     staging = out / (ONNX_NAME + STAGING_SUFFIX)
+    stage = "write"
     try:
         spec = write(staging)
+        stage = "verify"
         report = check(staging, spec)
         fail_if([report], out, spec)
         os.replace(staging, final)
+    except PerceptionError as exc:
+        if not (out / FAILED_REPORT_NAME).exists():  # fail_if and the checks write their own
+            write_failed(out, name, {"stage": stage, "error": str(exc), "error_type": type(exc).__name__})
+        raise
     finally:
         staging.unlink(missing_ok=True)
     return final, spec, report
+
+
+def write_failed(out: Path, name: str | None, details: dict) -> Path:
+    """``out/report.failed.json``: the run failed, and why."""
+    path = Path(out) / FAILED_REPORT_NAME
+    document = {"network": name, "passed": False, **details}
+    path.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+    return path
 
 
 def fail_if(reports: list[VerifyReport], out: Path, spec: ModelSpec) -> None:
@@ -75,8 +91,7 @@ def fail_if(reports: list[VerifyReport], out: Path, spec: ModelSpec) -> None:
     last = reports[-1]
     if last.passed:
         return
-    document = {"network": spec.name, "passed": False, "verification": [r.to_dict() for r in reports]}
-    (out / FAILED_REPORT_NAME).write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+    write_failed(out, spec.name, {"verification": [r.to_dict() for r in reports]})
     failing = "; ".join(h.head + ": " + _why(h.numbers) for h in last.heads if not h.passed)
     raise ExportError(f"verification ({last.label}) failed for {failing}; see {out / FAILED_REPORT_NAME}")
 

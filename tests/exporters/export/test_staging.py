@@ -47,14 +47,22 @@ def test_a_failing_artifact_leaves_only_the_failed_report(tmp_path):
     assert json.loads((tmp_path / FAILED_REPORT_NAME).read_text())["passed"] is False
 
 
-def test_a_writer_that_raises_leaves_no_staged_file(tmp_path):
+def test_a_writer_that_raises_leaves_no_staged_file_only_report_failed(tmp_path):
     def broken(staging):
         staging.write_bytes(b"half")
         raise ExportError("export broke")
 
     with pytest.raises(ExportError, match="export broke"):
-        stage_onnx(tmp_path, broken, lambda p, s: _report(True))
-    assert list(tmp_path.iterdir()) == []
+        stage_onnx(tmp_path, broken, lambda p, s: _report(True), name="net")
+    assert [p.name for p in tmp_path.iterdir()] == ["report.failed.json"]  # not an empty folder
+    failed = json.loads((tmp_path / "report.failed.json").read_text())
+    assert failed == {
+        "network": "net",
+        "passed": False,
+        "stage": "write",
+        "error": "export broke",
+        "error_type": "ExportError",
+    }
 
 
 def test_the_batch_profile_is_given_once_and_the_onnx_stage_inherits_it():
