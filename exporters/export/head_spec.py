@@ -1,6 +1,7 @@
 """The YAML head spec of `percept import-onnx`: its schema, loaded into frozen dataclasses.
 
-The schema (every key) is documented in README.md ("Bring your own ONNX: the head spec"); one
+The schema (every key) is documented in docs/byom.md and generated from these dataclasses into
+docs/reference/head-spec.md; one
 worked head spec per real layout, each citing where its facts come from, is a file under
 docs/examples/head_specs/ (tested against a file of exactly that layout); validation of an ONNX
 file against a head spec is import_validate.py's; whether the spec means what the network means,

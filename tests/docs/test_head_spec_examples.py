@@ -1,4 +1,8 @@
-"""Every head spec the README and the docs show loads with the importer's own loader."""
+"""Every head spec written inline in the README and the docs loads with the importer's own loader.
+
+The per-layout example files (docs/examples/head_specs/, included into docs/byom.md) are checked
+more strictly, against a generated file of their layout, in
+tests/exporters/export/test_head_spec_examples.py."""
 
 from __future__ import annotations
 
@@ -24,7 +28,7 @@ def _documents():
 
 def test_every_head_spec_example_loads(tmp_path):
     docs = list(_documents())
-    assert len(docs) >= 9  # the annotated schema, the tour's YOLOP and one per layout
+    assert len(docs) >= 2  # the annotated schema and the tour's YOLOP
     formats = set()
     for i, (page, doc) in enumerate(docs):
         data = {"name": "example", "input": {"name": "images"}, **doc}
@@ -40,4 +44,4 @@ def test_every_head_spec_example_loads(tmp_path):
         spec = load_head_spec(path)  # raises SpecError naming an unknown or bad key
         assert spec.tasks, page
         formats.add(spec.detection.format if spec.detection else None)
-    assert {"yolo", "yolov8", "anchors"} <= formats
+    assert "yolo" in formats
