@@ -112,8 +112,7 @@ def tune(
         write_best,
         write_table,
     )
-    from clients.tune.report import clear_best
-    from clients.tune.report import delta_text
+    from clients.tune.report import clear_best, delta_text
     from serving.onnx_meta import precision_variants, read_spec
 
     console = Console(width=max(Console().width, 120))
