@@ -78,6 +78,11 @@ def tune(
     ),
     workers: int = typer.Option(2, help="Load-generating processes."),
     frames: int = typer.Option(4, help="Distinct world frames cycled through."),
+    alpha: float = typer.Option(
+        0.05,
+        help="Significance level of the decision: a change must beat the defaults at alpha / the number "
+        "of candidates compared (one-sided), its other figure not worse at alpha. Lower: stricter.",
+    ),
     out: Path = typer.Option(
         Path("artifacts/tune"), help="Folder for tune.csv/.json, pareto.png, best_repository."
     ),
@@ -140,6 +145,7 @@ def tune(
         window_s=window,
         frames=frames,
         repeats=repeats,
+        alpha=alpha,
     )
 
     def progress(r) -> None:

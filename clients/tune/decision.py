@@ -21,9 +21,7 @@ from dataclasses import dataclass
 
 from clients.tune.measure import CandidateResult, Point
 from clients.tune.options import Constraint
-from clients.tune.stats import Difference, welch
-
-ALPHA = 0.05
+from clients.tune.stats import ALPHA, Difference, welch
 
 
 @dataclass(frozen=True)

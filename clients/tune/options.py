@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from clients.tune.space import SearchSpace
+from clients.tune.stats import ALPHA
 from serving.errors import SpecError
 
 TARGETS = ("pipeline", "network")
@@ -69,6 +70,7 @@ class TuneOptions:
     warmup_s: float = 1.0
     window_s: float = 2.0  # one measurement window per step
     repeats: int = 0  # steps per concurrency level; 0: DEFAULT_REPEATS of the mode
+    alpha: float = ALPHA  # the decision's significance level (clients.tune.decision)
     frames: int = 4
     seed: int = 0
     startup_timeout_s: float = 120.0
@@ -84,6 +86,8 @@ class TuneOptions:
             raise SpecError("need at least one frame and one load worker")
         if self.window_s <= 0 or self.warmup_s < 0 or self.startup_timeout_s <= 0:
             raise SpecError("the window and start-up timeout must be > 0 s, the warm-up >= 0 s")
+        if not 0 < self.alpha < 1:
+            raise SpecError(f"--alpha must be in (0, 1), got {self.alpha}")
         if self.repeats == 0:
             object.__setattr__(self, "repeats", DEFAULT_REPEATS["quick" if self.quick else "grid"])
         elif self.repeats < 2:

@@ -126,8 +126,8 @@ def recommendation(result: TuneResult) -> dict:
         "change": not decision.keep_defaults,
         "candidate": decision.recommended.candidate.label if decision.recommended else None,
         "reason": decision.reason,
-        "rule": "objective better by one-sided Welch t at alpha_each (0.05 / candidates compared), "
-        "other figure not worse at 0.05; ties to fewer cores",
+        "rule": f"objective better by a one-sided Welch t-test at alpha_each ({result.options.alpha:g} / "
+        f"candidates compared), the other figure not worse at {result.options.alpha:g}; ties to fewer cores",
         "alpha_each": decision.alpha,
         "repeats": result.options.repeats,
         "defaults_measured": result.defaults_measured,

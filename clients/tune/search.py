@@ -69,7 +69,7 @@ class TuneResult:
         return found
 
     def decision(self) -> Decision:
-        return decide(self.results, self.baseline, self.options.constraint)
+        return decide(self.results, self.baseline, self.options.constraint, self.options.alpha)
 
     def best(self) -> CandidateResult | None:
         """The configuration to serve: the recommended change, else the defaults when they meet the
@@ -176,7 +176,11 @@ def _descend(runner: _Runner, space, start: Candidate, options: TuneOptions) -> 
         better = []
         for candidate in space.along(current.candidate, coordinate):
             measured = runner.run(candidate)
-            if measured is not None and measured is not current and beats(measured, current, constraint):
+            if (
+                measured is not None
+                and measured is not current
+                and beats(measured, current, constraint, options.alpha)
+            ):
                 better.append(measured)
         current = max(better, key=lambda r: r.key(constraint), default=current)
         log.info("after %s: %s", "+".join(coordinate), current.candidate.label)

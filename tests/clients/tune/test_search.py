@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -72,10 +73,17 @@ def tiny(tmp_path) -> Path:
     return make_tiny_onnx(tiny_spec(), tmp_path / "model.onnx")
 
 
-def _measure(seconds: float):
+SPREAD = (0.99, 1.0, 1.01)  # three repeats, +-1 %
+
+
+def _measure(seconds: float, cost=_cost, calls: list | None = None):
     def measure(c: Candidate) -> CandidateResult:
-        throughput, p99 = _cost(c)
-        return CandidateResult(c, (Point(4, throughput, p99 / 2, p99, 0, 1.0, True),), seconds)
+        throughput, p99 = cost(c)
+        thr, tail = tuple(throughput * f for f in SPREAD), tuple(p99 / f for f in SPREAD)
+        point = Point(4, throughput, p99 / 2, sum(tail) / 3, 0, 1.0, True, thr, tail)
+        if calls is not None:
+            calls.append(c)
+        return CandidateResult(c, (point,), seconds, repeat_seconds=seconds / 2)
 
     return measure
 
@@ -83,12 +91,17 @@ def _measure(seconds: float):
 def test_quick_mode_descends_one_coordinate_at_a_time_from_the_defaults(tiny, tmp_path):
     space = SearchSpace(instances=(1, 2, 3), threads=(1, 2), max_batch=(4, 8), queue_delay_us=(0,))
     options = TuneOptions(onnx=tiny, space=space, constraint=Constraint(slo_p99_ms=50), quick=True)
-    result = run_tune(options, [], tmp_path, measure=_measure(0.0))
+    assert options.repeats == 3
+    calls: list[Candidate] = []
+    result = run_tune(options, [], tmp_path, measure=_measure(0.0, calls=calls))
     # defaults, then the 6 instances x threads pairs (one of them the defaults' 2x2), then batch 4
     assert len(result.results) == 1 + 5 + 1 < space.size + 1
     best = result.best()
     assert best is not None and (best.candidate.instances, best.candidate.threads) == (2, 1)
-    assert best.candidate.max_batch == 8
+    assert best.candidate.max_batch == 8 and best is result.decision().recommended
+    # a change is recommended: the defaults were measured again at the end, their repeats pooled
+    assert calls[0] == calls[-1] == result.defaults and result.defaults_measured == 2
+    assert len(result.baseline.points[0].throughput_samples) == 6
     grid = run_tune(TuneOptions(onnx=tiny, space=space), [], tmp_path, measure=_measure(0.0))
     assert len(grid.results) == space.size  # the defaults (2x2, b8, d0) are a grid point
     assert grid.best() is not None and grid.best().candidate == best.candidate
@@ -105,3 +118,26 @@ def test_a_precision_without_its_file_is_one_clear_error(tiny, tmp_path):
     options = TuneOptions(onnx=tiny, space=SearchSpace(precision=("fp32", "int8")))
     with pytest.raises(SpecError, match=r"no int8 ONNX beside the model .*--precision int8"):
         run_tune(options, [], tmp_path, measure=_measure(0.0))
+
+
+def test_equal_candidates_keep_the_defaults_and_write_no_repository(tiny, tmp_path):
+    from clients.tune import write_best, write_table
+    from clients.tune.report import clear_best
+
+    space = SearchSpace(instances=(1, 4), threads=(2,), max_batch=(8,), queue_delay_us=(0,))
+    calls: list[Candidate] = []
+    options = TuneOptions(onnx=tiny, space=space, constraint=Constraint(slo_p99_ms=50), quick=True)
+    result = run_tune(options, [], tmp_path, measure=_measure(4.0, lambda c: (100.0, 10.0), calls))
+    assert calls == [result.defaults, *space.grid()]  # no closing measurement of the defaults
+    assert result.decision().keep_defaults and result.best() is result.baseline
+    assert result.repeat_seconds == 3 * 2.0
+    summary = json.loads(write_table(result, tmp_path)["json"].read_text())
+    assert summary["recommendation"]["change"] is False
+    assert summary["recommendation"]["reason"].startswith("keep the defaults")
+    assert "repo_build_flags" not in summary["best"]
+    row = next(r for r in summary["rows"] if r["defaults"])
+    assert row["best"] and row["repeats"] == 3 and row["throughput_ci"] == pytest.approx(2.484, abs=1e-3)
+    with pytest.raises(ValueError, match="no change"):
+        write_best(result, tmp_path)
+    (tmp_path / "best_repository").mkdir()  # an earlier tune's
+    assert clear_best(tmp_path) == [tmp_path / "best_repository"]
