@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
 
-from clients.tune import Candidate, CandidateResult, Constraint, Point, SearchSpace, TuneOptions, run_tune
+from clients.tune import Candidate, Constraint, Point, SearchSpace, TuneOptions, run_tune
 from clients.tune.report import pareto
 from serving.errors import SpecError
 from serving.model_config import RepositoryOptions
-from tests.tiny_onnx import make_tiny_onnx, tiny_spec
+from tests.clients.tune.synthetic import measure_with as _measure
 
 
 def test_the_defaults_candidate_is_the_repository_builders_defaults():
@@ -62,32 +59,6 @@ def test_pareto_keeps_the_points_nothing_beats_on_both_axes():
     assert pareto([(10, 5), (20, 8), (15, 9), (5, 5)]) == [True, True, False, False]
 
 
-def _cost(c: Candidate) -> tuple[float, float]:
-    """Throughput and p99 of a separable synthetic model: best at 2 instances x 1 thread, batch 8."""
-    throughput = 100 - 20 * abs(c.instances - 2) - 10 * abs(c.threads - 1) + (5 if c.max_batch == 8 else 0)
-    return throughput, 1000 / throughput
-
-
-@pytest.fixture
-def tiny(tmp_path) -> Path:
-    return make_tiny_onnx(tiny_spec(), tmp_path / "model.onnx")
-
-
-SPREAD = (0.99, 1.0, 1.01)  # three repeats, +-1 %
-
-
-def _measure(seconds: float, cost=_cost, calls: list | None = None):
-    def measure(c: Candidate) -> CandidateResult:
-        throughput, p99 = cost(c)
-        thr, tail = tuple(throughput * f for f in SPREAD), tuple(p99 / f for f in SPREAD)
-        point = Point(4, throughput, p99 / 2, sum(tail) / 3, 0, 1.0, True, thr, tail)
-        if calls is not None:
-            calls.append(c)
-        return CandidateResult(c, (point,), seconds, repeat_seconds=seconds / 2)
-
-    return measure
-
-
 def test_quick_mode_descends_one_coordinate_at_a_time_from_the_defaults(tiny, tmp_path):
     space = SearchSpace(instances=(1, 2, 3), threads=(1, 2), max_batch=(4, 8), queue_delay_us=(0,))
     options = TuneOptions(onnx=tiny, space=space, constraint=Constraint(slo_p99_ms=50), quick=True)
@@ -118,26 +89,3 @@ def test_a_precision_without_its_file_is_one_clear_error(tiny, tmp_path):
     options = TuneOptions(onnx=tiny, space=SearchSpace(precision=("fp32", "int8")))
     with pytest.raises(SpecError, match=r"no int8 ONNX beside the model .*--precision int8"):
         run_tune(options, [], tmp_path, measure=_measure(0.0))
-
-
-def test_equal_candidates_keep_the_defaults_and_write_no_repository(tiny, tmp_path):
-    from clients.tune import write_best, write_table
-    from clients.tune.report import clear_best
-
-    space = SearchSpace(instances=(1, 4), threads=(2,), max_batch=(8,), queue_delay_us=(0,))
-    calls: list[Candidate] = []
-    options = TuneOptions(onnx=tiny, space=space, constraint=Constraint(slo_p99_ms=50), quick=True)
-    result = run_tune(options, [], tmp_path, measure=_measure(4.0, lambda c: (100.0, 10.0), calls))
-    assert calls == [result.defaults, *space.grid()]  # no closing measurement of the defaults
-    assert result.decision().keep_defaults and result.best() is result.baseline
-    assert result.repeat_seconds == 3 * 2.0
-    summary = json.loads(write_table(result, tmp_path)["json"].read_text())
-    assert summary["recommendation"]["change"] is False
-    assert summary["recommendation"]["reason"].startswith("keep the defaults")
-    assert "repo_build_flags" not in summary["best"]
-    row = next(r for r in summary["rows"] if r["defaults"])
-    assert row["best"] and row["repeats"] == 3 and row["throughput_ci"] == pytest.approx(2.484, abs=1e-3)
-    with pytest.raises(ValueError, match="no change"):
-        write_best(result, tmp_path)
-    (tmp_path / "best_repository").mkdir()  # an earlier tune's
-    assert clear_best(tmp_path) == [tmp_path / "best_repository"]
