@@ -119,15 +119,13 @@ def decide(
     base = _figures(defaults.best_point(constraint))
     if not passing:
         top = max(comparisons, key=lambda c: c.result.key(constraint))
-        why = (
-            f"{'its throughput' if constraint.objective == 'p99' else 'its p99'} is significantly worse"
-            if top.better
-            else "the difference is within the noise"
-        )
-        reason = (
-            f"keep the defaults: the best candidate {top.result.candidate.label} at "
-            f"{_figures(top.result.best_point(constraint))} vs the defaults' {base}: {why}"
-        )
+        figures = f"{top.result.candidate.label} at {_figures(top.result.best_point(constraint))}"
+        if top.result.key(constraint) <= defaults.key(constraint):
+            reason = f"keep the defaults: they rank first at {base}; the best other candidate is {figures}"
+        else:
+            worse = "its throughput" if constraint.objective == "p99" else "its p99"
+            why = f"{worse} is significantly worse" if top.better else "the difference is within the noise"
+            reason = f"keep the defaults: the best candidate {figures} vs the defaults' {base}: {why}"
         return Decision(None, leader, reason, each, comparisons)
     first = max(passing, key=lambda c: c.result.key(constraint))
     tied = [c for c in passing if c is first or not _ahead(first.result, c.result, constraint, alpha)]

@@ -37,6 +37,10 @@ def test_a_candidate_equal_within_the_noise_keeps_the_defaults():
     assert decision.leader is noise
     assert decision.reason.startswith("keep the defaults") and "within the noise" in decision.reason
     assert "6.00 ± 0.03 req/s" in decision.reason  # the leader's figures carry their interval
+    slow = result(SMALL, (5.01, 5.05, 4.98, 5.02, 5.00), DEFAULT_P99)
+    behind = decide([base, slow], base, SLO)
+    assert behind.keep_defaults and behind.leader is base
+    assert behind.reason.startswith("keep the defaults: they rank first at 5.99 ± 0.04 req/s")
 
 
 def test_a_clearly_faster_candidate_is_recommended():
