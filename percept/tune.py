@@ -148,13 +148,17 @@ def tune(
         alpha=alpha,
     )
 
+    seen: set = set()
+
     def progress(r) -> None:
         point = r.best_point(options.constraint)
         said = r.error or "-"
         if point is not None:
             thr, p99 = point.interval("throughput"), point.interval("p99_ms")
             said = f"{thr.text(2)} req/s, p99 {p99.text(1)} ms"
-        console.print(f"  {r.candidate.label}: {said} ({r.seconds:.0f} s)")
+        again = " (the defaults again: pooled with their first measurement)" if r.candidate in seen else ""
+        seen.add(r.candidate)
+        console.print(f"  {r.candidate.label}: {said} ({r.seconds:.0f} s){again}")
 
     console.print(
         f"tuning {onnx} ({'quick' if quick else f'grid of {space.size}'}; {options.repeats} repeats "

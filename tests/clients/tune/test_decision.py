@@ -84,6 +84,15 @@ def test_the_better_test_is_corrected_for_the_candidates_compared():
     assert decision.keep_defaults
 
 
+def test_with_only_a_minimum_throughput_a_significantly_lower_p99_is_the_gain():
+    floor = Constraint(min_throughput=5)
+    base = defaults()
+    quicker = result(DOUBLE, DEFAULT_THROUGHPUT, (1105.0, 1120.0, 1098.0, 1110.0, 1116.0))
+    assert decide([base, quicker], base, floor).recommended is quicker
+    slower = result(DOUBLE, (5.61, 5.66, 5.58, 5.63, 5.60), (1105.0, 1120.0, 1098.0, 1110.0, 1116.0))
+    assert "its throughput is significantly worse" in decide([base, slower], base, floor).reason
+
+
 def test_defaults_that_miss_the_constraint_give_way_to_a_candidate_that_meets_it():
     tight = Constraint(slo_p99_ms=1250)
     base = defaults()
