@@ -232,6 +232,8 @@ def write_plot(result: TuneResult, path: Path) -> Path:
         )
     ax.set_xlabel(f"throughput (requests/s; bars: 95 % interval over {result.options.repeats} repeats)")
     ax.set_ylabel("p99 latency (ms)")
+    ax.set_xlim(left=0)  # a wide interval's bar would reach below zero: neither figure can
+    ax.set_ylim(bottom=0)
     decision = result.decision()
     verdict = (
         f"recommended {decision.recommended.candidate.label}" if decision.recommended else "keep the defaults"
