@@ -230,7 +230,7 @@ def write_plot(result: TuneResult, path: Path) -> Path:
         ax.axvline(
             constraint.min_throughput, color="tab:red", linestyle=":", linewidth=1, label="min throughput"
         )
-    ax.set_xlabel(f"throughput (requests/s; bars: 95 % interval over {result.options.repeats} repeats)")
+    ax.set_xlabel("throughput (requests/s); bars: 95 % intervals over the repeats")
     ax.set_ylabel("p99 latency (ms)")
     ax.set_xlim(left=0)  # a wide interval's bar would reach below zero: neither figure can
     ax.set_ylim(bottom=0)
@@ -297,7 +297,7 @@ def render_table(result: TuneResult):
 
     table = Table(
         title=f"percept tune {result.model} ({result.mode}; {result.options.constraint.describe()})",
-        caption=f"req/s and p99: mean ± 95 % interval over {result.options.repeats} repeats per level",
+        caption=_caption(result),
     )
     heads = ("candidate", "conc", "req/s", "p50", "p99", "errors", "batch", "meets", "pareto", "s")
     for name in heads:
@@ -322,6 +322,14 @@ def render_table(result: TuneResult):
             f"{row['seconds']:.0f}",
         )
     return table
+
+
+def _caption(result: TuneResult) -> str:
+    repeats = result.options.repeats
+    text = f"req/s and p99: mean ± 95 % interval over {repeats} repeats per level"
+    if result.defaults_measured > 1:
+        text += f" (the defaults: {result.defaults_measured * repeats}, measured before and after the others)"
+    return text
 
 
 def _pm(mean: float, half, digits: int) -> str:
