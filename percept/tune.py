@@ -69,10 +69,20 @@ def tune(
         "pipeline", help="What the load drives: pipeline (the ensemble clients call) or network (raw)."
     ),
     concurrency: str = typer.Option("2,8", help="Closed-loop concurrency levels measured per candidate."),
-    window: float = typer.Option(2.0, help="Measurement window seconds (2-3 windows per level)."),
-    warmup: float = typer.Option(1.0, help="Warm-up seconds per level (not measured)."),
+    window: float = typer.Option(2.0, help="Measurement window seconds (one per repeat)."),
+    warmup: float = typer.Option(1.0, help="Warm-up seconds before each repeat's window (not measured)."),
+    repeats: int = typer.Option(
+        0,
+        help="Repeats (warm-up + one window) per concurrency level, for the 95 % intervals and the "
+        "significance test; 0: 3 with --quick, 5 for the grid. At least 2.",
+    ),
     workers: int = typer.Option(2, help="Load-generating processes."),
     frames: int = typer.Option(4, help="Distinct world frames cycled through."),
+    alpha: float = typer.Option(
+        0.05,
+        help="Significance level of the decision: a change must beat the defaults at alpha / the number "
+        "of candidates compared (one-sided), its other figure not worse at alpha. Lower: stricter.",
+    ),
     out: Path = typer.Option(
         Path("artifacts/tune"), help="Folder for tune.csv/.json, pareto.png, best_repository."
     ),
@@ -83,10 +93,15 @@ def tune(
     highest throughput that meets --slo-p99-ms (and --min-throughput; with only --min-throughput,
     the lowest p99), with no failed request.
 
-    Writes tune.csv / tune.json (every candidate and level), pareto.png (throughput vs p99, each
-    precision's accuracy delta where its export report recorded one), best_repository/ and
-    best_repo_build.sh (the `percept repo build` flags). Exit codes: 0 ok, 1 error, 3 no candidate
-    met the constraint.
+    Each level is measured --repeats times; a change is recommended only when it beats the defaults
+    beyond that noise (one-sided Welch t-test, corrected for the candidates compared, with a p99
+    not significantly worse; on a tie, fewer cores), else the tune says "keep the defaults".
+
+    Writes tune.csv / tune.json (every candidate and level, mean ± 95 % interval), pareto.png
+    (throughput vs p99 with error bars, each precision's accuracy delta where its export report
+    recorded one) and, only for a recommended change, best_repository/ and best_repo_build.sh (the
+    `percept repo build` flags). Exit codes: 0 ok (a change or keep the defaults), 1 error, 3 no
+    candidate met the constraint.
     """
     from clients.loadtest.frames import world_frames
     from clients.loadtest.options import parse_concurrency
@@ -100,7 +115,7 @@ def tune(
         write_best,
         write_table,
     )
-    from clients.tune.report import delta_text
+    from clients.tune.report import clear_best, delta_text
     from percept.console import report_console
     from serving.onnx_meta import precision_variants, read_spec
 
@@ -128,14 +143,26 @@ def tune(
         warmup_s=warmup,
         window_s=window,
         frames=frames,
+        repeats=repeats,
+        alpha=alpha,
     )
+
+    seen: set = set()
 
     def progress(r) -> None:
         point = r.best_point(options.constraint)
-        said = r.error or (f"{point.throughput:.1f} req/s, p99 {point.p99_ms:.1f} ms" if point else "-")
-        console.print(f"  {r.candidate.label}: {said} ({r.seconds:.0f} s)")
+        said = r.error or "-"
+        if point is not None:
+            thr, p99 = point.interval("throughput"), point.interval("p99_ms")
+            said = f"{thr.text(2)} req/s, p99 {p99.text(1)} ms"
+        again = " (the defaults again: pooled with their first measurement)" if r.candidate in seen else ""
+        seen.add(r.candidate)
+        console.print(f"  {r.candidate.label}: {said} ({r.seconds:.0f} s){again}")
 
-    console.print(f"tuning {onnx} ({'quick' if quick else f'grid of {space.size}'}; budget {budget_s:g} s)")
+    console.print(
+        f"tuning {onnx} ({'quick' if quick else f'grid of {space.size}'}; {options.repeats} repeats "
+        f"per level; budget {budget_s:g} s)"
+    )
     hw = read_spec(onnx).input_hw
     result = run_tune(options, world_frames(frames, seed=0, hw=hw), out / "work", on_result=progress)
     console.print(render_table(result))
@@ -145,8 +172,18 @@ def tune(
     console.print("wrote " + ", ".join(str(p) for p in paths.values()))
     if result.skipped:
         console.print(f"budget reached: {len(result.skipped)} candidates not tried (tune.json lists them)")
-    best = result.best()
-    if best is None:
+    shorten = (
+        f" (--repeats {options.repeats - 1} to shorten, with wider intervals)" if options.repeats > 2 else ""
+    )
+    console.print(
+        f"repeats: {options.repeats} per level; the ones beyond each level's first took "
+        f"{result.repeat_seconds:.0f} s of the {result.seconds:.0f} s tune{shorten}"
+    )
+    decision = result.decision()
+    if decision.keep_defaults:
+        for path in clear_best(out):
+            console.print(f"removed {path} (an earlier tune's; this one recommends no change)")
+    if result.best() is None:
         closest = result.closest()
         near = ""
         if closest is not None and (point := closest.best_point(options.constraint)) is not None:
@@ -158,12 +195,10 @@ def tune(
             f"no candidate met the constraint {options.constraint.describe()}{near}", fg="red", err=True
         )
         raise typer.Exit(SLO_EXIT_CODE)
+    if decision.keep_defaults:
+        console.print(f"[bold]{decision.reason}[/]")
+        console.print("no repository written, nothing to rebuild")
+        return
     repo, command = write_best(result, out)
-    point, base = best.best_point(options.constraint), result.baseline.best_point(options.constraint)
-    assert point is not None
-    vs = f" (defaults: {base.throughput:.1f} req/s, p99 {base.p99_ms:.1f} ms)" if base else ""
-    console.print(
-        f"best: {best.candidate.label} at c={point.concurrency}: {point.throughput:.1f} req/s, "
-        f"p99 {point.p99_ms:.1f} ms{vs}"
-    )
+    console.print(f"[bold green]recommended[/]: {decision.reason}")
     console.print(f"wrote {repo}; reproduce with: {command}")

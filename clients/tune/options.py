@@ -6,9 +6,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from clients.tune.space import SearchSpace
+from clients.tune.stats import ALPHA
 from serving.errors import SpecError
 
 TARGETS = ("pipeline", "network")
+# steps (warm-up + one window) per concurrency level: quick keeps the tune short, the grid (which
+# compares many more candidates, so needs more evidence per one) measures more
+DEFAULT_REPEATS = {"quick": 3, "grid": 5}
 
 
 @dataclass(frozen=True)
@@ -64,9 +68,9 @@ class TuneOptions:
     concurrency: tuple[int, ...] = (2, 8)  # closed-loop levels measured per candidate
     workers: int = 2  # load-generating processes
     warmup_s: float = 1.0
-    window_s: float = 2.0  # one measurement window; a step runs 2..max_windows of them
-    max_windows: int = 3
-    stable_windows: int = 2
+    window_s: float = 2.0  # one measurement window per step
+    repeats: int = 0  # steps per concurrency level; 0: DEFAULT_REPEATS of the mode
+    alpha: float = ALPHA  # the decision's significance level (clients.tune.decision)
     frames: int = 4
     seed: int = 0
     startup_timeout_s: float = 120.0
@@ -82,5 +86,11 @@ class TuneOptions:
             raise SpecError("need at least one frame and one load worker")
         if self.window_s <= 0 or self.warmup_s < 0 or self.startup_timeout_s <= 0:
             raise SpecError("the window and start-up timeout must be > 0 s, the warm-up >= 0 s")
-        if not 1 <= self.stable_windows <= self.max_windows:
-            raise SpecError(f"need 1 <= stable windows ({self.stable_windows}) <= max ({self.max_windows})")
+        if not 0 < self.alpha < 1:
+            raise SpecError(f"--alpha must be in (0, 1), got {self.alpha}")
+        if self.repeats == 0:
+            object.__setattr__(self, "repeats", DEFAULT_REPEATS["quick" if self.quick else "grid"])
+        elif self.repeats < 2:
+            raise SpecError(
+                f"--repeats must be >= 2 (an interval needs two measurements), got {self.repeats}"
+            )

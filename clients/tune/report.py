@@ -1,6 +1,8 @@
-"""What `percept tune` writes: a table of every candidate (CSV, JSON, console), a Pareto plot of
-throughput vs p99 with the accuracy delta of each precision, and the best configuration as a ready
-repository plus the `percept repo build` flags that reproduce it."""
+"""What `percept tune` writes: a table of every candidate (CSV, JSON, console) with each figure's
+95 % interval over the repeats, a Pareto plot of throughput vs p99 (error bars: those intervals)
+with the accuracy delta of each precision, and, only when a change beats the defaults beyond the
+noise (decision.py), that configuration as a ready repository plus the `percept repo build` flags
+that reproduce it."""
 
 from __future__ import annotations
 
@@ -16,18 +18,21 @@ from pathlib import Path
 from clients.tune.measure import CandidateResult, Point, candidate_options
 from clients.tune.search import TuneResult
 from clients.tune.space import KNOBS
+from clients.tune.stats import Interval
 
 log = logging.getLogger(__name__)
 
 POINT_COLUMNS = ("concurrency", "throughput", "p50_ms", "p99_ms", "errors", "avg_batch", "stable")
+INTERVAL_COLUMNS = ("throughput_ci", "p99_ci", "repeats")  # 95 % t half-widths over the repeats
 COLUMNS = (
     "candidate",
     *KNOBS,
     *POINT_COLUMNS,
+    *INTERVAL_COLUMNS,
     "feasible",
     "pareto",
     "chosen",  # the candidate's own best point (the one it is ranked by)
-    "best",
+    "best",  # the configuration to serve: the recommended change, else the defaults
     "defaults",
     "seconds",
     "error",
@@ -58,6 +63,12 @@ def rows(result: TuneResult) -> list[dict]:
     for (r, p), on_front in zip(pairs, front, strict=True):
         row: dict = {"candidate": r.candidate.label, **asdict(r.candidate)}
         row.update({k: getattr(p, k) if p else "" for k in POINT_COLUMNS})
+        thr, p99 = (p.interval("throughput"), p.interval("p99_ms")) if p else (None, None)
+        row.update(
+            throughput_ci=thr.half if thr else "",
+            p99_ci=p99.half if p99 else "",
+            repeats=thr.n if thr else "",
+        )
         chosen = p is not None and p == r.best_point(constraint)
         row.update(
             feasible=bool(p and p.feasible(constraint)),
@@ -68,7 +79,7 @@ def rows(result: TuneResult) -> list[dict]:
             seconds=round(r.seconds, 1),
             error=r.error,
         )
-        for key in ("throughput", "p50_ms", "p99_ms", "avg_batch"):
+        for key in ("throughput", "p50_ms", "p99_ms", "avg_batch", "throughput_ci", "p99_ci"):
             if isinstance(row[key], float):
                 row[key] = round(row[key], 3)
         out.append(row)
@@ -99,12 +110,41 @@ def summary(result: TuneResult) -> dict:
         "accuracy_delta_vs_pytorch": result.accuracy,
         "defaults": _choice(result.baseline, constraint),
         "best": _choice(best, constraint) if best else None,
+        "recommendation": recommendation(result),
         "rows": rows(result),
     }
-    if best is not None:
+    if best is not None and best is not result.baseline:
         doc["best"]["config_pbtxt"] = best.candidate.config_values()
         doc["best"]["repo_build_flags"] = best.candidate.repo_build_flags()
     return doc
+
+
+def recommendation(result: TuneResult) -> dict:
+    """The decision, how it was taken, and what the repeats cost."""
+    decision = result.decision()
+    return {
+        "change": not decision.keep_defaults,
+        "candidate": decision.recommended.candidate.label if decision.recommended else None,
+        "reason": decision.reason,
+        "rule": f"objective better by a one-sided Welch t-test at alpha_each ({result.options.alpha:g} / "
+        f"candidates compared), the other figure not worse at {result.options.alpha:g}; ties to fewer cores",
+        "alpha_each": decision.alpha,
+        "repeats": result.options.repeats,
+        "defaults_measured": result.defaults_measured,
+        "repeat_seconds": round(result.repeat_seconds, 1),
+        "comparisons": [
+            {
+                "candidate": c.result.candidate.label,
+                "throughput_diff": c.throughput.diff,
+                "throughput_diff_se": c.throughput.se,
+                "p99_diff_ms": c.p99.diff,
+                "p99_diff_se": c.p99.se,
+                "better": c.better,
+                "worse": c.worse,
+            }
+            for c in decision.comparisons
+        ],
+    }
 
 
 def _choice(r: CandidateResult, constraint) -> dict:
@@ -122,7 +162,7 @@ def _finite(value):
         return None
     if isinstance(value, dict):
         return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
+    if isinstance(value, list | tuple):
         return [_finite(v) for v in value]
     return value
 
@@ -156,12 +196,23 @@ def write_plot(result: TuneResult, path: Path) -> Path:
             continue
         deltas = result.accuracy.get(precision)
         label = precision + (f" ({delta_text(deltas)} vs PyTorch)" if deltas else " (accuracy not recorded)")
-        ax.scatter([r["throughput"] for r in mine], [r["p99_ms"] for r in mine], s=22, alpha=0.7, label=label)
+        ax.errorbar(
+            [r["throughput"] for r in mine],
+            [r["p99_ms"] for r in mine],
+            xerr=[_bar(r["throughput_ci"]) for r in mine],
+            yerr=[_bar(r["p99_ci"]) for r in mine],
+            fmt="o",
+            markersize=4,
+            elinewidth=0.8,
+            capsize=2,
+            alpha=0.7,
+            label=label,
+        )
     front = sorted((r["throughput"], r["p99_ms"]) for r in table if r["pareto"])
     if front:
         ax.plot(*zip(*front, strict=True), color="black", linewidth=1, label="Pareto front")
-    for key, marker, label in (("defaults", "s", "defaults"), ("best", "*", "best")):
-        marked = [r for r in table if r[key] and r["chosen"]]
+    for key, marker, label in (("defaults", "s", "defaults"), ("best", "*", "recommended")):
+        marked = [r for r in table if r[key] and r["chosen"] and not (key == "best" and r["defaults"])]
         if marked:
             ax.scatter(
                 [r["throughput"] for r in marked],
@@ -179,9 +230,15 @@ def write_plot(result: TuneResult, path: Path) -> Path:
         ax.axvline(
             constraint.min_throughput, color="tab:red", linestyle=":", linewidth=1, label="min throughput"
         )
-    ax.set_xlabel("throughput (requests/s)")
+    ax.set_xlabel("throughput (requests/s); bars: 95 % intervals over the repeats")
     ax.set_ylabel("p99 latency (ms)")
-    ax.set_title(f"percept tune {result.model}: {len(result.results)} candidates, {result.mode}")
+    ax.set_xlim(left=0)  # a wide interval's bar would reach below zero: neither figure can
+    ax.set_ylim(bottom=0)
+    decision = result.decision()
+    verdict = (
+        f"recommended {decision.recommended.candidate.label}" if decision.recommended else "keep the defaults"
+    )
+    ax.set_title(f"percept tune {result.model}: {len(result.results)} candidates, {result.mode}: {verdict}")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
@@ -191,17 +248,40 @@ def write_plot(result: TuneResult, path: Path) -> Path:
     return path
 
 
+def _bar(half) -> float:
+    return half if isinstance(half, float) and math.isfinite(half) else 0.0
+
+
+BEST_NAMES = ("best_repository", "best_repo_build.sh")
+
+
+def clear_best(out: Path) -> list[Path]:
+    """Remove an earlier tune's best_repository/ and best_repo_build.sh from ``out`` (this tune
+    keeps the defaults: a stale recommendation must not sit beside its report); returns them."""
+    removed = []
+    for name in BEST_NAMES:
+        path = out / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+        else:
+            continue
+        removed.append(path)
+    return removed
+
+
 def write_best(result: TuneResult, out: Path) -> tuple[Path, str]:
-    """The best candidate's repository (the whole pipeline, files copied) in ``out/best_repository``
-    and the `percept repo build` command that writes the same; returns (repository, command)."""
+    """The recommended candidate's repository (the whole pipeline, files copied) in
+    ``out/best_repository`` and the `percept repo build` command that writes the same; returns
+    (repository, command). Only for a recommended change: keeping the defaults writes nothing."""
     from serving.repository import build_repository
 
-    best = result.best()
+    best = result.decision().recommended
     if best is None:
-        raise ValueError("no best candidate to write")
+        raise ValueError("the tune recommends no change: nothing to write")
     repo = out / "best_repository"
-    if repo.exists():  # an earlier tune's models must not stay beside this one's
-        shutil.rmtree(repo)
+    clear_best(out)  # an earlier tune's models must not stay beside this one's
     onnx = result.variants[best.candidate.precision]
     build_repository([onnx], repo, candidate_options(best.candidate, "pipeline", link=False))
     command = shlex.join(["percept", "repo", "build", "--onnx", str(onnx), "--out", str(repo)])
@@ -216,22 +296,25 @@ def render_table(result: TuneResult):
     from rich.table import Table
 
     table = Table(
-        title=f"percept tune {result.model} ({result.mode}; {result.options.constraint.describe()})"
+        title=f"percept tune {result.model} ({result.mode}; {result.options.constraint.describe()})",
+        caption=_caption(result),
     )
     heads = ("candidate", "conc", "req/s", "p50", "p99", "errors", "batch", "meets", "pareto", "s")
     for name in heads:
         table.add_column(name, justify="left" if name == "candidate" else "right")
     for row in rows(result):
-        mark = (" [bold green]best[/]" if row["best"] else "") + (" (defaults)" if row["defaults"] else "")
+        mark = (" [bold green]recommended[/]" if row["best"] and not row["defaults"] else "") + (
+            " (defaults)" if row["defaults"] else ""
+        )
         if row["throughput"] == "":
             table.add_row(row["candidate"] + mark, *["-"] * 7, "", f"{row['seconds']:.0f}")
             continue
         table.add_row(
             row["candidate"] + mark,
             str(row["concurrency"]),
-            f"{row['throughput']:.1f}",
+            _pm(row["throughput"], row["throughput_ci"], 2),
             f"{row['p50_ms']:.1f}",
-            f"{row['p99_ms']:.1f}",
+            _pm(row["p99_ms"], row["p99_ci"], 1),
             str(row["errors"]),
             f"{row['avg_batch']:.2f}" if row["avg_batch"] == row["avg_batch"] else "-",
             "yes" if row["feasible"] else "[red]no[/]",
@@ -239,3 +322,16 @@ def render_table(result: TuneResult):
             f"{row['seconds']:.0f}",
         )
     return table
+
+
+def _caption(result: TuneResult) -> str:
+    repeats = result.options.repeats
+    text = f"req/s and p99: mean ± 95 % interval over {repeats} repeats per level"
+    if result.defaults_measured > 1:
+        text += f" (the defaults: {result.defaults_measured * repeats}, measured before and after the others)"
+    return text
+
+
+def _pm(mean: float, half, digits: int) -> str:
+    """``5.99 ± 0.04`` (Interval's own text); the mean alone without an interval."""
+    return Interval(mean, half if isinstance(half, float) else math.nan, 0).text(digits)

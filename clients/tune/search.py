@@ -13,6 +13,15 @@ baseline the result is compared with. Then
   so only measuring fewer candidates saves time; and on these knobs the best value of one depends
   little on the others, except instances x threads, which move as one coordinate.
 
+Every candidate is measured ``repeats`` times per concurrency level (measure.py) and the result
+is a recommendation only when it beats the defaults beyond that noise (decision.py). Quick mode's
+descent moves to a value only when it beats the current one by the same rule, so it does not
+wander on noise. When the search ends with a recommendation, the defaults are measured once more
+and their repeats pooled with the first measurement's: drift over the tune (a neighbour's load, a
+warming machine) then weighs on them as on the candidates measured in between, and the decision is
+taken again on the pooled repeats. That closing measurement runs even past the budget: a
+recommendation is not made without it.
+
 No candidate starts whose expected time (the mean of those measured) would end past the budget;
 the ones not started are listed as skipped.
 """
@@ -26,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from clients.loadtest import Frame
+from clients.tune.decision import Decision, beats, decide
 from clients.tune.measure import CandidateResult, measure_candidate, target_model
 from clients.tune.options import TuneOptions
 from clients.tune.space import COORDINATES, Candidate, files_for
@@ -43,6 +53,7 @@ class TuneResult:
     results: list[CandidateResult] = field(default_factory=list)
     skipped: list[Candidate] = field(default_factory=list)  # not started: the budget ran out
     seconds: float = 0.0
+    defaults_measured: int = 1  # 2: measured again at the end, repeats pooled
 
     @property
     def mode(self) -> str:
@@ -57,11 +68,21 @@ class TuneResult:
         assert found is not None  # measured first, always
         return found
 
+    def decision(self) -> Decision:
+        return decide(self.results, self.baseline, self.options.constraint, self.options.alpha)
+
     def best(self) -> CandidateResult | None:
-        """The candidate whose best point meets the constraint and ranks highest; None if none does."""
-        constraint = self.options.constraint
-        feasible = [r for r in self.results if r.feasible(constraint)]
-        return max(feasible, key=lambda r: r.key(constraint), default=None)
+        """The configuration to serve: the recommended change, else the defaults when they meet the
+        constraint; None when no candidate meets it."""
+        recommended = self.decision().recommended
+        if recommended is not None:
+            return recommended
+        return self.baseline if self.baseline.feasible(self.options.constraint) else None
+
+    @property
+    def repeat_seconds(self) -> float:
+        """What the repeats cost: the seconds of every level's steps beyond its first."""
+        return sum(r.repeat_seconds for r in self.results)
 
     def closest(self) -> CandidateResult | None:
         """The candidate that came nearest to the constraint (for the error when none met it)."""
@@ -131,18 +152,35 @@ def run_tune(
     else:
         for candidate in space.grid():
             runner.run(candidate)
+    if not result.decision().keep_defaults and result.baseline.points:
+        _measure_defaults_again(runner)
     result.seconds = time.perf_counter() - start
     return result
+
+
+def _measure_defaults_again(runner: _Runner) -> None:
+    result = runner.result
+    log.info("the defaults again, to bracket the candidates: %s", result.defaults.label)
+    again = runner.measure(result.defaults)
+    index = result.results.index(result.baseline)
+    result.results[index] = result.baseline.merged(again)
+    result.defaults_measured += 1
+    if runner.on_result is not None:
+        runner.on_result(again)
 
 
 def _descend(runner: _Runner, space, start: Candidate, options: TuneOptions) -> None:
     constraint = options.constraint
     current = runner.result.baseline
     for coordinate in COORDINATES:
-        tried = [current]
+        better = []
         for candidate in space.along(current.candidate, coordinate):
             measured = runner.run(candidate)
-            if measured is not None:
-                tried.append(measured)
-        current = max(tried, key=lambda r: r.key(constraint))
+            if (
+                measured is not None
+                and measured is not current
+                and beats(measured, current, constraint, options.alpha)
+            ):
+                better.append(measured)
+        current = max(better, key=lambda r: r.key(constraint), default=current)
         log.info("after %s: %s", "+".join(coordinate), current.candidate.label)

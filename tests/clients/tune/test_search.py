@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from clients.tune import Candidate, CandidateResult, Constraint, Point, SearchSpace, TuneOptions, run_tune
+from clients.tune import Candidate, Constraint, Point, SearchSpace, TuneOptions, run_tune
 from clients.tune.report import pareto
 from serving.errors import SpecError
 from serving.model_config import RepositoryOptions
-from tests.tiny_onnx import make_tiny_onnx, tiny_spec
+from tests.clients.tune.synthetic import measure_with as _measure
 
 
 def test_the_defaults_candidate_is_the_repository_builders_defaults():
@@ -61,34 +59,20 @@ def test_pareto_keeps_the_points_nothing_beats_on_both_axes():
     assert pareto([(10, 5), (20, 8), (15, 9), (5, 5)]) == [True, True, False, False]
 
 
-def _cost(c: Candidate) -> tuple[float, float]:
-    """Throughput and p99 of a separable synthetic model: best at 2 instances x 1 thread, batch 8."""
-    throughput = 100 - 20 * abs(c.instances - 2) - 10 * abs(c.threads - 1) + (5 if c.max_batch == 8 else 0)
-    return throughput, 1000 / throughput
-
-
-@pytest.fixture
-def tiny(tmp_path) -> Path:
-    return make_tiny_onnx(tiny_spec(), tmp_path / "model.onnx")
-
-
-def _measure(seconds: float):
-    def measure(c: Candidate) -> CandidateResult:
-        throughput, p99 = _cost(c)
-        return CandidateResult(c, (Point(4, throughput, p99 / 2, p99, 0, 1.0, True),), seconds)
-
-    return measure
-
-
 def test_quick_mode_descends_one_coordinate_at_a_time_from_the_defaults(tiny, tmp_path):
     space = SearchSpace(instances=(1, 2, 3), threads=(1, 2), max_batch=(4, 8), queue_delay_us=(0,))
     options = TuneOptions(onnx=tiny, space=space, constraint=Constraint(slo_p99_ms=50), quick=True)
-    result = run_tune(options, [], tmp_path, measure=_measure(0.0))
+    assert options.repeats == 3
+    calls: list[Candidate] = []
+    result = run_tune(options, [], tmp_path, measure=_measure(0.0, calls=calls))
     # defaults, then the 6 instances x threads pairs (one of them the defaults' 2x2), then batch 4
     assert len(result.results) == 1 + 5 + 1 < space.size + 1
     best = result.best()
     assert best is not None and (best.candidate.instances, best.candidate.threads) == (2, 1)
-    assert best.candidate.max_batch == 8
+    assert best.candidate.max_batch == 8 and best is result.decision().recommended
+    # a change is recommended: the defaults were measured again at the end, their repeats pooled
+    assert calls[0] == calls[-1] == result.defaults and result.defaults_measured == 2
+    assert len(result.baseline.points[0].throughput_samples) == 6
     grid = run_tune(TuneOptions(onnx=tiny, space=space), [], tmp_path, measure=_measure(0.0))
     assert len(grid.results) == space.size  # the defaults (2x2, b8, d0) are a grid point
     assert grid.best() is not None and grid.best().candidate == best.candidate
