@@ -7,6 +7,7 @@ import sys
 
 import typer
 
+from percept.quiet import quiet_third_party
 from serving.errors import PerceptionError
 
 app = typer.Typer(
@@ -28,7 +29,7 @@ def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug log
 
 def _register() -> None:
     # In the order of the pipeline; each module imports its heavy dependencies inside its commands.
-    from percept import evaluate, export, loadtest, repo, serve, train, tune, video, world
+    from percept import demo, evaluate, export, loadtest, repo, serve, train, tune, video, world
     from percept.bench import command as bench
 
     app.add_typer(world.app, name="world")
@@ -41,9 +42,11 @@ def _register() -> None:
     app.command("loadtest")(loadtest.loadtest)
     app.command("tune")(tune.tune)
     app.command("bench")(bench.bench)
+    app.command("demo")(demo.demo)
 
 
 def main() -> None:
+    quiet_third_party()
     _register()
     try:
         app()

@@ -52,8 +52,6 @@ def export_network(network: str, out: Path, verify_scenes: int, fresh: bool) -> 
         return onnx
     if checkpoint is None:
         typer.secho(f"      no shipped checkpoint for {network}: exporting a seeded random init", fg="yellow")
-    for name in ("onnx_ir", "onnxscript", "torch.onnx", "torch._export", "torch.export"):
-        logging.getLogger(name).setLevel(logging.WARNING)
     result = run_export(options, progress=True)
     for line in result.lines():
         typer.echo(f"      {line}")
@@ -88,6 +86,12 @@ def demo(
 ) -> None:
     """Export, serve, render a drive, process it with `percept video`, and report frames per second."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    root = logging.getLogger()
+    if (
+        root.level != logging.DEBUG
+    ):  # `percept demo` (INFO from the root callback) prints what `make demo` does
+        root.setLevel(logging.WARNING)
+        logging.getLogger("exporters.export.trt_compat").setLevel(logging.INFO)  # its one-line summary
     from clients.options import ClientOptions
     from clients.video import VIDEO_RETRY, VideoOptions, run_video
     from serving.launcher import ServerOptions, TritonServer
@@ -168,8 +172,10 @@ def demo(
 
 
 def main() -> None:
+    from percept.quiet import quiet_third_party
     from serving.errors import PerceptionError
 
+    quiet_third_party()
     try:
         app()
     except PerceptionError as exc:

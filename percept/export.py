@@ -2,25 +2,11 @@
 
 from __future__ import annotations
 
-import logging
-import warnings
 from pathlib import Path
 
 import typer
 
 from serving.spec import DEFAULT_INPUT_HW
-
-# the ONNX exporter's own passes log every rewrite at INFO
-_QUIET = ("onnx_ir", "onnxscript", "torch.onnx", "torch._export", "torch.export")
-
-
-def _quiet_exporter_logs() -> None:
-    for name in _QUIET:
-        logging.getLogger(name).setLevel(logging.WARNING)
-    # "torchvision is not installed. Skipping torchvision::nms": our NMS is our own op
-    logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", message=r".*axis name: batch will not be used", category=UserWarning)
-    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)", category=FutureWarning)
 
 
 def export(
@@ -157,7 +143,6 @@ def export(
         import_tensorrt()
     if notice:  # only once every option is known to be good
         typer.echo(notice, err=True)
-    _quiet_exporter_logs()
     from exporters.export.run import run_export
 
     result = run_export(options, progress=True)
@@ -248,7 +233,6 @@ def import_onnx(
         verify=VerifyOptions(scenes=verify_scenes, batch=verify_batch),
         preview=None if images is None else PreviewOptions(images, strict=strict, max_images=preview_images),
     )
-    _quiet_exporter_logs()
     from clients.video.preview import draw_network_outputs
 
     result = run_import(options, progress=True, draw=draw_network_outputs)

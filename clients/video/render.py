@@ -1,7 +1,9 @@
-"""Annotated frames: boxes with labels and scores, segmentation overlay, a depth colour-map panel.
+"""Annotated frames: boxes with labels and scores, segmentation overlay, a depth colour-map panel,
+and a legend on each (class colours; the depth colour bar in metres).
 
 Only the heads the model has are drawn: without a depth head the frame has no depth panel (the
-video is the source's width, not twice it).
+video is the source's width, not twice it). Which boxes are drawn and where depth is shown is
+decided by :mod:`clients.video.display` (display only: the served outputs are kept as they are).
 """
 
 from __future__ import annotations
@@ -12,13 +14,17 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from clients.results import PerceptionResult
+from clients.results import Detection, PerceptionResult
+from clients.video.display import DISPLAY_MIN_SCORE, display_detections, no_depth_mask
 
 # BGR colours; segmentation by class id (0 = background is left untouched)
 SEG_COLOURS = {1: (80, 200, 60), 2: (0, 220, 255)}
 SEG_ALPHA = {1: 0.35, 2: 0.7}
 BOX_COLOURS = [(255, 160, 0), (0, 120, 255), (60, 60, 255), (255, 0, 200), (0, 255, 160)]
 DEPTH_RANGE_M = (1.0, 80.0)
+NO_DEPTH_BGR = (48, 48, 48)  # sky / no surface: no depth colour
+DEPTH_TICKS_M = (1, 3, 10, 30, 80)
+LEGEND_MIN_H = 96  # a smaller picture (a thumbnail) has no room for the legends
 
 
 def _label(img: np.ndarray, text: str, x: int, y: int, colour: tuple[int, int, int], scale: float) -> None:
@@ -81,12 +87,16 @@ def _colour_depth(depth: np.ndarray) -> np.ndarray:
 
 
 def depth_panel(
-    depth: np.ndarray | None, hw: tuple[int, int], lidar_depth: np.ndarray | None = None
+    depth: np.ndarray | None,
+    hw: tuple[int, int],
+    lidar_depth: np.ndarray | None = None,
+    boxes: tuple[Detection, ...] = (),
 ) -> np.ndarray:
-    """Depth in metres -> TURBO colour map (near = red, far = blue, log scale), with a legend.
+    """Depth in metres -> TURBO colour map (near = red, far = blue, log scale), with a colour bar.
     ``depth`` may be smaller than ``hw`` (the depth head's resolution): it is coloured there and the
-    colours are resized, which costs a fraction of colouring at ``hw``. ``lidar_depth`` (HxW
-    metres, 0 = no return) is drawn on top as dots in the same colours."""
+    colours are resized, which costs a fraction of colouring at ``hw``. Where the map has no surface
+    (the sky: display.no_depth_mask, outside ``boxes``, source pixels) it is left grey.
+    ``lidar_depth`` (HxW metres, 0 = no return) is drawn on top as dots in the same colours."""
     h, w = hw
     panel: np.ndarray
     if depth is None:
@@ -94,18 +104,78 @@ def depth_panel(
         cv2.putText(panel, "no depth head", (10, 30), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (200, 200, 200), 1)
     else:
         panel = _colour_depth(depth)
+        sky = no_depth_mask(depth, hw, boxes)
+        if sky is not None:
+            panel[sky] = NO_DEPTH_BGR
         if panel.shape[:2] != (h, w):
             panel = cv2.resize(panel, (w, h), interpolation=cv2.INTER_LINEAR)
-    legend = "depth (m): red {:.0f} .. blue {:.0f}, log scale".format(*DEPTH_RANGE_M)
-    if lidar_depth is not None and lidar_depth.shape == (h, w):
+    lidar = lidar_depth is not None and lidar_depth.shape == (h, w)
+    if lidar:
+        assert lidar_depth is not None
         hit = lidar_depth > 0
         dots = cv2.dilate(hit.astype(np.uint8), np.ones((2, 2), np.uint8)) > 0
         grown = cv2.dilate(lidar_depth, np.ones((2, 2), np.uint8))  # carry each return's depth to its dot
         if dots.any():
             panel[dots] = _colour_depth(grown[dots][None])[0]
-        legend += "; dots: LiDAR"
-    _label(panel, legend, 4, h - 4, (255, 255, 255), max(0.4, h / 720))
+    if depth is not None and h >= LEGEND_MIN_H:
+        _depth_bar(panel, max(0.35, h / 900), lidar)
     return panel
+
+
+def _depth_bar(panel: np.ndarray, scale: float, lidar: bool) -> None:
+    """A colour bar along the bottom of the panel: metres on a log scale, and the no-depth grey."""
+    h, w = panel.shape[:2]
+    bar_h = max(6, h // 40)
+    (_, th), base = cv2.getTextSize("0", cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+    x0, x1 = 8, max(9, w * 3 // 5)
+    y1 = h - th - base - 6
+    y0 = y1 - bar_h
+    lo, hi = DEPTH_RANGE_M
+    metres = np.exp(np.linspace(np.log(lo), np.log(hi), x1 - x0, dtype=np.float32))[None]
+    (nw, _), _ = cv2.getTextSize("none", cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+    sx = x1 + 8 + nw // 2
+    cv2.rectangle(panel, (x0 - 4, y0 - th - base - 6), (min(w - 1, sx + nw + 4), h - 1), (0, 0, 0), -1)
+    panel[y0:y1, x0:x1] = _colour_depth(metres)
+    text = "depth, m (log)" + ("; dots: LiDAR" if lidar else "")
+    _text(panel, text, x0, y0 - 4, scale)
+    for m in DEPTH_TICKS_M:
+        x = x0 + int(round((np.log(m) - np.log(lo)) / (np.log(hi) - np.log(lo)) * (x1 - x0 - 1)))
+        cv2.line(panel, (x, y1), (x, y1 + 2), (255, 255, 255), 1)
+        (tw, _), _ = cv2.getTextSize(f"{m:g}", cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+        _text(panel, f"{m:g}", max(x - tw // 2, 0), h - base - 2, scale)
+    cv2.rectangle(panel, (sx, y0), (sx + nw, y1), NO_DEPTH_BGR, -1)
+    cv2.rectangle(panel, (sx, y0), (sx + nw, y1), (200, 200, 200), 1)
+    _text(panel, "none", sx, h - base - 2, scale)
+
+
+def _text(img: np.ndarray, text: str, x: int, y: int, scale: float) -> None:
+    cv2.putText(img, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
+
+
+def _legend(
+    bgr: np.ndarray,
+    classes: dict[int, str],
+    seg_classes: tuple[str, ...],
+    shown: int,
+    served: int,
+    scale: float,
+) -> None:
+    """Top right: one swatch per detection class and segmentation class, and how many boxes are drawn."""
+    rows = [(BOX_COLOURS[i % len(BOX_COLOURS)], name) for i, name in sorted(classes.items())]
+    rows += [(SEG_COLOURS[i], seg_classes[i]) for i in sorted(SEG_COLOURS) if i < len(seg_classes)]
+    note = f"{shown}/{served} boxes: score>={DISPLAY_MIN_SCORE:g}, 1/object"
+    (nw, th), base = cv2.getTextSize(note, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+    line = th + base + 4
+    h, w = bgr.shape[:2]
+    x0, y0 = max(w - nw - 10, 0), 4
+    height = line * (len(rows) + 1) + 4
+    region = bgr[y0 : y0 + height, x0:w]
+    region[:] = (region * 0.4).astype(np.uint8)  # darkened, so the text reads on any scene
+    for k, (colour, name) in enumerate(rows):
+        y = y0 + line * (k + 1)
+        cv2.rectangle(bgr, (x0 + 4, y - th), (x0 + 4 + th, y), colour, -1)
+        _text(bgr, name, x0 + 10 + th, y, scale)
+    _text(bgr, note, x0 + 4, y0 + line * (len(rows) + 1), scale)
 
 
 def annotate(
@@ -115,24 +185,36 @@ def annotate(
     error: str | None = None,
     lidar_depth: np.ndarray | None = None,
     depth_head: bool = True,
+    det_classes: tuple[str, ...] = (),
 ) -> np.ndarray:
     """An RGB source frame and its result -> a BGR image: annotated frame | depth panel, the panel
     only for a model with a depth head (``depth_head``, so that a frame without a result keeps the
-    video's layout)."""
+    video's layout). ``det_classes`` (the model's) name the legend's box colours; without them the
+    legend names the classes of this frame's detections."""
     bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
     h, w = bgr.shape[:2]
     scale = max(0.4, min(h, w) / 800)
     depth = None
+    shown: tuple[Detection, ...] = ()
     if result is not None:
         seg = result.seg_at_source()
         if seg is not None:
             bgr = overlay_segmentation(bgr, seg)
         thick = max(2, round(min(h, w) / 300))
-        for det in result.detections or ():
+        shown = tuple(display_detections(result.detections or ()))
+        for det in shown:
             x1, y1, x2, y2 = (int(round(v)) for v in det.box)
             colour = BOX_COLOURS[det.class_id % len(BOX_COLOURS)]
             cv2.rectangle(bgr, (x1, y1), (x2, y2), colour, thick)
             _label(bgr, f"{det.class_name} {det.score:.2f}", x1, y1, colour, scale)
+        classes = dict(enumerate(det_classes)) or {d.class_id: d.class_name for d in result.detections or ()}
+        if result.detections is None:
+            classes = {}
+        if (result.detections is not None or seg is not None) and h >= LEGEND_MIN_H:
+            served = len(result.detections or ())
+            _legend(
+                bgr, classes, result.seg_classes if seg is not None else (), len(shown), served, scale * 0.8
+            )
         depth = result.depth  # coloured at its own resolution, then resized by depth_panel
     if header:
         _label(bgr, header, 2, int(22 * scale / 0.5), (255, 255, 255), scale)
@@ -140,7 +222,7 @@ def annotate(
         _label(bgr, f"ERROR: {error}"[:80], 2, h // 2, (0, 0, 255), scale)
     if not depth_head:
         return bgr
-    return np.concatenate([bgr, depth_panel(depth, (h, w), lidar_depth)], axis=1)
+    return np.concatenate([bgr, depth_panel(depth, (h, w), lidar_depth, shown)], axis=1)
 
 
 def frame_file(index: int, name: str | None) -> str:

@@ -188,7 +188,8 @@ class InputRun:
             if item.points is not None and item.projection is not None and result is not None and depth_head:
                 lidar = project_to_depth_image(item.points, item.projection, result.source_hw)[0]
             assert item.image is not None
-            frame = annotate(item.image, result, header, error, lidar, depth_head)
+            classes = self.spec.det_classes if self.spec is not None else ()
+            frame = annotate(item.image, result, header, error, lidar, depth_head, classes)
         with self.cpu.stage("encode"):
             if self.options.write_video:
                 self.video.write(item.index, frame)

@@ -4,7 +4,7 @@
    seg argmax, FP16 depth; spec + provenance in the metadata)      :func:`export_onnx`
 2. ``verify``       run an artifact and compare it with PyTorch per head on world scenes
    ``trt_compat``   what the pinned TensorRT's parser would reject or compute differently (rules in
-                    ``trt_rules``, each with its source): a warning block for ONNX, an error for TensorRT
+                    ``trt_rules``, each with its source): one line for ONNX, an error for TensorRT
 3. ``tensorrt``     ONNX -> TensorRT engine from ``trt_variant`` (EfficientNMS_TRT in place of the ONNX
                     NMS subgraph; ``calibration`` feeds INT8), verified the same way; ``tensorrt_plan``
                     holds the pure parts (the pin, profiles, file names, sidecar)

@@ -6,8 +6,9 @@ node, each naming the node, the rule and the rule's source; :data:`RULES` is the
 
 Severity: ``error`` - the pinned parser or builder refuses the graph; ``warning`` - TensorRT accepts
 it but computes something that can differ from ONNX Runtime (a documented limit or behaviour).
-``percept export --engine onnx`` (and ``import-onnx``) logs every finding as a warning block;
-``--engine tensorrt`` fails on any error finding (see :func:`enforce`).
+``percept export --engine onnx`` (and ``import-onnx``) logs one summary line (a warning where the
+parser would refuse the graph) and each finding at DEBUG (``percept -v``); ``--engine tensorrt``
+fails on any error finding and logs the others as a warning block (see :func:`enforce`).
 
 The sources are onnx-tensorrt's own files at its 10.x release branch and TensorRT's headers and
 operator docs; each rule names the one it was checked against. The target is the parser inside
@@ -79,7 +80,9 @@ def check_file(path: str | Path) -> list[Finding]:
 
 
 def enforce(findings: Iterable[Finding], engine: str, label: str) -> None:
-    """``engine`` "onnx": log every finding; "tensorrt": raise :class:`ExportError` on errors."""
+    """``engine`` "tensorrt": raise :class:`ExportError` on errors, log the other findings as a
+    warning block; "onnx": log a one-line summary (a warning when there are errors, else INFO) and
+    each finding at DEBUG."""
     findings = list(findings)
     if not findings:
         return
@@ -90,9 +93,28 @@ def enforce(findings: Iterable[Finding], engine: str, label: str) -> None:
             f"{label}: the TensorRT ONNX parser of {ngc.TENSORRT_IMAGE} would reject {len(errors)} "
             f"node(s): {nodes}. " + " | ".join(f.line() for f in errors)
         )
-    log.warning("%s: TensorRT compatibility (%s), %d finding(s):", label, ngc.TENSORRT_IMAGE, len(findings))
+    if engine == "tensorrt":  # what TensorRT accepts but computes differently: the user of the engine
+        log.warning(
+            "%s: TensorRT compatibility (%s), %d finding(s):", label, ngc.TENSORRT_IMAGE, len(findings)
+        )
+        for f in findings:
+            log.warning("  %s", f.line())
+        return
+    # exporting for ONNX Runtime, the findings concern a later TensorRT build, which checks its own
+    # graph (compat_stage on the variant): one line here, each finding at DEBUG (`percept -v`)
+    rules = ", ".join(sorted({f.rule for f in findings}))
+    log.log(
+        logging.WARNING if errors else logging.INFO,
+        "%s: TensorRT compatibility (%s): %d error(s), %d warning(s) (%s); they matter for "
+        "--engine tensorrt, which checks its own graph; -v lists them",
+        label,
+        ngc.TENSORRT_IMAGE,
+        len(errors),
+        len(findings) - len(errors),
+        rules,
+    )
     for f in findings:
-        log.warning("  %s", f.line())
+        log.debug("  %s", f.line())
 
 
 class _Graph:

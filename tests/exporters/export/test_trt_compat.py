@@ -148,15 +148,34 @@ def test_efficient_nms_plugin_is_known_and_a_malformed_one_is_flagged():
     assert "score_thresh" in found[0].detail and "[B,N,4]" in found[0].detail
 
 
-def test_enforce_fails_tensorrt_naming_the_nodes_and_warns_for_onnx(caplog):
+def test_enforce_fails_tensorrt_naming_the_nodes_and_summarises_for_onnx(caplog):
     node = helper.make_node("Unique", ["x"], ["y"], name="uniq")
     found = check_graph(_model([node], [_vi("x", F, [4])], [_vi("y", F, [None])]))
     with pytest.raises(ExportError, match=r"uniq \(TRT001\)"):
         enforce(found, "tensorrt", "model.onnx")
-    with caplog.at_level(logging.WARNING, logger="exporters.export.trt_compat"):
+    with caplog.at_level(logging.DEBUG, logger="exporters.export.trt_compat"):
         enforce(found, "onnx", "model.onnx")
-    assert any("TRT001 uniq" in r.getMessage() for r in caplog.records)
+    # exporting for ONNX Runtime: one summary line (a warning: the parser would refuse the graph),
+    # each finding only at DEBUG (`percept -v`)
+    shown = [r for r in caplog.records if r.levelno >= logging.INFO]
+    assert len(shown) == 1 and shown[0].levelno == logging.WARNING
+    assert "1 error(s), 0 warning(s) (TRT001)" in shown[0].getMessage()
+    assert any("TRT001 uniq" in r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG)
     enforce([], "tensorrt", "model.onnx")  # nothing to say, nothing raised
+
+
+def test_enforce_shows_warnings_in_full_for_tensorrt_and_in_one_info_line_for_onnx(caplog):
+    node = helper.make_node("Cast", ["x"], ["y"], name="cast", to=F)
+    found = check_graph(_model([node], [_vi("x", I64, [4])], [_vi("y", F, [4])]))
+    assert [f.severity for f in found] == ["warning"]
+    with caplog.at_level(logging.INFO, logger="exporters.export.trt_compat"):
+        enforce(found, "onnx", "model.onnx")
+    assert [(r.levelno, "(TRT010)" in r.getMessage()) for r in caplog.records] == [(logging.INFO, True)]
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="exporters.export.trt_compat"):
+        enforce(found, "tensorrt", "model.trt.onnx")
+    assert [r.levelno for r in caplog.records] == [logging.WARNING, logging.WARNING]
+    assert "TRT010 graph input x: INT64" in caplog.records[1].getMessage()
 
 
 # --- real graphs ------------------------------------------------------------------------------------

@@ -1,0 +1,83 @@
+"""What the annotated picture shows, as opposed to what the model served (display only: the JSONL,
+the dense arrays and every client keep the served outputs unchanged).
+
+* Boxes: those scoring at least :data:`DISPLAY_MIN_SCORE`, then a class-agnostic greedy NMS at
+  :data:`DISPLAY_IOU`: one box per object, labelled with its best class. The network's NMS is per
+  class (as in YOLOP and the detection metrics), so one object can carry a car and a truck box; a
+  viewer reads that as two objects.
+* Depth validity: the depth head is trained on pixels with a surface (0 < depth <= max range; the
+  world's ground truth has no depth for the sky), so what it predicts above the horizon is
+  meaningless. The horizon is read from the map itself: the row where most columns reach their
+  farthest depth. Above it, pixels outside the drawn boxes are left without a depth colour. A map
+  without such a row (no clear horizon, e.g. a close-up or a flat test map) is shown in full.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+from clients.results import Detection
+
+DISPLAY_MIN_SCORE = 0.5
+DISPLAY_IOU = 0.5
+# a horizon is trusted when this share of the columns put their farthest depth within a sixteenth of
+# the map's height of it, and that depth is at least HORIZON_MIN_M
+HORIZON_AGREEMENT = 0.5
+HORIZON_MIN_M = 20.0
+
+
+def _iou(a: Sequence[float], b: Sequence[float]) -> float:
+    iw = min(a[2], b[2]) - max(a[0], b[0])
+    ih = min(a[3], b[3]) - max(a[1], b[1])
+    if iw <= 0 or ih <= 0:
+        return 0.0
+    inter = iw * ih
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def display_detections(
+    detections: Iterable[Detection], min_score: float = DISPLAY_MIN_SCORE, iou: float = DISPLAY_IOU
+) -> list[Detection]:
+    """The boxes to draw, highest score first (see the module's docstring)."""
+    kept: list[Detection] = []
+    for det in sorted((d for d in detections if d.score >= min_score), key=lambda d: -d.score):
+        if all(_iou(det.box, k.box) < iou for k in kept):
+            kept.append(det)
+    return kept
+
+
+def horizon_row(depth: np.ndarray) -> int | None:
+    """The row of ``depth`` (HxW metres) where most columns are farthest, or None without one."""
+    if depth.ndim != 2 or depth.shape[0] < 4:
+        return None
+    d = depth.astype(np.float32, copy=False)
+    far = np.argmax(np.nan_to_num(d, nan=0.0), axis=0)
+    row = int(np.median(far))
+    near_row = np.abs(far - row) <= max(1, depth.shape[0] // 16)
+    if row == 0 or near_row.mean() < HORIZON_AGREEMENT:
+        return None
+    if float(np.median(d[far[near_row], np.flatnonzero(near_row)])) < HORIZON_MIN_M:
+        return None
+    return row
+
+
+def no_depth_mask(
+    depth: np.ndarray, source_hw: tuple[int, int], boxes: Iterable[Detection] = ()
+) -> np.ndarray | None:
+    """True where ``depth`` has no surface to show (above the horizon, outside ``boxes``, which are
+    in source pixels of ``source_hw``); None when the whole map is shown."""
+    row = horizon_row(depth)
+    if row is None:
+        return None
+    mask = np.zeros(depth.shape, bool)
+    mask[:row] = True
+    sy, sx = depth.shape[0] / source_hw[0], depth.shape[1] / source_hw[1]
+    for det in boxes:
+        x1, y1, x2, y2 = det.box
+        mask[max(int(y1 * sy), 0) : int(np.ceil(y2 * sy)), max(int(x1 * sx), 0) : int(np.ceil(x2 * sx))] = (
+            False
+        )
+    return mask
