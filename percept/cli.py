@@ -29,7 +29,7 @@ def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug log
 
 def _register() -> None:
     # In the order of the pipeline; each module imports its heavy dependencies inside its commands.
-    from percept import demo, evaluate, export, loadtest, repo, serve, train, tune, video, world
+    from percept import demo, doctor, evaluate, export, loadtest, repo, serve, train, tune, video, world
     from percept.bench import command as bench
 
     app.add_typer(world.app, name="world")
@@ -43,6 +43,7 @@ def _register() -> None:
     app.command("tune")(tune.tune)
     app.command("bench")(bench.bench)
     app.command("demo")(demo.demo)
+    app.command("doctor")(doctor.doctor)
 
 
 def main() -> None:
@@ -53,3 +54,7 @@ def main() -> None:
     except PerceptionError as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
         sys.exit(1)
+
+
+if __name__ == "__main__":  # python -m percept.cli
+    main()
