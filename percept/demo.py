@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import time
@@ -87,17 +88,19 @@ def demo(
     """Export, serve, render a drive, process it with `percept video`, and report frames per second."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     root = logging.getLogger()
-    if (
-        root.level != logging.DEBUG
-    ):  # `percept demo` (INFO from the root callback) prints what `make demo` does
+    # `percept demo` (the root callback set INFO) prints what `make demo` does; `percept -v demo` all
+    if root.level != logging.DEBUG:
         root.setLevel(logging.WARNING)
         logging.getLogger("exporters.export.trt_compat").setLevel(logging.INFO)  # its one-line summary
     from clients.options import ClientOptions
     from clients.video import VIDEO_RETRY, VideoOptions, run_video
+    from serving.errors import MissingDependencyError
     from serving.launcher import ServerOptions, TritonServer
     from serving.repository import build_repository
     from world.drive import DriveOptions, record_drive
 
+    if importlib.util.find_spec("torch") is None:  # before minutes of work: the demo exports the networks
+        raise MissingDependencyError("torch", "export")
     steps = _Steps(7)
     out.mkdir(parents=True, exist_ok=True)
     onnx_paths: list[str | Path] = []
