@@ -8,6 +8,7 @@ decided by :mod:`clients.video.display` (display only: the served outputs are ke
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import cv2
 import numpy as np
 
 from clients.results import Detection, PerceptionResult
-from clients.video.display import DISPLAY_MIN_SCORE, display_detections, no_depth_mask
+from clients.video.display import DISPLAY_MIN_SCORE, display_detections, sky_region
 
 # BGR colours; segmentation by class id (0 = background is left untouched)
 SEG_COLOURS = {1: (80, 200, 60), 2: (0, 220, 255)}
@@ -95,7 +96,7 @@ def depth_panel(
     """Depth in metres -> TURBO colour map (near = red, far = blue, log scale), with a colour bar.
     ``depth`` may be smaller than ``hw`` (the depth head's resolution): it is coloured there and the
     colours are resized, which costs a fraction of colouring at ``hw``. Where the map has no surface
-    (the sky: display.no_depth_mask, outside ``boxes``, source pixels) it is left grey.
+    (the sky: display.sky_region, outside ``boxes``, source pixels) it is left grey.
     ``lidar_depth`` (HxW metres, 0 = no return) is drawn on top as dots in the same colours."""
     h, w = hw
     panel: np.ndarray
@@ -104,9 +105,13 @@ def depth_panel(
         cv2.putText(panel, "no depth head", (10, 30), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (200, 200, 200), 1)
     else:
         panel = _colour_depth(depth)
-        sky = no_depth_mask(depth, hw, boxes)
-        if sky is not None:
-            panel[sky] = NO_DEPTH_BGR
+        sky = sky_region(depth, hw, boxes)
+        if sky is not None:  # slices, not a boolean mask: a fraction of the CPU per frame
+            row, rects = sky
+            kept = [panel[y0:y1, x0:x1].copy() for y0, y1, x0, x1 in rects]
+            panel[:row] = NO_DEPTH_BGR
+            for (y0, y1, x0, x1), pixels in zip(rects, kept, strict=True):
+                panel[y0:y1, x0:x1] = pixels
         if panel.shape[:2] != (h, w):
             panel = cv2.resize(panel, (w, h), interpolation=cv2.INTER_LINEAR)
     lidar = lidar_depth is not None and lidar_depth.shape == (h, w)
@@ -123,8 +128,16 @@ def depth_panel(
 
 
 def _depth_bar(panel: np.ndarray, scale: float, lidar: bool) -> None:
-    """A colour bar along the bottom of the panel: metres on a log scale, and the no-depth grey."""
+    """A colour bar along the bottom of the panel: metres on a log scale, and the no-depth grey (the
+    same pixels on every frame: drawn once per panel size, pasted after)."""
     h, w = panel.shape[:2]
+    y, x, pixels = _depth_bar_pixels(h, w, scale, lidar)
+    panel[y:h, x : x + pixels.shape[1]] = pixels
+
+
+@functools.lru_cache(maxsize=8)
+def _depth_bar_pixels(h: int, w: int, scale: float, lidar: bool) -> tuple[int, int, np.ndarray]:
+    panel = np.zeros((h, w, 3), np.uint8)
     bar_h = max(6, h // 40)
     (_, th), base = cv2.getTextSize("0", cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
     x0, x1 = 8, max(9, w * 3 // 5)
@@ -134,7 +147,6 @@ def _depth_bar(panel: np.ndarray, scale: float, lidar: bool) -> None:
     metres = np.exp(np.linspace(np.log(lo), np.log(hi), x1 - x0, dtype=np.float32))[None]
     (nw, _), _ = cv2.getTextSize("none", cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
     sx = x1 + 8 + nw // 2
-    cv2.rectangle(panel, (x0 - 4, y0 - th - base - 6), (min(w - 1, sx + nw + 4), h - 1), (0, 0, 0), -1)
     panel[y0:y1, x0:x1] = _colour_depth(metres)
     text = "depth, m (log)" + ("; dots: LiDAR" if lidar else "")
     _text(panel, text, x0, y0 - 4, scale)
@@ -146,10 +158,17 @@ def _depth_bar(panel: np.ndarray, scale: float, lidar: bool) -> None:
     cv2.rectangle(panel, (sx, y0), (sx + nw, y1), NO_DEPTH_BGR, -1)
     cv2.rectangle(panel, (sx, y0), (sx + nw, y1), (200, 200, 200), 1)
     _text(panel, "none", sx, h - base - 2, scale)
+    top, left, right = max(y0 - th - base - 6, 0), max(x0 - 4, 0), min(w, sx + nw + 5)
+    pixels = panel[top:h, left:right].copy()
+    pixels.flags.writeable = False
+    return top, left, pixels
 
 
 def _text(img: np.ndarray, text: str, x: int, y: int, scale: float) -> None:
     cv2.putText(img, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
+
+
+_NOTE = "{}/{} boxes: score>=" + f"{DISPLAY_MIN_SCORE:g}, 1/object"
 
 
 def _legend(
@@ -161,21 +180,33 @@ def _legend(
     scale: float,
 ) -> None:
     """Top right: one swatch per detection class and segmentation class, and how many boxes are drawn."""
-    rows = [(BOX_COLOURS[i % len(BOX_COLOURS)], name) for i, name in sorted(classes.items())]
-    rows += [(SEG_COLOURS[i], seg_classes[i]) for i in sorted(SEG_COLOURS) if i < len(seg_classes)]
-    note = f"{shown}/{served} boxes: score>={DISPLAY_MIN_SCORE:g}, 1/object"
-    (nw, th), base = cv2.getTextSize(note, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
-    line = th + base + 4
     h, w = bgr.shape[:2]
-    x0, y0 = max(w - nw - 10, 0), 4
-    height = line * (len(rows) + 1) + 4
-    region = bgr[y0 : y0 + height, x0:w]
-    region[:] = (region * 0.4).astype(np.uint8)  # darkened, so the text reads on any scene
+    x0, line, pixels, mask = _legend_pixels(w, tuple(sorted(classes.items())), seg_classes, scale)
+    region = bgr[4 : 4 + pixels.shape[0], x0 : x0 + pixels.shape[1]]
+    np.right_shift(region, 1, out=region)  # darkened, so the text reads on any scene
+    cv2.copyTo(pixels, mask, region)
+    _text(bgr, _NOTE.format(shown, served), x0 + 4, 4 + pixels.shape[0] - 4, scale)
+
+
+@functools.lru_cache(maxsize=8)
+def _legend_pixels(
+    w: int, classes: tuple[tuple[int, str], ...], seg_classes: tuple[str, ...], scale: float
+) -> tuple[int, int, np.ndarray, np.ndarray]:
+    """The swatches and names (drawn once), where they go, and the mask of their pixels."""
+    rows = [(BOX_COLOURS[i % len(BOX_COLOURS)], name) for i, name in classes]
+    rows += [(SEG_COLOURS[i], seg_classes[i]) for i in sorted(SEG_COLOURS) if i < len(seg_classes)]
+    (nw, th), base = cv2.getTextSize(_NOTE.format(999, 999), cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+    line = th + base + 4
+    x0 = max(w - nw - 10, 0)
+    pixels = np.zeros((line * (len(rows) + 1) + 4, w - x0, 3), np.uint8)  # the last line: the note
     for k, (colour, name) in enumerate(rows):
-        y = y0 + line * (k + 1)
-        cv2.rectangle(bgr, (x0 + 4, y - th), (x0 + 4 + th, y), colour, -1)
-        _text(bgr, name, x0 + 10 + th, y, scale)
-    _text(bgr, note, x0 + 4, y0 + line * (len(rows) + 1), scale)
+        y = line * (k + 1)
+        cv2.rectangle(pixels, (4, y - th), (4 + th, y), colour, -1)
+        _text(pixels, name, 10 + th, y, scale)
+    mask = (pixels.max(axis=2) > 0).astype(np.uint8)
+    for a in (pixels, mask):
+        a.flags.writeable = False
+    return x0, line, pixels, mask
 
 
 def annotate(
