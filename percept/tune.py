@@ -27,9 +27,7 @@ def _onnx_of(model: str, out: Path) -> Path:
     from exporters.export.freshness import export_if_stale
     from exporters.export.options import OnnxOptions
     from exporters.weights import shipped_checkpoint
-    from percept.export import _quiet_exporter_logs
 
-    _quiet_exporter_logs()
     options = OnnxOptions(checkpoint=shipped_checkpoint(model))
     return export_if_stale(model, out / "onnx" / model / "model.onnx", options)
 
