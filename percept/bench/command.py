@@ -38,5 +38,8 @@ def main() -> None:
     """`python -m percept.bench`: the command on its own, with the root command's logging."""
     import logging
 
+    from percept.quiet import quiet_third_party
+
+    quiet_third_party()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     typer.run(bench)
