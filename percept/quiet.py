@@ -1,8 +1,8 @@
 """Third-party output a user cannot act on, silenced at the command-line boundary.
 
 Called once by every entry point (``percept.cli.main``, ``percept.demo.main``, ``python -m
-percept.bench``) and nowhere else:
-library code and tests see every warning. Each entry names what it silences and why it is harmless.
+percept.bench``) and nowhere else: library code and tests see every warning. Each entry names what it
+silences and why it is harmless.
 """
 
 from __future__ import annotations
