@@ -19,4 +19,6 @@ def draw_network_outputs(
 ) -> np.ndarray:
     """An RGB source image and the network outputs of it (batch axis removed) -> annotated BGR."""
     result = result_from_network(spec, outputs, lb)
-    return annotate(rgb, result, header=header, depth_head="depth" in spec.tasks)
+    return annotate(
+        rgb, result, header=header, depth_head="depth" in spec.tasks, det_classes=spec.det_classes
+    )
