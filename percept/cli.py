@@ -29,7 +29,7 @@ def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug log
 
 def _register() -> None:
     # In the order of the pipeline; each module imports its heavy dependencies inside its commands.
-    from percept import demo, doctor, evaluate, export, loadtest, repo, serve, train, tune, video, world
+    from percept import compare, demo, doctor, evaluate, export, loadtest, repo, serve, train, tune, video, world
     from percept.bench import command as bench
 
     app.add_typer(world.app, name="world")
@@ -39,6 +39,7 @@ def _register() -> None:
     app.add_typer(repo.app, name="repo")
     app.command("serve")(serve.serve)
     app.command("video")(video.video)
+    app.command("compare")(compare.compare)
     app.command("loadtest")(loadtest.loadtest)
     app.command("tune")(tune.tune)
     app.command("bench")(bench.bench)

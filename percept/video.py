@@ -46,6 +46,12 @@ def video(
         "--fps",
         help="Frame rate of image folders: their timestamps and video (videos keep theirs).",
     ),
+    save_maps: bool = typer.Option(
+        False,
+        "--save-maps",
+        help="Keep each frame's maps losslessly in OUT/<input>/maps/ (class map PNG, FP16 depth bits in a "
+        "16-bit PNG) for `percept compare` against another run.",
+    ),
     max_frames: int | None = typer.Option(None, help="Process at most this many frames per input."),
     segment_frames: int = typer.Option(300, help="Annotated video committed every N frames (resume unit)."),
     timeout: float = typer.Option(60.0, help="Deadline of each request, seconds."),
@@ -119,6 +125,7 @@ def video(
         save_dense=save_dense,
         save_frames=save_frames,
         image_fps=fps,
+        save_maps=save_maps,
         max_frames=max_frames,
         segment_frames=segment_frames,
         progress=progress,

@@ -38,6 +38,7 @@ def command_key(sources: list[InputSource], options: VideoOptions) -> dict:
         "save_dense": options.save_dense,
         "save_frames": options.save_frames,
         "image_fps": options.image_fps,
+        "save_maps": options.save_maps,
     }
 
 

@@ -81,6 +81,7 @@ class VideoOptions:
     save_dense: bool = False
     save_frames: bool = False  # each annotated frame as a PNG too (FRAMES)
     image_fps: float = DEFAULT_IMAGE_FPS  # frame rate of an image folder (its timestamps, its video)
+    save_maps: bool = False  # lossless class map and depth PNGs per frame (clients.video.maps)
     segment_frames: int = 300
     max_frames: int | None = None
     progress: bool = True

@@ -26,6 +26,7 @@ import numpy as np
 from clients.errors import ModelNotFoundError
 from clients.results import PerceptionResult
 from clients.stagecpu import StageCpu
+from clients.video import maps
 from clients.video.journal import Journal
 from clients.video.mp4 import SegmentedVideoWriter
 from clients.video.options import (
@@ -101,7 +102,7 @@ class InputRun:
         else:
             for name in (RESULTS, VIDEO, SUMMARY):
                 (self.out / name).unlink(missing_ok=True)
-            for folder in (DENSE, FRAMES):
+            for folder in (DENSE, FRAMES, maps.MAPS):
                 shutil.rmtree(self.out / folder, ignore_errors=True)
             self.journal.start_fresh()
             if self.options.write_video:
@@ -166,6 +167,8 @@ class InputRun:
                 arrays = {k: v for k, v in (("seg", result.seg), ("depth", result.depth)) if v is not None}
                 np.savez_compressed(tmp, **arrays)
                 os.replace(tmp, path)
+        if self.options.save_maps and result is not None and error is None and self.spec is not None:
+            maps.write_maps(self.out / maps.MAPS, item.index, result, self.spec)  # CPU: "other"
         if item.image is None:
             if self.options.write_video:
                 self.video.skip(item.index)
@@ -343,5 +346,6 @@ class InputRun:
             "video": str(self.out / VIDEO) if self.options.write_video else None,
             "dense": str(self.out / DENSE) if self.options.save_dense else None,
             "frames": str(self.out / FRAMES) if self.options.save_frames else None,
+            "maps": str(self.out / maps.MAPS) if self.options.save_maps else None,
         }
         return data

@@ -24,6 +24,7 @@ import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from clients.video import maps
 from clients.video.mp4 import SegmentedVideoWriter
 from clients.video.options import DENSE, FRAMES, RESULTS, SUMMARY, VIDEO, VideoOptions
 from clients.video.report import InputResult, write_json
@@ -144,7 +145,7 @@ def join(source: InputSource, units: list[Unit], options: VideoOptions, fps: flo
             if mp4.exists():  # a unit with no decodable frame has no video
                 _link(mp4, video.dir / f"{unit.start:08d}-{end:08d}.mp4")
         video.finish()
-    for folder, wanted in ((DENSE, options.save_dense), (FRAMES, options.save_frames)):
+    for folder, wanted in ((DENSE, options.save_dense), (FRAMES, options.save_frames), (maps.MAPS, options.save_maps)):
         if wanted:
             (out / folder).mkdir(exist_ok=True)
             for unit in units:
@@ -164,6 +165,7 @@ def write_summary(result: InputResult, options: VideoOptions, model: str, units:
         "video": str(out / VIDEO) if options.write_video else None,
         "dense": str(out / DENSE) if options.save_dense else None,
         "frames": str(out / FRAMES) if options.save_frames else None,
+        "maps": str(out / maps.MAPS) if options.save_maps else None,
     }
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / SUMMARY, data)
@@ -173,7 +175,7 @@ def clear_outputs(out: Path) -> None:
     """A fresh start of an input (no run.json to continue): the local engine's fresh-run clean-up."""
     for name in (RESULTS, VIDEO, SUMMARY, RESULTS + ".partial"):
         (out / name).unlink(missing_ok=True)
-    for folder in (DENSE, FRAMES, UNITS, Path(VIDEO).stem + ".segments"):
+    for folder in (DENSE, FRAMES, maps.MAPS, UNITS, Path(VIDEO).stem + ".segments"):
         shutil.rmtree(out / folder, ignore_errors=True)
 
 

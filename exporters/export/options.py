@@ -13,6 +13,7 @@ from exporters.networks.registry import check_input_size
 from serving.errors import SpecError
 from serving.onnx_meta import REDUCED_PRECISIONS
 from serving.spec import DEFAULT_INPUT_HW
+from serving.tolerances import Tolerances
 
 ENGINES = ("onnx", "tensorrt")
 PRECISIONS = ("fp32", *REDUCED_PRECISIONS)
@@ -71,26 +72,6 @@ class OnnxOptions:
     @property
     def batch_profile(self) -> BatchProfile:
         return self.profile if self.profile is not None else BatchProfile()
-
-
-@dataclass(frozen=True)
-class Tolerances:
-    """Bounds of one verification; the export fails when one is exceeded.
-
-    ``depth_quantile`` picks which quantile of the per-pixel relative depth error is bounded
-    (1.0 = the maximum). ``max_unmatched_fraction`` lets a few detections go unmatched (only used by
-    the reduced-precision TensorRT bounds; FP32 ONNX allows none beyond the borderline ones).
-    """
-
-    seg_agreement: float = 0.999
-    depth_rel_error: float = 1e-3
-    depth_quantile: float = 1.0
-    det_iou: float = 0.99
-    det_score_diff: float = 1e-3
-    max_unmatched_fraction: float = 0.0
-    d_map50: float = 0.005
-    d_miou: float = 0.005
-    d_abs_rel: float = 0.001
 
 
 @dataclass(frozen=True)
