@@ -93,8 +93,8 @@ class Gallery:
             b, c = base.seg_at_source(), cand.seg_at_source()
             bgr[b != c] = CHANGED
         elif head == "depth":
-            b = base.depth_at_source().astype(np.float32)
-            c = cand.depth_at_source().astype(np.float32)
+            b = np.asarray(base.depth_at_source(), np.float32)
+            c = np.asarray(cand.depth_at_source(), np.float32)
             bad = np.abs(c - b) / np.maximum(np.abs(b), 1e-3) > self.bounds.depth_rel_error
             bgr[bad] = CHANGED
         for boxes, others, colour in ((base, cand, MISSING), (cand, base, EXTRA)):

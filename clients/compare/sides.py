@@ -70,7 +70,7 @@ class ServedSide:
             raise SideError(f"{role} {model} on {url}: {exc}") from None
         self.label = f"{model} @ {url}"
         self.precision = None
-        self.latencies_s = []
+        self.latencies_s: list[float] = []
 
     def predict(self, source: InputSource, item: FrameItem) -> PerceptionResult:
         t0 = time.perf_counter()
@@ -98,7 +98,7 @@ class RunSide:
         self.spec = maps.read_spec(specs[0].parent)
         self.label = f"{folder.name} (run)"
         self.precision = None
-        self.latencies_s = []
+        self.latencies_s: list[float] = []
         self._records: dict[str, dict[int, dict]] = {}
 
     def _input(self, source: InputSource) -> dict[int, dict]:

@@ -54,8 +54,10 @@ def read_spec(folder: Path) -> ModelSpec:
         raise MapsError(f"{folder / SPEC}: not a model spec ({exc})") from None
 
 
-def write_maps(folder: Path, index: int, result: PerceptionResult) -> int:
-    """The frame's maps under ``folder``; returns the bytes written."""
+def write_maps(folder: Path, index: int, result: PerceptionResult, spec: ModelSpec) -> int:
+    """The frame's maps under ``folder`` (and the spec of the model, once); returns the bytes written."""
+    if not (folder / SPEC).is_file():
+        write_spec(folder, spec)
     size = 0
     if result.seg is not None:
         size += _write_png(folder / f"{index:06d}{SEG_SUFFIX}", np.ascontiguousarray(result.seg, np.uint8))
