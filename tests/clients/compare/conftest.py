@@ -12,16 +12,23 @@ FRAMES = 6
 
 
 @pytest.fixture(scope="session")
-def drive_video(tmp_path_factory, exported_onnx) -> Path:
-    """Six frames of a seeded world drive at the exported model's size (192x320)."""
+def drive(tmp_path_factory, exported_onnx) -> tuple[Path, Path]:
+    """Six frames of a seeded world drive at the exported models' size (192x320): an MP4 and the
+    same drive as a KITTI-layout sequence with LiDAR."""
     from serving.onnx_meta import read_spec
-    from world import render_sequence
-    from world.drive import write_video
+    from world.drive import DriveOptions, record_drive
 
     hw = read_spec(exported_onnx["cam-n"]).input_hw
-    path = tmp_path_factory.mktemp("drive") / "drive.mp4"
-    write_video(path, render_sequence(3, FRAMES, hw=hw, lidar=False), 10.0, hw)
-    return path
+    d = tmp_path_factory.mktemp("drive")
+    record_drive(
+        DriveOptions(seconds=FRAMES / 10, fps=10, hw=hw, seed=3), video=d / "drive.mp4", kitti=d / "seq"
+    )
+    return d / "drive.mp4", d / "seq"
+
+
+@pytest.fixture(scope="session")
+def drive_video(drive) -> Path:
+    return drive[0]
 
 
 @pytest.fixture(scope="session")

@@ -115,6 +115,20 @@ def test_a_video_run_with_maps_compares_like_the_model_it_ran(tmp_path, exported
     assert _compare(run, run, drive_video, tmp_path / "run-vs-run").passed
 
 
+def test_a_fusion_model_agrees_with_itself_on_a_kitti_sequence(tmp_path, exported_onnx, drive):
+    """Both sides get the same frame and the same LiDAR sweep (a fusion model refuses a frame
+    without one); a camera model on a KITTI sequence is one clear line."""
+    fusion, seq = exported_onnx["fusion-n"], drive[1]
+    report = run_compare([str(seq)], CompareOptions(str(fusion), str(fusion), tmp_path / "f", progress=False))
+    assert report.passed, report.line()
+    numbers = report.inputs["seq"]
+    assert numbers["frames"] == 6 and numbers["depth"]["rel_error"]["max"] == 0.0
+    assert numbers["segmentation"]["pixel_agreement"] == 1.0
+    cam = str(exported_onnx["cam-n"])
+    with pytest.raises(PerceptionError, match="KITTI sequence .* camera models"):
+        run_compare([str(seq)], CompareOptions(cam, cam, tmp_path / "c", progress=False))
+
+
 @pytest.mark.parametrize(
     ("case", "message"),
     [
