@@ -41,6 +41,16 @@ def compare(
     admin_key: str | None = ADMIN_KEY,
     header: list[str] = HEADER,
     progress: bool = typer.Option(True, help="Progress bars."),
+    engine: str = typer.Option(
+        "local",
+        help="'ray': run each model side as `percept video --engine ray --save-maps` into OUT/runs/ "
+        "(exactly once, resumable: run the same command again), then compare the two runs.",
+    ),
+    ray_address: str | None = typer.Option(None, help="--engine ray: as `percept video --ray-address`."),
+    workers: int = typer.Option(2, help="--engine ray: worker actors."),
+    shard_frames: int | None = typer.Option(
+        None, help="--engine ray: frames per unit (none: a unit per input)."
+    ),
 ) -> None:
     """Run both sides on the same decoded frames (and LiDAR points) and measure how the candidate
     agrees with the baseline, head by head, with no ground truth: detection matched / missing /
@@ -49,6 +59,7 @@ def compare(
     head, class and measure) or an input/side could not be used."""
     from clients.compare import CompareOptions, run_compare
     from clients.options import ClientOptions
+    from clients.video.options import RayOptions
 
     tls_options, headers = connection(tls, root_certs, private_key, cert_chain, admin_key, header)
     client = ClientOptions(timeout_s=timeout, tls=tls_options, headers=headers)
@@ -63,6 +74,8 @@ def compare(
         max_frames=max_frames,
         gallery=gallery,
         progress=progress,
+        engine=engine,
+        ray=RayOptions(ray_address, workers, shard_frames),
     )
     report = run_compare(inputs, options)
     typer.secho(report.line(), fg="green" if report.passed else "red")

@@ -104,4 +104,6 @@ class Gallery:
                 if iou < self.bounds.det_iou:
                     x1, y1, x2, y2 = (int(round(v)) for v in d.box)
                     cv2.rectangle(bgr, (x1, y1), (x2, y2), colour, 2)
+        legend = "differences: magenta changed, red missing, yellow extra"
+        cv2.putText(bgr, legend, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (255, 255, 255), 1, cv2.LINE_AA)
         return bgr

@@ -18,6 +18,7 @@ from clients.compare.gallery import Gallery
 from clients.compare.gate import Failure, bounds_dict, check, load_bounds
 from clients.compare.sides import SideError, open_side
 from clients.options import ClientOptions
+from clients.video.options import ENGINES, RayOptions
 from clients.video.sources import InputError, discover, open_reader
 from serving.errors import SpecError
 from serving.tolerances import Tolerances
@@ -38,8 +39,14 @@ class CompareOptions:
     gallery: int = 3  # worst frames drawn per head and input
     plots: bool = True
     progress: bool = True
+    engine: str = (
+        "local"  # "ray": the model sides run as `percept video --engine ray` (clients.compare.fleet)
+    )
+    ray: RayOptions = field(default_factory=RayOptions)
 
     def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise SpecError(f"engine must be 'local' or 'ray', got {self.engine!r}")
         if self.max_frames is not None and self.max_frames < 1:
             raise SpecError(f"max_frames must be >= 1, got {self.max_frames}")
         if self.gallery < 0:
@@ -118,15 +125,24 @@ def run_compare(inputs: list[str], options: CompareOptions) -> CompareReport:
     sources = discover(inputs)
     if not sources:
         raise InputError(f"no inputs in {inputs}")
-    base = open_side("baseline", options.baseline, options.client, options.url)
+    texts, precision = (options.baseline, options.candidate), options.precision
+    if options.engine == "ray":
+        from clients.compare.fleet import run_sides
+        from clients.compare.sides import onnx_precision
+
+        precision = precision or onnx_precision(options.candidate)  # before it becomes a run folder
+        texts = run_sides(inputs, options)
+    base = open_side("baseline", texts[0], options.client, options.url)
     try:
-        cand = open_side("candidate", options.candidate, options.client, options.url)
+        cand = open_side("candidate", texts[1], options.client, options.url)
     except BaseException:
         base.close()
         raise
+    if options.engine == "ray":
+        base.label, cand.label = (f"{t} (ray run)" for t in (options.baseline, options.candidate))
     try:
         _check_sides(base, cand)
-        row, bounds = load_bounds(options.precision or cand.precision, options.bounds)
+        row, bounds = load_bounds(precision or cand.precision, options.bounds)
         report = CompareReport(base.label, cand.label, row, bounds)
         options.out_dir.mkdir(parents=True, exist_ok=True)
         gallery = Gallery(options.out_dir / "gallery", options.gallery, bounds)

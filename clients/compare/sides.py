@@ -141,6 +141,12 @@ def _file_precision(path: Path) -> str:
         return "fp32"
 
 
+def onnx_precision(text: str) -> str | None:
+    """The precision an ONNX side records (its tolerance row); None for a side that is no ONNX file."""
+    path = Path(text)
+    return _file_precision(path) if path.suffix.lower() == ".onnx" and path.is_file() else None
+
+
 def open_side(role: str, text: str, options: ClientOptions, url: str | None):
     """``text`` as a side (``role`` is "baseline" or "candidate", for the error lines)."""
     path = Path(text)

@@ -181,3 +181,33 @@ def test_served_against_onnx_gives_the_numbers_of_onnx_against_onnx(
     lat = served.serving["baseline"]
     assert lat["requests"] == 6 and 0 < lat["p50_ms"] <= lat["p99_ms"]
     assert "## Serving" in (tmp_path / "s" / "report.md").read_text()
+
+
+def test_on_ray_each_model_side_runs_once_as_a_video_run_with_maps(tmp_path, cam_variants, drive_video):
+    """--engine ray: the sides run as `percept video --engine ray --save-maps` (the video engine's
+    units and run.json); the numbers are the in-process comparison's, and the same command run
+    again infers nothing."""
+    pytest.importorskip("ray")
+    import ray
+
+    from clients.video.options import RayOptions
+    from clients.video.ray_pool import start_local
+
+    fp32, fp16 = cam_variants["fp32"], cam_variants["fp16"]
+    local = _compare(fp32, fp16, drive_video, tmp_path / "local")
+    start_local(num_cpus=1)
+    try:
+        kw = {"engine": "ray", "ray": RayOptions(workers=1)}
+        first = _compare(fp32, fp16, drive_video, tmp_path / "ray", **kw)
+        again = _compare(fp32, fp16, drive_video, tmp_path / "ray", **kw)
+    finally:
+        ray.shutdown()
+    assert first.row == "fp16" and first.passed == local.passed
+    for head in ("segmentation", "depth"):
+        assert first.inputs["drive"][head] == local.inputs["drive"][head]
+    det, local_det = first.inputs["drive"]["detection"], local.inputs["drive"]["detection"]
+    assert det["per_class"] == local_det["per_class"]  # boxes round-tripped through the JSONL
+    assert again.inputs == first.inputs
+    for side in ("baseline", "candidate"):
+        run = json.loads((tmp_path / "ray" / "runs" / side / "run.json").read_text())
+        assert run["state"] == "complete" and run["frames_processed"] == 0  # the second command's
