@@ -20,7 +20,7 @@ def compare(
     ),
     candidate: str = typer.Argument(..., help="The model to roll out, in any of the baseline's forms."),
     inputs: list[str] = typer.Argument(
-        ..., help="What `percept video` reads: video files, folders, globs, KITTI-style sequence folders."
+        None, help="What `percept video` reads: video files, folders, globs, KITTI-style sequence folders."
     ),
     out: Path = typer.Option(
         ..., "--out", "-o", help="Report folder: report.md, report.json, plots/, gallery/."
@@ -40,6 +40,11 @@ def compare(
     tls: bool = TLS,
     admin_key: str | None = ADMIN_KEY,
     header: list[str] = HEADER,
+    scenes: int = typer.Option(
+        0,
+        help="Also compare on N world validation scenes and gate the metric deltas against their "
+        "ground truth (d mAP50, d mIoU, d AbsRel).",
+    ),
     progress: bool = typer.Option(True, help="Progress bars."),
     engine: str = typer.Option(
         "local",
@@ -77,7 +82,16 @@ def compare(
         engine=engine,
         ray=RayOptions(ray_address, workers, shard_frames),
     )
-    report = run_compare(inputs, options)
+    truth = None
+    if scenes:
+        # the glue of both sides lives here: clients may not import the model side's evaluator
+        from clients.compare.scenes import GroundTruth
+        from exporters.evaluation import Evaluator, validation_seeds
+
+        truth = GroundTruth(tuple(validation_seeds(scenes)), Evaluator)
+    elif not inputs:
+        raise typer.BadParameter("give INPUTS, --scenes N, or both")
+    report = run_compare(inputs or [], options, truth)
     typer.secho(report.line(), fg="green" if report.passed else "red")
     typer.echo(f"report: {out / 'report.md'}", err=True)
     raise typer.Exit(0 if report.passed else 1)

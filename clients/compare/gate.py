@@ -10,7 +10,7 @@ a YAML file (``--bounds``) may override any of its fields::
     depth_quantile: 0.99
     det_iou: 0.9               # a matched pair: same class, IoU >= det_iou ...
     det_score_diff: 0.02       # ... and |score diff| <= det_score_diff
-    max_unmatched_fraction: 0.05   # (missing + extra) / max(baseline, candidate), per class
+    max_unmatched_fraction: 0.05   # (missing + extra) / max(baseline, candidate), per class (as verify)
 
 Per input: detection fails on a class whose unmatched fraction exceeds its bound, segmentation when
 its worst frame's pixel agreement is below the bound, depth when the bounded quantile of the
@@ -97,7 +97,8 @@ def check(name: str, numbers: dict, bounds: Tolerances) -> list[Failure]:
         for cls, c in worst:
             if c["unmatched_fraction"] > bounds.max_unmatched_fraction:
                 measure = (
-                    f"unmatched fraction (missing {c['missing']}, extra {c['extra']} of {c['baseline']})"
+                    f"unmatched fraction (missing {c['missing']} of {c['baseline']}, "
+                    f"extra {c['extra']} of {c['candidate']})"
                 )
                 out.append(
                     Failure(

@@ -52,6 +52,8 @@ def markdown(data: dict) -> str:
             lines += _segmentation(inp["segmentation"])
         if "depth" in inp:
             lines += _depth(inp["depth"])
+        if "metrics" in inp:
+            lines += _metrics(inp["metrics"])
         if name in data["plots"]:
             lines += [f"![measures over the frames]({data['plots'][name]})", ""]
     if data["serving"]:
@@ -131,6 +133,13 @@ def _depth(d: dict) -> list[str]:
             f"| {label} | {r['p50']:.2e} | {r['p90']:.2e} | {r['p99']:.2e} | {r['max']:.2e} | {r['pixels']} |"
         )
     return [*out, "", "relative error |candidate - baseline| / baseline over valid baseline pixels", ""]
+
+
+def _metrics(m: dict) -> list[str]:
+    out = ["### against ground truth", "", "| metric | baseline | candidate | delta |", "|---|---|---|---|"]
+    for key, d in m["delta"].items():
+        out.append(f"| {key} | {m['baseline'][key]:.4f} | {m['candidate'][key]:.4f} | {d:+.4f} |")
+    return [*out, ""]
 
 
 def _plots(inputs: dict, folder: Path) -> dict[str, str]:

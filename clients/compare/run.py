@@ -13,10 +13,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from clients.compare import scenes
 from clients.compare.agreement import InputAgreement
 from clients.compare.gallery import Gallery
 from clients.compare.gate import Failure, bounds_dict, check, load_bounds
-from clients.compare.sides import SideError, open_side
+from clients.compare.sides import RunSide, SideError, open_side
 from clients.options import ClientOptions
 from clients.video.options import ENGINES, RayOptions
 from clients.video.sources import InputError, discover, open_reader
@@ -76,7 +77,12 @@ class CompareReport:
         if self.failures:
             return self.failures[0].line()
         heads = sorted(
-            {h for v in self.inputs.values() for h in v if h not in ("frames", "undecodable", "series")}
+            {
+                h
+                for v in self.inputs.values()
+                for h in v
+                if h not in ("frames", "undecodable", "series", "metrics")
+            }
         )
         return (
             f"PASS {self.candidate} agrees with {self.baseline} within the {self.row} bounds: "
@@ -116,14 +122,16 @@ def _latency(side) -> dict:
     return {**p, "requests": int(lat.size), "frames_per_s": float(lat.size / max(lat.sum() / 1e3, 1e-9))}
 
 
-def run_compare(inputs: list[str], options: CompareOptions) -> CompareReport:
-    """Compare the two sides on ``inputs``; writes the report under ``out_dir`` (the gate is
-    ``report.passed`` / ``report.line()``)."""
+def run_compare(
+    inputs: list[str], options: CompareOptions, ground_truth: scenes.GroundTruth | None = None
+) -> CompareReport:
+    """Compare the two sides on ``inputs`` (and on the scenes of ``ground_truth``, scored against
+    it); writes the report under ``out_dir`` (the gate is ``report.passed`` / ``report.line()``)."""
     from clients.compare.report import write_report
 
     t0 = time.perf_counter()
     sources = discover(inputs)
-    if not sources:
+    if not sources and ground_truth is None:
         raise InputError(f"no inputs in {inputs}")
     texts, precision = (options.baseline, options.candidate), options.precision
     if options.engine == "ray":
@@ -149,6 +157,12 @@ def run_compare(inputs: list[str], options: CompareOptions) -> CompareReport:
         for source in sources:
             report.inputs[source.name] = _compare_input(source, base, cand, bounds, gallery, options)
             report.failures += check(source.name, report.inputs[source.name], bounds)
+        if ground_truth is not None:
+            numbers = _compare_scenes(ground_truth, base, cand, bounds, gallery, options)
+            report.inputs[scenes.NAME] = numbers
+            report.failures += check(scenes.NAME, numbers, bounds) + scenes.check_deltas(
+                numbers["metrics"], bounds
+            )
         report.serving = {
             side: _latency(s) for side, s in (("baseline", base), ("candidate", cand)) if s.served
         }
@@ -166,14 +180,22 @@ def _compare_input(source, base, cand, bounds: Tolerances, gallery, options: Com
         model = "fusion" if base.spec.fusion else "camera"
         raise InputError(f"input {source.path} is {kind}, the compared models are {model} models")
     reader = open_reader(source)
-    agreement = InputAgreement(source.name, base.spec, bounds)
     total = reader.frame_count if options.max_frames is None else min(reader.frame_count, options.max_frames)
+    frames = reader.frames()
+    if options.max_frames is not None:
+        frames = (item for item in frames if item.index < options.max_frames)
+    return _compare_frames(
+        source, ((item, None) for item in frames), total, base, cand, bounds, gallery, options
+    )
+
+
+def _compare_frames(source, pairs, total, base, cand, bounds, gallery, options, scoring=None) -> dict:
+    """The agreement over ``pairs`` of (frame, ground truth or None); ``scoring`` gets the truth."""
+    agreement = InputAgreement(source.name, base.spec, bounds)
     bar = _bar(options.progress, total, source.name)
     undecodable: list[int] = []
     try:
-        for item in reader.frames():
-            if options.max_frames is not None and item.index >= options.max_frames:
-                break
+        for item, truth in pairs:
             bar.update(1)
             if item.image is None:
                 undecodable.append(item.index)
@@ -181,6 +203,8 @@ def _compare_input(source, base, cand, bounds: Tolerances, gallery, options: Com
             rb, rc = base.predict(source, item), cand.predict(source, item)
             frame = agreement.add(item.index, rb, rc)
             gallery.offer(source.name, item, rb, rc, frame)
+            if scoring is not None:
+                scoring.add(truth, rb, rc)
     finally:
         bar.close()
     if not agreement.frames:
@@ -189,11 +213,21 @@ def _compare_input(source, base, cand, bounds: Tolerances, gallery, options: Com
         log.warning(
             "%s: %d undecodable frame(s) not compared: %s", source.name, len(undecodable), undecodable[:10]
         )
-    return {
-        **agreement.to_dict(),
-        "undecodable": undecodable,
-        "series": [f.to_dict() for f in agreement.frames],
-    }
+    out = {**agreement.to_dict(), "undecodable": undecodable}
+    if scoring is not None:
+        out["metrics"] = scoring.result()
+    return {**out, "series": [f.to_dict() for f in agreement.frames]}
+
+
+def _compare_scenes(truth, base, cand, bounds: Tolerances, gallery, options: CompareOptions) -> dict:
+    if isinstance(base, RunSide) or isinstance(cand, RunSide):
+        raise SideError("--scenes needs two model sides: a run folder holds no world scenes")
+    if base.spec.input_hw != cand.spec.input_hw:
+        raise SideError("--scenes renders at the models' input size: the two sides differ in input size")
+    pairs = scenes.items(base.spec, truth.seeds)
+    scoring = scenes.Scoring(truth, base.spec)
+    src = scenes.source(base.spec)
+    return _compare_frames(src, pairs, len(truth.seeds), base, cand, bounds, gallery, options, scoring)
 
 
 def _bar(enabled: bool, total: int, name: str):

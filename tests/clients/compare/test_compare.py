@@ -97,6 +97,22 @@ def test_a_perturbed_candidate_fails_the_gate_naming_input_head_class_and_measur
     assert shots and (tmp_path / shots[0]["path"]).stat().st_size > 0
 
 
+def test_world_scenes_add_the_metric_deltas_against_ground_truth(tmp_path, cam_variants):
+    from clients.compare.scenes import GroundTruth
+    from exporters.evaluation import Evaluator, validation_seeds
+
+    truth = GroundTruth(tuple(validation_seeds(4)), Evaluator)
+    fp32 = str(cam_variants["fp32"])
+    same = run_compare([], CompareOptions(fp32, fp32, tmp_path / "same", progress=False), truth)
+    metrics = same.inputs["world-scenes"]["metrics"]
+    assert same.passed and set(metrics["delta"].values()) == {0.0}
+    assert 0 < metrics["baseline"]["miou"] <= 1
+    worse = str(cam_variants["perturbed"])
+    bad = run_compare([], CompareOptions(fp32, worse, tmp_path / "worse", progress=False), truth)
+    lines = [f.line() for f in bad.failures]
+    assert any(line.startswith("FAIL input world-scenes, head segmentation: |d miou|") for line in lines)
+
+
 def test_a_video_run_with_maps_compares_like_the_model_it_ran(tmp_path, exported_onnx, drive_video):
     from clients.video import VideoOptions, run_video
 
