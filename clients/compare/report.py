@@ -9,7 +9,18 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-REPORT_JSON, REPORT_MD, PLOTS = "report.json", "report.md", "plots"
+REPORT_JSON, REPORT_MD, PLOTS, GALLERY = "report.json", "report.md", "plots", "gallery"
+
+
+def clear_report(out: Path) -> None:
+    """Remove what an earlier compare wrote into ``out`` (not the Ray runs under ``runs/``)."""
+    import shutil
+
+    out.mkdir(parents=True, exist_ok=True)
+    for name in (REPORT_JSON, REPORT_MD):
+        (out / name).unlink(missing_ok=True)
+    for folder in (PLOTS, GALLERY):
+        shutil.rmtree(out / folder, ignore_errors=True)
 
 
 def write_report(report, out: Path, gallery: dict, plots: bool = True) -> None:
@@ -20,8 +31,8 @@ def write_report(report, out: Path, gallery: dict, plots: bool = True) -> None:
     (out / REPORT_MD).write_text(markdown(data))
 
 
-def _pct(v: float) -> str:
-    return f"{v * 100:.2f}%"
+def _pct(v: float, of: int = 1) -> str:
+    return f"{v * 100:.2f}%" if of else "-"
 
 
 def markdown(data: dict) -> str:
@@ -97,9 +108,9 @@ def _detection(d: dict) -> list[str]:
     ]
     for cls, c in d["per_class"].items():
         out.append(
-            f"| {cls} | {c['baseline']} | {c['candidate']} | {_pct(c['matched_rate'])} "
-            f"| {_pct(c['missing_rate'])} "
-            f"| {_pct(c['extra_rate'])} | {c['borderline']} | {c['unmatched_fraction']:.4f} |"
+            f"| {cls} | {c['baseline']} | {c['candidate']} | {_pct(c['matched_rate'], c['baseline'])} "
+            f"| {_pct(c['missing_rate'], c['baseline'])} "
+            f"| {_pct(c['extra_rate'], c['candidate'])} | {c['borderline']} | {c['unmatched_fraction']:.4f} |"
         )
     if d["iou"]:
         iou, diff = d["iou"], d["abs_score_diff"]

@@ -127,7 +127,7 @@ def run_compare(
 ) -> CompareReport:
     """Compare the two sides on ``inputs`` (and on the scenes of ``ground_truth``, scored against
     it); writes the report under ``out_dir`` (the gate is ``report.passed`` / ``report.line()``)."""
-    from clients.compare.report import write_report
+    from clients.compare.report import GALLERY, clear_report, write_report
 
     t0 = time.perf_counter()
     sources = discover(inputs)
@@ -152,8 +152,8 @@ def run_compare(
         _check_sides(base, cand)
         row, bounds = load_bounds(precision or cand.precision, options.bounds)
         report = CompareReport(base.label, cand.label, row, bounds)
-        options.out_dir.mkdir(parents=True, exist_ok=True)
-        gallery = Gallery(options.out_dir / "gallery", options.gallery, bounds)
+        clear_report(options.out_dir)  # an earlier run's report never stands for this one
+        gallery = Gallery(options.out_dir / GALLERY, options.gallery, bounds)
         for source in sources:
             report.inputs[source.name] = _compare_input(source, base, cand, bounds, gallery, options)
             report.failures += check(source.name, report.inputs[source.name], bounds)
