@@ -265,7 +265,13 @@ def test_kitti_sequence_with_dense_arrays_cut_into_units_equals_the_local_engine
     seq = tmp_path / "seq"
     write_kitti_sequence(seq, frames)
     (seq / "image_2" / "000004.png").write_bytes(b"\x89PNG broken")  # a bad frame inside a unit
-    common = {"backend": "local", "onnx": tiny_onnx, "fusion_onnx": tiny_fusion_onnx, "save_dense": True}
+    common = {
+        "backend": "local",
+        "onnx": tiny_onnx,
+        "fusion_onnx": tiny_fusion_onnx,
+        "save_dense": True,
+        "save_maps": True,
+    }
     local = VideoOptions(out_dir=tmp_path / "local", progress=False, **common)
     assert run_video([str(seq)], local).exit_code == EXIT_FRAME_ERRORS  # the one bad frame
     ray = replace(_ray(tmp_path / "ray", "unused:1", shard=4), **common)
@@ -280,6 +286,9 @@ def test_kitti_sequence_with_dense_arrays_cut_into_units_equals_the_local_engine
         assert sorted(mine.files) == sorted(theirs.files)
         assert all(np.array_equal(mine[k], theirs[k]) for k in theirs.files)
     assert _video_frames(b / "annotated.mp4") == _video_frames(a / "annotated.mp4") == 8  # no picture for #4
+    maps = sorted(p.name for p in (a / "maps").iterdir())  # --save-maps: joined from the units alike
+    assert len(maps) == 1 + 2 * 8 and sorted(p.name for p in (b / "maps").iterdir()) == maps
+    assert all((b / "maps" / m).read_bytes() == (a / "maps" / m).read_bytes() for m in maps)
 
 
 def test_image_folder_cut_into_units_equals_the_local_engine(ray_runtime, tiny_onnx, tmp_path):
