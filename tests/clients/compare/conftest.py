@@ -35,7 +35,9 @@ def drive_video(drive) -> Path:
 def cam_variants(tmp_path_factory, exported_onnx) -> dict[str, Path]:
     """fp32 (the session export), fp16, int8 (8 calibration frames) and "perturbed": the FP32 file
     with every Conv weight multiplied by (1 + 0.3 * N(0, 1)), a deliberately worse candidate."""
-    pytest.importorskip("onnx")
+    pytest.importorskip(
+        "exporters.export.precision", reason="the FP16/INT8 converters need the [export] extra"
+    )
     import onnx
     from onnx import numpy_helper
 
