@@ -29,7 +29,20 @@ def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug log
 
 def _register() -> None:
     # In the order of the pipeline; each module imports its heavy dependencies inside its commands.
-    from percept import compare, demo, doctor, evaluate, export, loadtest, repo, serve, train, tune, video, world
+    from percept import (
+        compare,
+        demo,
+        doctor,
+        evaluate,
+        export,
+        loadtest,
+        repo,
+        serve,
+        train,
+        tune,
+        video,
+        world,
+    )
     from percept.bench import command as bench
 
     app.add_typer(world.app, name="world")

@@ -145,7 +145,8 @@ def join(source: InputSource, units: list[Unit], options: VideoOptions, fps: flo
             if mp4.exists():  # a unit with no decodable frame has no video
                 _link(mp4, video.dir / f"{unit.start:08d}-{end:08d}.mp4")
         video.finish()
-    for folder, wanted in ((DENSE, options.save_dense), (FRAMES, options.save_frames), (maps.MAPS, options.save_maps)):
+    saved = ((DENSE, options.save_dense), (FRAMES, options.save_frames), (maps.MAPS, options.save_maps))
+    for folder, wanted in saved:
         if wanted:
             (out / folder).mkdir(exist_ok=True)
             for unit in units:
