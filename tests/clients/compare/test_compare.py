@@ -107,6 +107,23 @@ def test_a_perturbed_candidate_fails_the_gate_naming_input_head_class_and_measur
     assert shots and (tmp_path / shots[0]["path"]).stat().st_size > 0
 
 
+def test_the_command_passes_with_one_summary_line_and_an_unusable_side_is_one_error_line(
+    tmp_path, cam_variants, drive_video
+):
+    def percept(*args: str) -> subprocess.CompletedProcess:
+        cmd = [PERCEPT, "compare", str(cam_variants["fp32"]), *args, str(drive_video), "--no-progress"]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+
+    ok = percept(str(cam_variants["fp16"]), "--out", str(tmp_path / "ok"))
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.count("\n") == 1 and ok.stdout.startswith("PASS model.fp16.onnx (onnx) agrees with")
+    assert "within the fp16 bounds: 1 input(s), 6 frames" in ok.stdout
+    bad = percept(str(tmp_path / "absent.onnx"), "--out", str(tmp_path / "bad"))
+    assert bad.returncode == 1 and bad.stdout == ""
+    errors = [line for line in bad.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: candidate {tmp_path / 'absent.onnx'}: no such file"], bad.stderr
+
+
 def test_world_scenes_add_the_metric_deltas_against_ground_truth(tmp_path, cam_variants):
     from clients.compare.scenes import GroundTruth
     from exporters.evaluation import Evaluator, validation_seeds
