@@ -61,3 +61,29 @@ def cam_variants(tmp_path_factory, exported_onnx) -> dict[str, Path]:
     out["perturbed"] = d / "model.perturbed.onnx"
     onnx.save(proto, str(out["perturbed"]))
     return out
+
+
+@pytest.fixture(scope="session")
+def cam_int8_export(tmp_path_factory, exported_onnx) -> Path:
+    """The INT8 file as `percept export --precision int8` makes it when the fully quantized graph
+    misses a bound: calibrated on 64 world frames, then the export's last fallback step (the 32
+    layers adding the most error, exporters.export.sensitivity) kept in FP32. Only ONNX and ONNX
+    Runtime: no torch, ~15 s."""
+    pytest.importorskip("exporters.export.precision", reason="the INT8 converter needs the [export] extra")
+    import onnx
+
+    from exporters.export.options import CalibrationOptions
+    from exporters.export.precision import exclude_layers, quantizable_nodes, to_int8
+    from exporters.export.precision_stage import FALLBACK_STEPS
+    from exporters.export.sensitivity import layer_sensitivity
+    from serving.onnx_meta import read_spec
+
+    src = exported_onnx["cam-n"]
+    spec = read_spec(src)
+    d = tmp_path_factory.mktemp("cam-int8-export")
+    calibration = CalibrationOptions(images=64, batch=4)
+    full = to_int8(src, d / "model.int8.all.onnx", spec, calibration)
+    layers = quantizable_nodes(onnx.load(str(src), load_external_data=False))
+    ranked = layer_sensitivity(src, full, spec, layers, calibration)
+    kept = [name for name, _ in ranked[: FALLBACK_STEPS[-1]]]
+    return exclude_layers(full, src, d / "model.int8.onnx", spec, kept)

@@ -1,5 +1,5 @@
 """`percept compare` on the shipped cam-n and a short world drive: a model agrees with itself
-exactly, its FP16 file stays within the fp16 bounds, a perturbed candidate fails the gate with the
+exactly, its FP16 file and the INT8 file the export writes stay within their bounds, a perturbed candidate fails the gate with the
 head named, a `percept video --save-maps` run compares like the model it ran, and bad inputs each
 give one clear line."""
 
@@ -61,6 +61,17 @@ def test_fp16_stays_within_the_fp16_bounds(tmp_path, cam_variants, drive_video):
     drive = report.inputs["drive"]
     assert drive["depth"]["rel_error"]["max"] > 0  # not the same numbers: a real FP16 run
     assert drive["segmentation"]["pixel_agreement"] >= 0.99
+
+
+def test_the_exports_int8_stays_within_the_int8_bounds(tmp_path, exported_onnx, cam_int8_export, drive_video):
+    """FP32 against the INT8 file the export writes (calibrated, its most sensitive layers kept in
+    FP32): within the int8 row, chosen from the file's recorded precision, and not identical."""
+    report = _compare(exported_onnx["cam-n"], cam_int8_export, drive_video, tmp_path)
+    assert report.row == "int8"
+    assert report.passed, report.line()
+    drive = report.inputs["drive"]
+    assert drive["depth"]["rel_error"]["max"] > 0  # a real INT8 run, not the FP32 file again
+    assert drive["detection"]["matched"] > 0
 
 
 def test_int8_is_gated_with_its_row_and_a_bounds_file_overrides_it(tmp_path, cam_variants, drive_video):
