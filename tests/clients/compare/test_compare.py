@@ -1,7 +1,7 @@
 """`percept compare` on the shipped cam-n and a short world drive: a model agrees with itself
-exactly, its FP16 file and the INT8 file the export writes stay within their bounds, a perturbed candidate fails the gate with the
-head named, a `percept video --save-maps` run compares like the model it ran, and bad inputs each
-give one clear line."""
+exactly, its FP16 file and the INT8 file the export writes stay within their bounds, a perturbed
+candidate fails the gate with the head named, a `percept video --save-maps` run compares like the
+model it ran, and bad inputs each give one clear line."""
 
 from __future__ import annotations
 
