@@ -22,9 +22,11 @@ def docker_command(
 ) -> list[str]:
     """The equivalent ``docker run`` on the NGC Triton image with a GPU.
 
-    The python-backend models import this package (and numpy<2, OpenCV, ONNX Runtime), which the
-    NGC image lacks: the project is mounted read-only and its run-time packages installed when the
-    container starts (deploy/Dockerfile bakes both into an image instead).
+    The python-backend models import this package, ``serving`` (and numpy<2, OpenCV, ONNX Runtime),
+    which the NGC image lacks: the package alone is mounted read-only (from a source tree or from a
+    wheel's site-packages alike, never the host's other packages, built for another Python) and its
+    run-time packages installed when the container starts (deploy/Dockerfile bakes both into an
+    image instead).
 
     Clients on the host may send through system shared memory: the container shares the host's IPC
     namespace (``--ipc=host``, so /dev/shm is the same) and a 26.x image gets
@@ -36,7 +38,7 @@ def docker_command(
     container's shell puts into the flags.
     """
     repo = Path(repository).resolve()
-    project = Path(__file__).resolve().parent.parent
+    package = Path(__file__).resolve().parent  # serving/: the python-backend models need nothing else
     security = security or SecurityOptions()
     mounts: list[str] = []
     inside: dict[Path, str] = {}
@@ -72,7 +74,7 @@ def docker_command(
         "-v",
         f"{repo}:/models:ro",
         "-v",
-        f"{project}:/opt/perception-serving:ro",
+        f"{package}:/opt/perception-serving/serving:ro",
         *mounts,
         "-e",
         "PYTHONPATH=/opt/perception-serving",

@@ -42,19 +42,26 @@ def tensorrt_image() -> str:
 def docker_command(export_args: list[str], repo_root: Path, workdir: Path, out_dir: Path) -> str:
     """The command that runs ``percept export <export_args>`` inside :func:`tensorrt_image`.
 
-    The repository is mounted and installed with its ``export`` extra; the working
-    directory and the output folder are mounted at the same paths, so the arguments' paths hold.
+    A source tree (``repo_root`` holds pyproject.toml) is mounted and installed with its ``export``
+    extra; a wheel install has no tree to mount, so the container installs the same release of the
+    package from the index instead. The working directory and the output folder are mounted at the
+    same paths, so the arguments' paths hold.
     """
     import shlex
 
-    mounts = [(Path(repo_root).resolve(), "/opt/perception-serving")]
+    root = Path(repo_root).resolve()
+    if (root / "pyproject.toml").is_file():
+        mounts, install = [(root, "/opt/perception-serving")], "'/opt/perception-serving[export]'"
+    else:
+        from importlib.metadata import version
+
+        mounts, install = [], shlex.quote(f"perception-serving[export]=={version('perception-serving')}")
+    tree = len(mounts)  # a folder inside the mounted tree is still mounted at its own path
     for folder in (Path(workdir).resolve(), Path(out_dir).resolve()):
-        if not any(folder == m or m in folder.parents for m, _ in mounts[1:]):
+        if not any(folder == m or m in folder.parents for m, _ in mounts[tree:]):
             mounts.append((folder, str(folder)))
     volumes = " ".join(f"-v {shlex.quote(str(src))}:{shlex.quote(dst)}" for src, dst in mounts)
-    inner = "pip install -q '/opt/perception-serving[export]' && percept export " + " ".join(
-        shlex.quote(a) for a in export_args
-    )
+    inner = f"pip install -q {install} && percept export " + " ".join(shlex.quote(a) for a in export_args)
     return (
         f"docker run --rm --gpus all {volumes} -w {shlex.quote(str(Path(workdir).resolve()))} "
         f"{tensorrt_image()} bash -c {shlex.quote(inner)}"

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import serving
 from serving.docker import docker_command
 from serving.errors import ServingError
 from serving.launcher import ServerOptions, TritonServer, check_numpy_for_stub
@@ -50,6 +51,11 @@ def test_docker_command_runs_the_ngc_image_with_a_gpu_and_the_repository_mounted
     assert f"{tmp_path.resolve()}:/models:ro" in cmd
     assert {"9001:8001", "9000:8000", "9002:8002"} <= set(cmd)
     assert TRITON_IMAGE in cmd and "--model-repository=/models" in cmd[-1]
+    # only the serving package is mounted (a wheel's site-packages holds the host's other packages)
+    package = Path(serving.__file__).resolve().parent
+    assert (
+        f"{package}:/opt/perception-serving/serving:ro" in cmd and "PYTHONPATH=/opt/perception-serving" in cmd
+    )
 
 
 def test_docker_command_allows_client_shm_on_26x_images_only(tmp_path):

@@ -297,6 +297,19 @@ def test_print_docker_gives_the_same_export_inside_the_ngc_tensorrt_image(tmp_pa
     assert bad.returncode != 0 and "needs --engine tensorrt" in bad.stderr
 
 
+def test_print_docker_from_a_wheel_install_installs_the_same_release_instead_of_a_tree(tmp_path):
+    """Installed from a wheel there is no source tree to mount (the package lies in site-packages):
+    the container installs this very release with its export extra."""
+    from importlib.metadata import version
+
+    from exporters.export.tensorrt_plan import docker_command
+
+    line = docker_command(["cam-n", "--out", "out"], tmp_path / "site-packages", tmp_path, tmp_path / "out")
+    assert f"perception-serving[export]=={version('perception-serving')}" in line
+    assert "/opt/perception-serving" not in line and f"-v {tmp_path.resolve()}:{tmp_path.resolve()}" in line
+    assert line.count(" -v ") == 1  # the output folder lies inside the mounted working directory
+
+
 def test_timing_cache_is_keyed_by_compute_capability_and_tensorrt_version(tmp_path):
     from exporters.export.tensorrt_plan import timing_cache_path
 
