@@ -63,10 +63,18 @@ def test_fp16_stays_within_the_fp16_bounds(tmp_path, cam_variants, drive_video):
     assert drive["segmentation"]["pixel_agreement"] >= 0.99
 
 
-def test_the_exports_int8_stays_within_the_int8_bounds(tmp_path, exported_onnx, cam_int8_export, drive_video):
+def test_the_exports_int8_stays_within_the_int8_bounds(tmp_path, exported_onnx, cam_int8_export):
     """FP32 against the INT8 file the export writes (calibrated, its most sensitive layers kept in
-    FP32): within the int8 row, chosen from the file's recorded precision, and not identical."""
-    report = _compare(exported_onnx["cam-n"], cam_int8_export, drive_video, tmp_path)
+    FP32): within the int8 row, chosen from the file's recorded precision, and not identical. On a
+    3-second drive, so that one borderline box flipping (one missing, one extra) is a fraction the
+    int8 row allows, whichever CPU's INT8 kernels run it."""
+    from serving.onnx_meta import read_spec
+    from world.drive import DriveOptions, record_drive
+
+    hw = read_spec(exported_onnx["cam-n"]).input_hw
+    video = tmp_path / "drive.mp4"
+    record_drive(DriveOptions(seconds=3, fps=10, hw=hw, seed=11), video=video)
+    report = _compare(exported_onnx["cam-n"], cam_int8_export, video, tmp_path / "gate")
     assert report.row == "int8"
     assert report.passed, report.line()
     drive = report.inputs["drive"]
