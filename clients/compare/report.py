@@ -26,7 +26,7 @@ def clear_report(out: Path) -> None:
 def write_report(report, out: Path, gallery: dict, plots: bool = True) -> None:
     data = report.to_dict()
     data["gallery"] = gallery
-    data["plots"] = _plots(report.inputs, out / PLOTS) if plots else {}
+    data["plots"] = _plots(report.inputs, out / PLOTS, report.bounds.seg_agreement) if plots else {}
     (out / REPORT_JSON).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     (out / REPORT_MD).write_text(markdown(data))
 
@@ -153,8 +153,9 @@ def _metrics(m: dict) -> list[str]:
     return [*out, ""]
 
 
-def _plots(inputs: dict, folder: Path) -> dict[str, str]:
-    """One figure per input: each measure over the frames; {} without matplotlib (logged)."""
+def _plots(inputs: dict, folder: Path, seg_bound: float) -> dict[str, str]:
+    """One figure per input: each measure over the frames, with the gate's per-frame bound where it
+    has one (segmentation: the worst frame's agreement); {} without matplotlib (logged)."""
     try:
         import matplotlib
 
@@ -167,18 +168,21 @@ def _plots(inputs: dict, folder: Path) -> dict[str, str]:
     for name, inp in inputs.items():
         series = inp["series"]
         x = [f["index"] for f in series]
-        measures = []
+        measures: list[tuple[str, list, float | None]] = []
         if "detection" in inp:
-            measures.append(("unmatched detections", [f["det_unmatched"] for f in series]))
+            measures.append(("unmatched detections", [f["det_unmatched"] for f in series], None))
         if "segmentation" in inp:
-            measures.append(("seg pixel agreement", [f["seg_agreement"] for f in series]))
+            measures.append(("seg pixel agreement", [f["seg_agreement"] for f in series], seg_bound))
         if "depth" in inp:
-            measures.append(("depth p90 rel. error", [f["depth_p90"] for f in series]))
+            measures.append(("depth p90 rel. error", [f["depth_p90"] for f in series], None))
         fig, axes = plt.subplots(
             len(measures), 1, figsize=(8, 2.2 * len(measures)), sharex=True, squeeze=False
         )
-        for ax, (label, y) in zip(axes[:, 0], measures, strict=True):
+        for ax, (label, y, bound) in zip(axes[:, 0], measures, strict=True):
             ax.plot(x, y, lw=1)
+            if bound is not None:
+                ax.axhline(bound, color="red", ls="--", lw=1, label=f"gate bound {bound:g}")
+                ax.legend(fontsize=7, loc="lower right")
             ax.set_ylabel(label, fontsize=8)
             ax.grid(alpha=0.3)
         axes[-1, 0].set_xlabel("frame")
