@@ -37,10 +37,13 @@ def _badness(frame: FrameAgreement) -> dict[str, float]:
 
 
 class Gallery:
-    def __init__(self, folder: Path, per_head: int, bounds: Tolerances) -> None:
+    def __init__(
+        self, folder: Path, per_head: int, bounds: Tolerances, det_classes: tuple[str, ...] = ()
+    ) -> None:
         self.folder = folder
         self.per_head = per_head
         self.bounds = bounds
+        self.det_classes = det_classes  # the legend names them all, on both sides
         self._heaps: dict[tuple[str, str], list] = {}
         self._n = 0  # tie-breaker: the earlier frame stays
         self.saved: dict[str, list[dict]] = {}
@@ -78,8 +81,10 @@ class Gallery:
 
     def _draw(self, head: str, rgb: np.ndarray, base: PerceptionResult, cand: PerceptionResult) -> np.ndarray:
         depth_head = head == "depth"
-        left = annotate(rgb, base, "baseline", depth_head=depth_head)
-        right = annotate(rgb, cand, "candidate", depth_head=depth_head)
+        left, right = (
+            annotate(rgb, r, side, depth_head=depth_head, det_classes=self.det_classes, every_box=True)
+            for r, side in ((base, "baseline"), (cand, "candidate"))
+        )
         diff = self._differences(head, rgb, base, cand)
         if depth_head:  # annotate draws frame | depth panel: the difference panel fills the row
             diff = np.concatenate([diff, np.zeros_like(diff)], axis=1)

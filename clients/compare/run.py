@@ -153,7 +153,7 @@ def run_compare(
         row, bounds = load_bounds(precision or cand.precision, options.bounds)
         report = CompareReport(base.label, cand.label, row, bounds)
         clear_report(options.out_dir)  # an earlier run's report never stands for this one
-        gallery = Gallery(options.out_dir / GALLERY, options.gallery, bounds)
+        gallery = Gallery(options.out_dir / GALLERY, options.gallery, bounds, base.spec.det_classes)
         for source in sources:
             report.inputs[source.name] = _compare_input(source, base, cand, bounds, gallery, options)
             report.failures += check(source.name, report.inputs[source.name], bounds)

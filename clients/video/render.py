@@ -169,6 +169,7 @@ def _text(img: np.ndarray, text: str, x: int, y: int, scale: float) -> None:
 
 
 _NOTE = "{}/{} boxes: score>=" + f"{DISPLAY_MIN_SCORE:g}, 1/object"
+_NOTE_ALL = "{}/{} boxes: every served box"
 
 
 def _legend(
@@ -178,6 +179,7 @@ def _legend(
     shown: int,
     served: int,
     scale: float,
+    note: str = _NOTE,
 ) -> None:
     """Top right: one swatch per detection class and segmentation class, and how many boxes are drawn."""
     h, w = bgr.shape[:2]
@@ -185,7 +187,7 @@ def _legend(
     region = bgr[4 : 4 + pixels.shape[0], x0 : x0 + pixels.shape[1]]
     np.right_shift(region, 1, out=region)  # darkened, so the text reads on any scene
     cv2.copyTo(pixels, mask, region)
-    _text(bgr, _NOTE.format(shown, served), x0 + 4, 4 + pixels.shape[0] - 4, scale)
+    _text(bgr, note.format(shown, served), x0 + 4, 4 + pixels.shape[0] - 4, scale)
 
 
 @functools.lru_cache(maxsize=8)
@@ -217,11 +219,14 @@ def annotate(
     lidar_depth: np.ndarray | None = None,
     depth_head: bool = True,
     det_classes: tuple[str, ...] = (),
+    every_box: bool = False,
 ) -> np.ndarray:
     """An RGB source frame and its result -> a BGR image: annotated frame | depth panel, the panel
     only for a model with a depth head (``depth_head``, so that a frame without a result keeps the
     video's layout). ``det_classes`` (the model's) name the legend's box colours; without them the
-    legend names the classes of this frame's detections."""
+    legend names the classes of this frame's detections. ``every_box`` draws every served box
+    instead of the display's choice (``percept compare``'s gallery: a low-score box one side has
+    and the other misses is what the reader must see)."""
     bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
     h, w = bgr.shape[:2]
     scale = max(0.4, min(h, w) / 800)
@@ -232,7 +237,8 @@ def annotate(
         if seg is not None:
             bgr = overlay_segmentation(bgr, seg)
         thick = max(2, round(min(h, w) / 300))
-        shown = tuple(display_detections(result.detections or ()))
+        served_boxes = tuple(result.detections or ())
+        shown = served_boxes if every_box else tuple(display_detections(served_boxes))
         for det in shown:
             x1, y1, x2, y2 = (int(round(v)) for v in det.box)
             colour = BOX_COLOURS[det.class_id % len(BOX_COLOURS)]
@@ -243,9 +249,9 @@ def annotate(
             classes = {}
         if (result.detections is not None or seg is not None) and h >= LEGEND_MIN_H:
             served = len(result.detections or ())
-            _legend(
-                bgr, classes, result.seg_classes if seg is not None else (), len(shown), served, scale * 0.8
-            )
+            seg_names = result.seg_classes if seg is not None else ()
+            note = _NOTE_ALL if every_box else _NOTE
+            _legend(bgr, classes, seg_names, len(shown), served, scale * 0.8, note)
         depth = result.depth  # coloured at its own resolution, then resized by depth_panel
     if header:
         _label(bgr, header, 2, int(22 * scale / 0.5), (255, 255, 255), scale)

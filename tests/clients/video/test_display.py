@@ -37,6 +37,18 @@ def test_annotate_draws_the_best_class_only_and_keeps_the_served_detections():
     assert result.detections == (car, truck)  # display only
 
 
+def test_every_box_draws_the_low_scores_the_display_leaves_out():
+    """percept compare's gallery: a low-score box is what one side has and the other misses."""
+    frame = np.full((384, 640, 3), 128, np.uint8)
+    weak = _det((100, 150, 200, 250), 0.3, 2)
+    result = PerceptionResult((weak,), None, None, Letterbox.fit((384, 640), (384, 640)), SEG)
+    box = (slice(140, 260), slice(90, 215))
+    for every_box, drawn in ((False, False), (True, True)):
+        out = annotate(frame, result, depth_head=False, det_classes=CLASSES, every_box=every_box)
+        colours = {tuple(int(c) for c in p) for p in out[box].reshape(-1, 3)}
+        assert (BOX_COLOURS[2] in colours) is drawn
+
+
 def _road_depth(h=96, w=160, horizon=40):
     """Ground receding to 100 m at the horizon row; the sky above it 'predicted' at 8 m, as an
     untrained head does."""
