@@ -24,7 +24,10 @@ from tests.video_runs import check_each_frame_once, local_reference, percept_vid
 
 pytestmark = pytest.mark.triton
 
-FRAMES = 160
+# Triton still serves the frame model for a moment after SIGTERM (one scheduler, not an ensemble's:
+# see the test above), longer on a loaded host: enough frames that the client cannot finish the
+# video in that moment, whatever the load (160 once were all served before the stop, in a full run)
+FRAMES = 480
 
 
 @pytest.fixture(scope="module")
@@ -93,8 +96,11 @@ def test_video_stopped_by_a_graceful_shutdown_exits_3_and_resumes_exactly_once(r
         server.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=120)
         stopped = time.monotonic() - t_term
+        summary = out / "drive" / "summary.json"
+        assert proc.returncode == EXIT_INTERRUPTED, (  # was 1 ("failed") on NOT_FOUND
+            f"exit {proc.returncode}: {err[-2000:]}\n{summary.read_text() if summary.exists() else ''}"
+        )
         kept = read_records(out / "drive" / "results.jsonl.partial")
-        assert proc.returncode == EXIT_INTERRUPTED, err  # was 1 ("failed") on NOT_FOUND
         assert "--resume" in err
         server.stop()
         server = TritonServer(ServerOptions(repo, grpc_port=port, stop_grace_s=15)).start()
