@@ -12,7 +12,7 @@ import logging
 from dataclasses import replace
 from pathlib import Path
 
-from clients.compare.sides import SideError
+from clients.compare.sides import SideError, parse_side
 from clients.options import ClientOptions
 from clients.video.options import VideoOptions
 
@@ -22,10 +22,10 @@ RUNS = "runs"
 
 
 def _video_options(
-    text: str, out: Path, url: str | None, client: ClientOptions, options
+    role: str, text: str, out: Path, url: str | None, client: ClientOptions, options
 ) -> VideoOptions | None:
     """The `percept video` run of a side, or None for a side that is already a run folder."""
-    path = Path(text)
+    ref = parse_side(role, text, url)
     common = dict(
         out_dir=out,
         write_video=False,
@@ -35,25 +35,20 @@ def _video_options(
         engine="ray",
         ray=options.ray,
     )
-    if path.is_dir():
+    if ref.kind == "run":
         return None
-    if path.suffix.lower() == ".onnx" or path.is_file():
+    if ref.kind == "onnx":
         from serving.onnx_meta import read_spec
 
-        if not path.is_file():
-            raise SideError(f"{text}: no such file")
-        fusion = read_spec(path).fusion
+        fusion = read_spec(ref.path).fusion
         return VideoOptions(
-            backend="local", onnx=None if fusion else path, fusion_onnx=path if fusion else None, **common
+            backend="local",
+            onnx=None if fusion else ref.path,
+            fusion_onnx=ref.path if fusion else None,
+            **common,
         )
-    host, sep, model = text.rpartition("/")
-    if not (sep and ":" in host):
-        if url is None:
-            raise SideError(f"{text}: neither an ONNX file nor a run folder; a served model needs --url")
-        host, model = url, text
-    return VideoOptions(
-        backend="triton", client=replace(client, url=host, model=model), fusion_model=model, **common
-    )
+    served = replace(client, url=ref.url, model=ref.model)
+    return VideoOptions(backend="triton", client=served, fusion_model=ref.model, **common)
 
 
 def run_sides(inputs: list[str], options) -> tuple[str, str]:
@@ -64,7 +59,9 @@ def run_sides(inputs: list[str], options) -> tuple[str, str]:
     runs = {}
     plans = {}
     for role, text in (("baseline", options.baseline), ("candidate", options.candidate)):
-        video = _video_options(text, options.out_dir / RUNS / role, options.url, options.client, options)
+        video = _video_options(
+            role, text, options.out_dir / RUNS / role, options.url, options.client, options
+        )
         plans[role] = video
         runs[role] = text if video is None else str(video.out_dir)
     first = next((v for v in plans.values() if v is not None), None)

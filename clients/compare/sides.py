@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from clients.options import ClientOptions
@@ -147,20 +147,41 @@ def onnx_precision(text: str) -> str | None:
     return _file_precision(path) if path.suffix.lower() == ".onnx" and path.is_file() else None
 
 
-def open_side(role: str, text: str, options: ClientOptions, url: str | None):
-    """``text`` as a side (``role`` is "baseline" or "candidate", for the error lines)."""
+@dataclass(frozen=True)
+class SideRef:
+    """What a side's text names: an ONNX file, a run folder, or a served ``model``."""
+
+    kind: str  # "onnx" | "run" | "served"
+    path: Path = Path()  # the ONNX file or the run folder
+    url: str = ""  # the server of a served model
+    model: str = ""
+
+
+def parse_side(role: str, text: str, url: str | None) -> SideRef:
+    """``text`` read as a side (``role`` is "baseline" or "candidate", for the error lines); the
+    in-process comparison (open_side) and the Ray runs (clients.compare.fleet) read it alike."""
     path = Path(text)
     if path.suffix.lower() == ".onnx" or path.is_file():
         if not path.is_file():
             raise SideError(f"{role} {text}: no such file")
-        return OnnxSide(role, path)
+        return SideRef("onnx", path=path)
     if path.is_dir():
-        return RunSide(role, path)
+        return SideRef("run", path=path)
     host, sep, model = text.rpartition("/")
     if sep and ":" in host:
-        return ServedSide(role, host, model, options)
+        return SideRef("served", url=host, model=model)
     if "/" in text or text.startswith("."):
         raise SideError(f"{role} {text}: no such file or run folder")
     if url is None:
         raise SideError(f"{role} {text}: neither an ONNX file nor a run folder; a served model needs --url")
-    return ServedSide(role, url, text, options)
+    return SideRef("served", url=url, model=text)
+
+
+def open_side(role: str, text: str, options: ClientOptions, url: str | None):
+    """``text`` as a side (``role`` is "baseline" or "candidate", for the error lines)."""
+    ref = parse_side(role, text, url)
+    if ref.kind == "onnx":
+        return OnnxSide(role, ref.path)
+    if ref.kind == "run":
+        return RunSide(role, ref.path)
+    return ServedSide(role, ref.url, ref.model, options)

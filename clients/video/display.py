@@ -14,11 +14,12 @@ the dense arrays and every client keep the served outputs unchanged).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 import numpy as np
 
 from clients.results import Detection
+from serving.agreement import box_iou
 
 DISPLAY_MIN_SCORE = 0.5
 DISPLAY_IOU = 0.5
@@ -28,23 +29,13 @@ HORIZON_AGREEMENT = 0.5
 HORIZON_MIN_M = 20.0
 
 
-def _iou(a: Sequence[float], b: Sequence[float]) -> float:
-    iw = min(a[2], b[2]) - max(a[0], b[0])
-    ih = min(a[3], b[3]) - max(a[1], b[1])
-    if iw <= 0 or ih <= 0:
-        return 0.0
-    inter = iw * ih
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def display_detections(
     detections: Iterable[Detection], min_score: float = DISPLAY_MIN_SCORE, iou: float = DISPLAY_IOU
 ) -> list[Detection]:
     """The boxes to draw, highest score first (see the module's docstring)."""
     kept: list[Detection] = []
     for det in sorted((d for d in detections if d.score >= min_score), key=lambda d: -d.score):
-        if all(_iou(det.box, k.box) < iou for k in kept):
+        if not kept or box_iou(np.array([det.box]), np.array([k.box for k in kept])).max() < iou:
             kept.append(det)
     return kept
 

@@ -7,37 +7,28 @@ in metres, its 16 bits stored as they are in a 16-bit PNG (read back with ``.vie
 Millimetres in 16 bits would not be lossless: they end at 65.5 m while depth goes to the spec's
 ``max_depth_m`` (120 m by default), and below 2 m FP16 resolves less than a millimetre.
 ``maps/spec.json`` is the model's spec (heads, classes, sizes), written once. Files are written
-under a temporary name and renamed, so a map that exists is whole.
+under a temporary name and renamed (render.write_png), so a map that exists is whole.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from clients.results import PerceptionResult
+from clients.video.render import write_png
 from serving.errors import SpecError
 from serving.spec import ModelSpec
 
 MAPS, SPEC = "maps", "spec.json"
 SEG_SUFFIX, DEPTH_SUFFIX = ".seg.png", ".depth.png"
+_PNG_PARAMS = (cv2.IMWRITE_PNG_COMPRESSION, 3)  # the sizes per frame in docs/compare.md are at level 3
 
 
 class MapsError(SpecError):
     """A saved map that is missing or cannot be decoded."""
-
-
-def _write_png(path: Path, image: np.ndarray) -> int:
-    ok, data = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 3])
-    if not ok:
-        raise MapsError(f"{path}: PNG encoding failed")
-    tmp = path.with_name("." + path.name + ".tmp")
-    tmp.write_bytes(data.tobytes())
-    os.replace(tmp, path)
-    return len(data)
 
 
 def write_spec(folder: Path, spec: ModelSpec) -> None:
@@ -54,17 +45,16 @@ def read_spec(folder: Path) -> ModelSpec:
         raise MapsError(f"{folder / SPEC}: not a model spec ({exc})") from None
 
 
-def write_maps(folder: Path, index: int, result: PerceptionResult, spec: ModelSpec) -> int:
-    """The frame's maps under ``folder`` (and the spec of the model, once); returns the bytes written."""
+def write_maps(folder: Path, index: int, result: PerceptionResult, spec: ModelSpec) -> None:
+    """The frame's maps under ``folder`` (and the spec of the model, once)."""
     if not (folder / SPEC).is_file():
         write_spec(folder, spec)
-    size = 0
     if result.seg is not None:
-        size += _write_png(folder / f"{index:06d}{SEG_SUFFIX}", np.ascontiguousarray(result.seg, np.uint8))
+        seg = np.ascontiguousarray(result.seg, np.uint8)
+        write_png(folder / f"{index:06d}{SEG_SUFFIX}", seg, _PNG_PARAMS)
     if result.depth is not None:
         bits = np.ascontiguousarray(result.depth, np.float16).view(np.uint16)
-        size += _write_png(folder / f"{index:06d}{DEPTH_SUFFIX}", bits)
-    return size
+        write_png(folder / f"{index:06d}{DEPTH_SUFFIX}", bits, _PNG_PARAMS)
 
 
 def _read_png(path: Path, dtype: type) -> np.ndarray:

@@ -268,9 +268,10 @@ def frame_file(index: int, name: str | None) -> str:
     return f"{index:06d}-{Path(name).stem}.png" if name else f"{index:06d}.png"
 
 
-def write_png(path: Path, bgr: np.ndarray) -> None:
-    """Write atomically (temp file, rename): a frame processed again replaces its PNG, never tears it."""
+def write_png(path: Path, image: np.ndarray, params: tuple[int, ...] = ()) -> None:
+    """Write atomically (temp file, rename): a frame processed again replaces its PNG, never tears it.
+    ``params``: OpenCV's imwrite flags (e.g. the PNG compression level)."""
     tmp = path.with_name(path.stem + ".tmp.png")
-    if not cv2.imwrite(str(tmp), bgr):
+    if not cv2.imwrite(str(tmp), image, list(params)):
         raise OSError(f"{path}: OpenCV could not write the PNG")
     os.replace(tmp, path)
