@@ -68,7 +68,9 @@ def numpy_check(version: str | None = None) -> Check:
     v = version or _version("numpy")
     if v is None:
         return Check("numpy", "-", False, True, "pip install 'numpy<2'")
-    ok = int(v.split(".")[0]) < 2
+    from serving.launcher import numpy_fits_stub
+
+    ok = numpy_fits_stub(v)
     todo = (
         ""
         if ok
@@ -81,7 +83,7 @@ def numpy_check(version: str | None = None) -> Check:
 def tritonserver_checks() -> list[Check]:
     """The tritonserver binary inside nvidia-pytriton and the python-backend stub for this Python
     (how serving.launcher finds them)."""
-    from serving.launcher import pytriton_root
+    from serving.launcher import pytriton_root, stub_path
 
     hint = "pip install 'perception-serving[server]' (nvidia-pytriton ships tritonserver)"
     try:
@@ -92,10 +94,8 @@ def tritonserver_checks() -> list[Check]:
             Check("python-backend stub", "-", False, True, "comes with the tritonserver above"),
         ]
     binary = root / "bin" / "tritonserver"
-    pyver = f"{sys.version_info.major}.{sys.version_info.minor}"
-    stub = root / "python_backend_stubs" / pyver / "triton_python_backend_stub"
-    stubs_dir = root / "python_backend_stubs"
-    have = sorted(p.name for p in stubs_dir.iterdir()) if stubs_dir.is_dir() else []
+    stub, have = stub_path(root)
+    pyver = stub.parent.name
     found = f"{_version('nvidia-pytriton') or '?'}: {binary}"
     stub_todo = (
         "" if stub.is_file() else f"use a Python the wheel has a stub for: {', '.join(have) or 'none'}"

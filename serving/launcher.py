@@ -98,24 +98,36 @@ def pytriton_root() -> Path:
     return root
 
 
+def numpy_fits_stub(version: str) -> bool:
+    """The wheel's python-backend stub returns zero-byte output tensors with numpy 2, silently."""
+    return int(version.split(".")[0]) < 2
+
+
 def check_numpy_for_stub() -> None:
-    # The wheel's python-backend stub returns zero-byte output tensors with numpy 2, silently.
     import numpy as np
 
-    if int(np.__version__.split(".")[0]) >= 2:
+    if not numpy_fits_stub(np.__version__):
         raise ServingError(
             f"numpy {np.__version__} is installed; the python-backend stub of nvidia-pytriton 0.7.0 "
             "returns empty outputs with numpy 2: pip install 'numpy<2'"
         )
 
 
+def stub_path(root: Path, python_version: str | None = None) -> tuple[Path, list[str]]:
+    """(the wheel's python-backend stub for ``python_version`` (this Python's by default), which may
+    not exist; the Python versions the wheel has a stub for)."""
+    version = python_version or f"{sys.version_info.major}.{sys.version_info.minor}"
+    stubs = root / "python_backend_stubs"
+    have = sorted(p.name for p in stubs.iterdir()) if stubs.is_dir() else []
+    return stubs / version / "triton_python_backend_stub", have
+
+
 def make_backend_directory(dest: Path, python_version: str | None = None) -> Path:
     """Assemble ``dest/python`` with the wheel's python backend and the stub for this Python."""
     root = pytriton_root()
-    version = python_version or f"{sys.version_info.major}.{sys.version_info.minor}"
-    stub = root / "python_backend_stubs" / version / "triton_python_backend_stub"
+    stub, have = stub_path(root, python_version)
     if not stub.exists():
-        have = sorted(p.name for p in (root / "python_backend_stubs").iterdir())
+        version = stub.parent.name
         raise ServingError(f"nvidia-pytriton has no python-backend stub for Python {version} (has {have})")
     python_dir = dest / "python"
     python_dir.mkdir(parents=True, exist_ok=True)
