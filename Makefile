@@ -7,10 +7,13 @@ PYTEST_ARGS ?=
 
 .PHONY: install test lint typecheck pytest docs demo bench reliability soak gpu-smoke clean
 
+# PYTHONWARNINGS: setuptools' "Editable installation" notice (folders named like a package may shadow
+# it on import) describes this layout as intended: the packages are the repository root's folders
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c constraints.txt -e ".[client,server,export,ray,dev]"
+	PYTHONWARNINGS="ignore:Editable installation" \
+	  $(BIN)/python -m pip install -q -c constraints.txt -e ".[client,server,export,ray,dev]"
 	touch $(STAMP)
 
 install: $(STAMP)
